@@ -1,0 +1,22 @@
+"""tutorlib: the helper library of the cross-modal alignment course.
+
+Small modules, one idea each: ``world`` (the data), ``models`` (the towers),
+``losses``, ``metrics``, ``train``, ``plots``, ``check``, and one module per
+method lesson. Heavy libraries (transformers, datasets) load only when used.
+"""
+from importlib import import_module
+
+from ._core import device, get_seed, pick, profile, seed_everything
+
+__version__ = "0.1.0"
+__all__ = ["device", "profile", "seed_everything", "pick", "get_seed", "cache", "world",
+           "models", "losses", "metrics", "train", "plots", "check"]
+
+_SUBMODULES = {"cache", "world", "models", "losses", "metrics", "train", "plots", "check",
+               "mixup", "prompts", "inversion", "progressive"}
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'tutorlib' has no attribute {name!r}")

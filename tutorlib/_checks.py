@@ -1,0 +1,49 @@
+"""Small input checks shared by the public functions: each names the argument."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def tensor(name: str, x, ndim: int | None = None, *, floating: bool = True,
+           finite: bool = True) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name}: got {type(x).__name__}, expected a torch.Tensor")
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{name}: got a tensor of shape {tuple(x.shape)}, "
+                         f"expected {ndim} dimensions")
+    if floating and not x.is_floating_point():
+        raise ValueError(f"{name}: got dtype {x.dtype}, expected a floating-point tensor")
+    if finite and x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name}: contains NaN or infinite values")
+    return x
+
+
+def same_rows(a_name: str, a: torch.Tensor, b_name: str, b: torch.Tensor) -> None:
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(f"{a_name} and {b_name}: got {a.shape[0]} and {b.shape[0]} rows, "
+                         "expected the same number (row i of one pairs with row i of the other)")
+
+
+def same_width(a_name: str, a: torch.Tensor, b_name: str, b: torch.Tensor) -> None:
+    if a.shape[-1] != b.shape[-1]:
+        raise ValueError(f"{a_name} and {b_name}: got widths {a.shape[-1]} and {b.shape[-1]}, "
+                         "expected the same embedding width")
+
+
+def positive_int(name: str, x) -> int:
+    if isinstance(x, bool) or not isinstance(x, int) or x <= 0:
+        raise ValueError(f"{name}: got {x!r}, expected a positive integer")
+    return x
+
+
+def positive_number(name: str, x) -> float:
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or x <= 0:
+        raise ValueError(f"{name}: got {x!r}, expected a positive number")
+    return float(x)
+
+
+def one_of(name: str, x, options) -> None:
+    if x not in options:
+        raise ValueError(f"{name}: got {x!r}, expected one of {tuple(options)}")

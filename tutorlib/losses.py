@@ -1,0 +1,95 @@
+"""Contrastive losses, written the way open_clip's ``loss.py`` writes them.
+
+Shapes: embeddings ``[N, d]``, row i of one modality paired with row i of the other.
+``logit_scale`` is the *log* of the inverse temperature (CLIP: initialised at
+ln(1/0.07) and clamped to [0, ln 100]).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from . import _checks
+
+
+def _pair(image_emb, text_emb):
+    _checks.tensor("image_emb", image_emb, 2)
+    _checks.tensor("text_emb", text_emb, 2)
+    _checks.same_rows("image_emb", image_emb, "text_emb", text_emb)
+    _checks.same_width("image_emb", image_emb, "text_emb", text_emb)
+
+
+def _scalar(name, x) -> torch.Tensor:
+    if isinstance(x, (int, float)) and not isinstance(x, bool):
+        x = torch.tensor(float(x))
+    _checks.tensor(name, x)
+    if x.numel() != 1:
+        raise ValueError(f"{name}: got a tensor of shape {tuple(x.shape)}, expected a scalar")
+    return x.reshape(())
+
+
+def similarity(image_emb: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
+    """Cosine similarities ``[N, M]`` of rows of ``[N, d]`` and ``[M, d]``."""
+    _checks.tensor("image_emb", image_emb, 2)
+    _checks.tensor("text_emb", text_emb, 2)
+    _checks.same_width("image_emb", image_emb, "text_emb", text_emb)
+    return F.normalize(image_emb, dim=-1) @ F.normalize(text_emb, dim=-1).T
+
+
+def clip_logits(image_emb, text_emb, logit_scale):
+    """``exp(logit_scale) * cos`` both ways: ``[N, N]`` image->text and its transpose."""
+    _pair(image_emb, text_emb)
+    logit_scale = _scalar("logit_scale", logit_scale)
+    logits = logit_scale.exp() * similarity(image_emb, text_emb)
+    return logits, logits.T
+
+
+def clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale,
+              targets: torch.Tensor | None = None) -> torch.Tensor:
+    """The symmetric InfoNCE loss of CLIP (Radford et al. 2021, Fig. 3):
+
+        L = 1/2 [ CE(s * X Y^T, I) + CE(s * Y X^T, I) ],   s = exp(logit_scale)
+
+    with X, Y the L2-normalised ``[N, d]`` embeddings and I the identity (pair i is the
+    positive of row i). ``targets`` ``[N, N]`` (optional) gives soft targets instead:
+    a row of ``targets[i]`` marks every caption image i satisfies (rows are
+    normalised to sum to one; columns for the text->image direction).
+    """
+    logits_i, logits_t = clip_logits(image_emb, text_emb, logit_scale)
+    n = logits_i.shape[0]
+    if targets is None:
+        labels = torch.arange(n, device=logits_i.device)
+        return (F.cross_entropy(logits_i, labels) + F.cross_entropy(logits_t, labels)) / 2
+    _checks.tensor("targets", targets, 2, floating=False)
+    if targets.shape != (n, n):
+        raise ValueError(f"targets: got shape {tuple(targets.shape)}, expected [{n}, {n}]")
+    t = targets.float()
+    if bool((t.sum(1) == 0).any()) or bool((t.sum(0) == 0).any()):
+        raise ValueError("targets: every row and column needs at least one positive")
+    return (F.cross_entropy(logits_i, t / t.sum(1, keepdim=True))
+            + F.cross_entropy(logits_t, (t / t.sum(0, keepdim=True)).T)) / 2
+
+
+def siglip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale,
+                logit_bias) -> torch.Tensor:
+    """The sigmoid loss of SigLIP (Zhai et al. 2023, Alg. 1):
+
+        L = -1/N sum_{i,j} log sigmoid( z_ij * (s * <x_i, y_j> + b) ),
+        z_ij = +1 if i == j else -1,  s = exp(logit_scale)
+
+    open_clip initialises logit_scale at ln 10 and the bias b at -10.
+    """
+    _pair(image_emb, text_emb)
+    logit_scale = _scalar("logit_scale", logit_scale)
+    logit_bias = _scalar("logit_bias", logit_bias)
+    logits = logit_scale.exp() * similarity(image_emb, text_emb) + logit_bias
+    n = logits.shape[0]
+    z = 2 * torch.eye(n, device=logits.device) - 1
+    return -F.logsigmoid(z * logits).sum() / n
+
+
+def clamp_logit_scale_(logit_scale: torch.nn.Parameter, max_scale: float = 100.0) -> None:
+    """In place, after each optimiser step: logit_scale into [0, ln max_scale] (open_clip)."""
+    import math
+    with torch.no_grad():
+        logit_scale.clamp_(0, math.log(max_scale))

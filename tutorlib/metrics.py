@@ -1,0 +1,83 @@
+"""How good is an embedding space? Retrieval, zero-shot accuracy, and its geometry.
+
+All take embeddings ``[N, d]`` (normalised inside where it matters).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from . import _checks
+
+
+def _emb(name, x):
+    return F.normalize(_checks.tensor(name, x, 2).float(), dim=-1)
+
+
+def recall_at_k(query_emb: torch.Tensor, gallery_emb: torch.Tensor, k: int = 1,
+                positives: torch.Tensor | None = None) -> float:
+    """Fraction of queries with a correct item among their top ``k`` gallery items.
+
+    ``positives`` ``[Nq, Ng]`` bool marks every correct gallery item (default: the
+    diagonal). Ties: an item counts as correct if *any* positive is in the top k, so a
+    scene whose caption is identical to another scene's is not punished for the other.
+    """
+    q, g = _emb("query_emb", query_emb), _emb("gallery_emb", gallery_emb)
+    _checks.same_width("query_emb", q, "gallery_emb", g)
+    _checks.positive_int("k", k)
+    if positives is None:
+        _checks.same_rows("query_emb", q, "gallery_emb", g)
+        positives = torch.eye(len(q), dtype=torch.bool, device=q.device)
+    elif positives.shape != (len(q), len(g)):
+        raise ValueError(f"positives: got shape {tuple(positives.shape)}, expected [{len(q)}, {len(g)}]")
+    top = (q @ g.T).topk(min(k, len(g)), dim=1).indices
+    return positives.bool().gather(1, top).any(1).float().mean().item()
+
+
+def retrieval(image_emb, text_emb, ks=(1, 5), positives=None) -> dict[str, float]:
+    """Recall@k both ways: ``{"i2t@1": ..., "t2i@1": ..., ...}``. ``positives``
+    ``[N_img, N_txt]`` as in ``recall_at_k`` (its transpose is used for text->image)."""
+    out = {}
+    for k in ks:
+        out[f"i2t@{k}"] = recall_at_k(image_emb, text_emb, k, positives)
+        out[f"t2i@{k}"] = recall_at_k(text_emb, image_emb, k,
+                                      None if positives is None else positives.T)
+    return out
+
+
+def zero_shot_accuracy(image_emb: torch.Tensor, class_emb: torch.Tensor,
+                       labels: torch.Tensor) -> float:
+    """Accuracy of predicting ``argmax_c cos(image_i, class_c)``: images ``[N, d]``,
+    one prompt embedding per class ``[C, d]``, true class indices ``[N]``."""
+    x, c = _emb("image_emb", image_emb), _emb("class_emb", class_emb)
+    _checks.same_width("image_emb", x, "class_emb", c)
+    _checks.tensor("labels", labels, 1, floating=False)
+    _checks.same_rows("image_emb", x, "labels", labels)
+    if bool((labels < 0).any()) or bool((labels >= len(c)).any()):
+        raise ValueError(f"labels: expected class indices in 0..{len(c) - 1}")
+    return ((x @ c.T).argmax(1) == labels.to(x.device)).float().mean().item()
+
+
+def alignment(x: torch.Tensor, y: torch.Tensor, alpha: float = 2.0) -> float:
+    """Wang & Isola (2020): E ||x_i - y_i||^alpha over matched, normalised pairs (lower: better aligned)."""
+    x, y = _emb("x", x), _emb("y", y)
+    _checks.same_rows("x", x, "y", y)
+    _checks.same_width("x", x, "y", y)
+    return (x - y).norm(dim=1).pow(alpha).mean().item()
+
+
+def uniformity(x: torch.Tensor, t: float = 2.0) -> float:
+    """Wang & Isola (2020): log E exp(-t ||x_i - x_j||^2) over distinct pairs (lower: more uniform)."""
+    x = _emb("x", x)
+    if len(x) < 2:
+        raise ValueError(f"x: got {len(x)} rows, expected at least 2")
+    _checks.positive_number("t", t)
+    return torch.pdist(x).pow(2).mul(-t).exp().mean().log().item()
+
+
+def modality_gap(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Liang et al. (2022): the distance between the centroids of the two modalities'
+    normalised embeddings, ||mean(x_hat) - mean(y_hat)||."""
+    x, y = _emb("x", x), _emb("y", y)
+    _checks.same_width("x", x, "y", y)
+    return (x.mean(0) - y.mean(0)).norm().item()

@@ -1,0 +1,140 @@
+"""Figures for the lessons: one function per kind of picture, each returning the figure."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import torch
+
+from . import _checks
+
+MODALITY_COLOURS = {"image": "tab:blue", "text": "tab:orange", "audio": "tab:green",
+                    "video": "tab:purple"}
+
+
+def _img(x: torch.Tensor):
+    x = x.detach().cpu()
+    if x.dtype == torch.uint8:
+        x = x.float() / 255
+    return x.permute(1, 2, 0).clamp(0, 1).numpy()
+
+
+def scene_grid(images: torch.Tensor, captions=None, cols: int = 6, size: float = 1.8):
+    """A grid of images ``[N, 3, H, W]`` with their captions underneath."""
+    _checks.tensor("images", images, 4, floating=False)
+    _checks.positive_int("cols", cols)
+    n = len(images)
+    if captions is not None and len(captions) != n:
+        raise ValueError(f"captions: got {len(captions)}, expected one per image ({n})")
+    rows = max(1, -(-n // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * (size + 0.4)), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(_img(images[i]), interpolation="nearest")
+            if captions is not None:
+                ax.set_title(_wrap(captions[i]), fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _wrap(text: str, width: int = 24) -> str:
+    import textwrap
+    return "\n".join(textwrap.wrap(text, width)[:3])
+
+
+def similarity_matrix(sim: torch.Tensor, row_labels=None, col_labels=None,
+                      title: str = "cosine similarity"):
+    """Heatmap of a similarity matrix ``[N, M]`` (rows: e.g. images; columns: texts)."""
+    _checks.tensor("sim", sim, 2)
+    fig, ax = plt.subplots(figsize=(0.45 * sim.shape[1] + 3, 0.45 * sim.shape[0] + 1.5))
+    im = ax.imshow(sim.detach().cpu().numpy(), cmap="viridis")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    if col_labels is not None:
+        ax.set_xticks(range(len(col_labels)), col_labels, rotation=90, fontsize=7)
+    if row_labels is not None:
+        ax.set_yticks(range(len(row_labels)), row_labels, fontsize=7)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def embedding_map(embeddings: dict, labels=None, title: str = "embeddings (PCA of normalised vectors)"):
+    """2-D PCA map of several modalities' embeddings, coloured by modality:
+    ``embedding_map({"image": [N, d], "text": [M, d]})``. Lines join matched pairs
+    when every modality has the same number of rows."""
+    if not isinstance(embeddings, dict) or not embeddings:
+        raise ValueError("embeddings: expected a dict of modality name -> [N, d] tensor")
+    names = list(embeddings)
+    xs = [torch.nn.functional.normalize(_checks.tensor(f"embeddings[{k!r}]", embeddings[k], 2)
+                                        .detach().float().cpu(), dim=-1) for k in names]
+    widths = {x.shape[1] for x in xs}
+    if len(widths) != 1:
+        raise ValueError(f"embeddings: got widths {sorted(widths)}, expected one shared width")
+    allx = torch.cat(xs)
+    mean = allx.mean(0)
+    _, _, v = torch.pca_lowrank(allx - mean, q=2, center=False)
+    pts = [(x - mean) @ v[:, :2] for x in xs]
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    if len({len(p) for p in pts}) == 1 and len(pts) > 1:
+        for j in range(min(len(pts[0]), 60)):
+            ax.plot([p[j, 0] for p in pts], [p[j, 1] for p in pts], color="0.8", lw=0.5, zorder=0)
+    for name, p in zip(names, pts):
+        ax.scatter(p[:, 0], p[:, 1], s=8, label=name, color=MODALITY_COLOURS.get(name))
+        c = p.mean(0)
+        ax.scatter([c[0]], [c[1]], s=150, marker="X", edgecolor="k",
+                   color=MODALITY_COLOURS.get(name))
+    ax.legend()
+    ax.set_title(title)
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    fig.tight_layout()
+    return fig
+
+
+def filmstrip(video: torch.Tensor, title: str | None = None):
+    """The frames of one video ``[T, 3, H, W]`` side by side."""
+    _checks.tensor("video", video, 4, floating=False)
+    t = len(video)
+    fig, axes = plt.subplots(1, t, figsize=(1.6 * t, 1.9), squeeze=False)
+    for i, ax in enumerate(axes[0]):
+        ax.imshow(_img(video[i]), interpolation="nearest")
+        ax.set_title(f"t={i}", fontsize=8)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def spectrogram(mel: torch.Tensor, title: str | None = None, ax=None):
+    """A log-mel spectrogram ``[M, T]`` (mel bands up, time right)."""
+    _checks.tensor("mel", mel, 2)
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(3.2, 2.4))
+    ax.imshow(mel.detach().cpu().numpy(), origin="lower", aspect="auto", cmap="magma")
+    ax.set_xlabel("frame")
+    ax.set_ylabel("mel band")
+    if title:
+        ax.set_title(title, fontsize=8)
+    if fig is not None:
+        fig.tight_layout()
+    return fig if fig is not None else ax.figure
+
+
+def curves(history: dict, keys=None, title: str | None = None):
+    """Training curves from ``train.fit``'s history, one panel per key."""
+    if not isinstance(history, dict) or "loss" not in history:
+        raise ValueError("history: expected the dict returned by tutorlib.train.fit")
+    keys = [k for k in history if k not in ("lr", "time")] if keys is None else list(keys)
+    for k in keys:
+        if k not in history:
+            raise ValueError(f"keys: got {k!r}, expected one of {list(history)}")
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 2.8), squeeze=False)
+    for ax, k in zip(axes[0], keys):
+        ax.plot(history[k])
+        ax.set_title(k)
+        ax.set_xlabel("step")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,94 @@
+"""One training loop for the whole course, with a progress bar.
+
+    history = fit(loss_fn, params, batches, steps=600, lr=1e-3)
+
+``loss_fn(batch)`` returns a scalar loss, or a dict with ``"loss"`` and any other
+scalars to log. ``batches`` is a callable ``batches(step) -> batch`` or an iterable
+(cycled). The history is a dict of lists, one entry per step.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import time
+
+import torch
+from tqdm.auto import tqdm
+
+from . import _checks
+
+
+def _cycle(batches):
+    if callable(batches):
+        return (batches(step) for step in itertools.count())
+    try:
+        first = iter(batches)
+    except TypeError:
+        raise ValueError(f"batches: got {type(batches).__name__}, expected a callable "
+                         "batches(step) or an iterable of batches") from None
+    items = []
+
+    def gen():
+        for b in first:
+            items.append(b)
+            yield b
+        if not items:
+            raise ValueError("batches: the iterable was empty")
+        while True:
+            yield from items
+    return gen()
+
+
+def fit(loss_fn, params, batches, *, steps: int, lr: float = 1e-3, weight_decay: float = 0.0,
+        warmup: int = 0, optimizer: torch.optim.Optimizer | None = None, after_step=None,
+        log_every: int = 10, desc: str = "training", progress: bool = True) -> dict[str, list]:
+    """Run ``steps`` AdamW steps of ``loss_fn`` over ``batches``; return the history.
+
+    ``params``: tensors, or param groups (dicts, e.g. ``{"params": [...], "lr": ...,
+    "weight_decay": 0}``). Learning rate: linear warm-up over ``warmup`` steps, then
+    cosine decay to zero. ``after_step(step)`` runs after each update (e.g. to clamp
+    the logit scale). The history has ``loss``, every other scalar ``loss_fn``
+    returned, ``lr`` and the wall ``time`` in seconds.
+    """
+    if not callable(loss_fn):
+        raise ValueError(f"loss_fn: got {type(loss_fn).__name__}, expected a callable")
+    _checks.positive_int("steps", steps)
+    _checks.positive_number("lr", lr)
+    if optimizer is None:
+        params = list(params)
+        if not params:
+            raise ValueError("params: got nothing to train, expected tensors or param groups")
+        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    base = [g["lr"] for g in optimizer.param_groups]
+    history: dict[str, list] = {"loss": [], "lr": [], "time": []}
+    stream = _cycle(batches)
+    start = time.perf_counter()
+    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=True)
+    for step in bar:
+        scale = (step + 1) / warmup if step < warmup else \
+            0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+        for group, lr0 in zip(optimizer.param_groups, base):
+            group["lr"] = lr0 * scale
+        out = loss_fn(next(stream))
+        loss = out["loss"] if isinstance(out, dict) else out
+        if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+            raise ValueError("loss_fn: expected it to return a scalar tensor or a dict with 'loss'")
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss_fn: the loss became {loss.item()} at step {step}; "
+                                     "try a lower lr")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if after_step is not None:
+            after_step(step)
+        history["loss"].append(loss.item())
+        history["lr"].append(optimizer.param_groups[0]["lr"])
+        history["time"].append(time.perf_counter() - start)
+        if isinstance(out, dict):
+            for k, v in out.items():
+                if k != "loss":
+                    history.setdefault(k, []).append(float(v))
+        if step % log_every == 0 or step == steps - 1:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    bar.close()
+    return history
