@@ -1,0 +1,33 @@
+# The course's commands. `make lab` and `make test` are the two the README gives.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+NBVAL  := --nbval-lax --nbval-current-env --nbval-cell-timeout=900
+
+.PHONY: install lab test unit notebooks bench clean-notebooks
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+install: $(BIN)/python          ## install tutorlib (editable) and the test tools into .venv
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[test]"
+
+lab: install                    ## open the course in JupyterLab
+	$(BIN)/jupyter lab notebooks/
+
+test: install                   ## every test: unit tests, then every notebook end to end (quick profile)
+	$(OFFLINE) TUTORLIB_PROFILE=quick MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider tests $(NBVAL) notebooks
+
+unit: install                   ## unit tests only
+	$(OFFLINE) TUTORLIB_PROFILE=quick $(BIN)/python -m pytest -p no:cacheprovider tests
+
+notebooks: install              ## notebooks only
+	$(OFFLINE) TUTORLIB_PROFILE=quick MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider $(NBVAL) notebooks
+
+bench: install                  ## wall time and peak memory of every notebook, render and training throughput
+	$(OFFLINE) $(BIN)/python scripts/benchmark.py
+
+clean-notebooks:                ## strip outputs and execution counts from every notebook
+	$(BIN)/python scripts/clean_notebooks.py notebooks/*.ipynb

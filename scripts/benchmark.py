@@ -1,0 +1,115 @@
+"""Benchmarks (not tests): every notebook's wall time and peak memory, the world's
+render throughput on one CPU core, and a mini-CLIP training step at batch 256.
+
+    python scripts/benchmark.py                 # everything
+    python scripts/benchmark.py --only 00 01    # some notebooks
+    python scripts/benchmark.py --no-notebooks  # throughput only
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+_RUN_ONE = r"""
+import json, resource, sys, time
+import nbformat
+from nbclient import NotebookClient
+path = sys.argv[1]
+nb = nbformat.read(path, as_version=4)
+start = time.perf_counter()
+NotebookClient(nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": "notebooks"}}).execute()
+wall = time.perf_counter() - start
+kernel_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(json.dumps({"wall_s": wall, "peak_mib": kernel_kb / 1024}))
+"""
+
+
+def run_notebook(path: Path) -> dict:
+    out = subprocess.run([sys.executable, "-c", _RUN_ONE, str(path)], capture_output=True,
+                         text=True, cwd=ROOT)
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def throughput(repeats: int = 5) -> dict:
+    import torch
+    from tutorlib import losses, models, world
+    torch.set_num_threads(1)                         # "on one CPU core"
+    res = {}
+
+    def best_rate(fn, n):
+        fn()                                         # warm-up
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        times.sort()
+        return n / times[len(times) // 2]            # the median run
+
+    scenes = world.sample_scenes(20000, seed=0)
+    res["images_per_s"] = best_rate(lambda: world.render_images(scenes), 20000)
+    few = scenes[:4000]
+    res["audio_clips_per_s"] = best_rate(lambda: world.log_mel(world.render_audio(few)), 4000)
+    vids = scenes[:2000]
+    res["videos_per_s"] = best_rate(lambda: world.render_video(vids), 2000)
+    res["captions_per_s"] = best_rate(lambda: world.captions(few), 4000)
+
+    torch.set_num_threads(os.cpu_count() or 1)       # training uses the whole machine
+    torch.manual_seed(0)
+    model = models.mini_clip()
+    tok = world.Tokenizer()
+    x = world.render_images(scenes[:256])
+    ids = tok(world.captions(scenes[:256])[0])
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step():
+        i, t, s = model(x, ids)
+        loss = losses.clip_loss(i, t, s)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    res["train_step_b256_s"] = 1 / best_rate(step, 1)
+    res["train_threads"] = torch.get_num_threads()
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", nargs="*", help="notebook number prefixes to run (default: all)")
+    ap.add_argument("--no-notebooks", action="store_true")
+    ap.add_argument("--no-throughput", action="store_true")
+    args = ap.parse_args()
+    from tutorlib import profile
+    print(f"profile: {profile()}   cores: {os.cpu_count()}")
+    if not args.no_notebooks:
+        print(f"\n{'notebook':40s} {'wall s':>8s} {'peak MiB':>9s}")
+        for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+            if args.only and not any(path.name.startswith(p) for p in args.only):
+                continue
+            r = run_notebook(path)
+            if "error" in r:
+                print(f"{path.name:40s} FAILED: {r['error']}")
+            else:
+                print(f"{path.name:40s} {r['wall_s']:8.1f} {r['peak_mib']:9.0f}")
+    if not args.no_throughput:
+        r = throughput()
+        print("\nrender throughput, one CPU core (median of 5):")
+        print(f"  images      {r['images_per_s']:10,.0f} /s")
+        print(f"  audio clips {r['audio_clips_per_s']:10,.0f} /s   (waveform + log-mel)")
+        print(f"  videos      {r['videos_per_s']:10,.0f} /s")
+        print(f"  captions    {r['captions_per_s']:10,.0f} /s")
+        print(f"mini-CLIP training step, batch 256, {r['train_threads']} threads: "
+              f"{r['train_step_b256_s'] * 1000:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""tutorlib._core: profile, seeding, device."""
+import numpy as np
+import pytest
+import torch
+
+import tutorlib
+from tutorlib import _core
+
+
+@pytest.mark.parametrize("value, want", [("quick", "quick"), ("full", "full"),
+                                         ("  FULL ", "full"), ("Quick", "quick")])
+def test_profile_honours_env(monkeypatch, value, want):
+    monkeypatch.setenv("TUTORLIB_PROFILE", value)
+    assert tutorlib.profile() == want
+
+
+def test_profile_default_follows_device(monkeypatch):
+    monkeypatch.delenv("TUTORLIB_PROFILE", raising=False)
+    want = "full" if tutorlib.device().type == "cuda" else "quick"
+    assert tutorlib.profile() == want
+
+
+@pytest.mark.parametrize("value", ["fast", "medium", "1"])
+def test_profile_rejects_bad_values(monkeypatch, value):
+    monkeypatch.setenv("TUTORLIB_PROFILE", value)
+    with pytest.raises(ValueError, match="TUTORLIB_PROFILE"):
+        tutorlib.profile()
+
+
+def test_pick_follows_profile(monkeypatch):
+    monkeypatch.setenv("TUTORLIB_PROFILE", "quick")
+    assert tutorlib.pick(1, 2) == 1
+    monkeypatch.setenv("TUTORLIB_PROFILE", "full")
+    assert tutorlib.pick(quick=1, full=2) == 2
+
+
+def test_seed_everything_returns_seed():
+    assert tutorlib.seed_everything(123) == 123
+    assert tutorlib.seed_everything(np.int64(7)) == 7
+
+
+def test_seed_everything_reads_env(monkeypatch):
+    monkeypatch.setenv("TUTORLIB_SEED", "42")
+    assert tutorlib.seed_everything() == 42
+    assert tutorlib.get_seed() == 42
+    monkeypatch.delenv("TUTORLIB_SEED")
+    assert tutorlib.seed_everything() == 0
+
+
+def test_bad_env_seed(monkeypatch):
+    monkeypatch.setenv("TUTORLIB_SEED", "abc")
+    with pytest.raises(ValueError, match="TUTORLIB_SEED"):
+        tutorlib.seed_everything()
+
+
+def test_same_seed_same_random_numbers():
+    tutorlib.seed_everything(5)
+    a = torch.rand(10)
+    na = np.random.rand(3)
+    tutorlib.seed_everything(5)
+    b = torch.rand(10)
+    nb = np.random.rand(3)
+    assert torch.equal(a, b)
+    assert np.array_equal(na, nb)
+    tutorlib.seed_everything(6)
+    assert not torch.equal(torch.rand(10), a)
+
+
+@pytest.mark.parametrize("seed", [-1, "3", "abc", 1.5, True, [1]])
+def test_bad_seeds(seed):
+    with pytest.raises(ValueError, match="seed"):
+        tutorlib.seed_everything(seed)
+
+
+def test_device_is_torch_device():
+    d = tutorlib.device()
+    assert isinstance(d, torch.device)
+    assert d.type in ("cpu", "cuda", "mps")
+    torch.zeros(1, device=d)          # usable
+
+
+def test_lazy_submodules():
+    assert tutorlib.losses.__name__ == "tutorlib.losses"
+    with pytest.raises(AttributeError):
+        tutorlib.not_a_module
+    assert _core.PROFILES == ("quick", "full")
