@@ -68,7 +68,7 @@ def save_tensors(name: str, tensors: dict[str, torch.Tensor],
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        clean = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+        clean = {k: v.detach().cpu().clone().contiguous() for k, v in tensors.items()}  # clone: no shared memory
         save_file(clean, tmp, metadata={k: str(v) for k, v in (metadata or {}).items()})
         os.replace(tmp, path)
     finally:

@@ -44,6 +44,18 @@ def clip_logits(image_emb, text_emb, logit_scale):
     return logits, logits.T
 
 
+def info_nce(logits: torch.Tensor) -> torch.Tensor:
+    """InfoNCE in one direction (van den Oord et al. 2018): row i of ``logits`` ``[N, N]``
+    should pick column i, so the loss is the cross-entropy with labels 0..N-1:
+
+        L = -1/N sum_i log( exp(l_ii) / sum_j exp(l_ij) )
+    """
+    _checks.tensor("logits", logits, 2)
+    if logits.shape[0] != logits.shape[1]:
+        raise ValueError(f"logits: got shape {tuple(logits.shape)}, expected a square [N, N] matrix")
+    return F.cross_entropy(logits, torch.arange(len(logits), device=logits.device))
+
+
 def clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale,
               targets: torch.Tensor | None = None) -> torch.Tensor:
     """The symmetric InfoNCE loss of CLIP (Radford et al. 2021, Fig. 3):
@@ -58,8 +70,7 @@ def clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale,
     logits_i, logits_t = clip_logits(image_emb, text_emb, logit_scale)
     n = logits_i.shape[0]
     if targets is None:
-        labels = torch.arange(n, device=logits_i.device)
-        return (F.cross_entropy(logits_i, labels) + F.cross_entropy(logits_t, labels)) / 2
+        return (info_nce(logits_i) + info_nce(logits_t)) / 2
     _checks.tensor("targets", targets, 2, floating=False)
     if targets.shape != (n, n):
         raise ValueError(f"targets: got shape {tuple(targets.shape)}, expected [{n}, {n}]")

@@ -83,6 +83,8 @@ class TextTower(nn.Module):
             raise ValueError("ids, embeds: pass exactly one of them")
         if ids is not None:
             _checks.tensor("ids", ids, 2, floating=False)
+            if ids.is_floating_point() or ids.dtype == torch.bool:
+                raise ValueError(f"ids: got dtype {ids.dtype}, expected integer token ids")
             if ids.shape[1] > self.context_length:
                 raise ValueError(f"ids: got length {ids.shape[1]}, expected at most "
                                  f"context_length={self.context_length}")
@@ -324,14 +326,49 @@ class MiniLMText(nn.Module):
         return torch.cat(outs)
 
     def features(self, texts, progress: bool = True) -> torch.Tensor:
-        """``encode`` through the cache: each distinct text is encoded once, ever."""
+        """``encode`` through the on-disk cache: each distinct text is encoded once, ever.
+
+        Features live in 256 shards keyed by a hash of the text; a shard stores its texts
+        (UTF-8 JSON as a uint8 tensor) beside their features and is rewritten atomically
+        under its lock, merging what another process may have added meanwhile."""
         from . import cache
         texts = self._texts(texts)
-        unique = sorted(set(texts))
-        name = f"minilm-{cache.key(unique)}.safetensors"
-        feats = cache.cached_tensors(name, lambda: {"features": self.encode(unique, progress=progress)})
-        row = {t: i for i, t in enumerate(unique)}
-        return feats["features"][[row[t] for t in texts]]
+        shard_of = {t: f"minilm-{cache.key(t)[:2]}.safetensors" for t in set(texts)}
+        if not hasattr(self, "_rows"):
+            self._rows: dict[str, torch.Tensor] = {}
+        for name in sorted(set(shard_of.values()) - getattr(self, "_read", set())):
+            self._rows.update(_read_shard(name))
+            self._read = getattr(self, "_read", set()) | {name}
+        missing = sorted(t for t in shard_of if t not in self._rows)
+        if missing:
+            for t, f in zip(missing, self.encode(missing, progress=progress)):
+                self._rows[t] = f
+            for name in sorted({shard_of[t] for t in missing}):
+                with cache.lock(name):
+                    rows = _read_shard(name)
+                    rows.update({t: self._rows[t] for t in missing if shard_of[t] == name})
+                    _write_shard(name, rows)
+        return torch.stack([self._rows[t] for t in texts])
 
     def forward(self, texts):
         return self.encode(texts)
+
+
+def _read_shard(name: str) -> dict[str, torch.Tensor]:
+    import json
+
+    from . import cache
+    stored = cache.load_tensors(name)
+    if stored is None or "texts" not in stored or "features" not in stored:
+        return {}
+    texts = json.loads(bytes(stored["texts"].tolist()).decode())
+    return dict(zip(texts, stored["features"]))
+
+
+def _write_shard(name: str, rows: dict[str, torch.Tensor]) -> None:
+    import json
+
+    from . import cache
+    order = sorted(rows)
+    blob = torch.tensor(list(json.dumps(order).encode()), dtype=torch.uint8)
+    cache.save_tensors(name, {"features": torch.stack([rows[t] for t in order]), "texts": blob})

@@ -12,7 +12,7 @@ MODALITY_COLOURS = {"image": "tab:blue", "text": "tab:orange", "audio": "tab:gre
 
 def _img(x: torch.Tensor):
     x = x.detach().cpu()
-    if x.dtype == torch.uint8:
+    if not x.is_floating_point():        # stored images: integers 0..255
         x = x.float() / 255
     return x.permute(1, 2, 0).clamp(0, 1).numpy()
 

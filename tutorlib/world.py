@@ -106,7 +106,9 @@ class Scenes:
 
     def __getitem__(self, idx) -> "Scenes":
         if isinstance(idx, int):
-            idx = slice(idx, idx + 1)
+            if not -len(self) <= idx < len(self):
+                raise IndexError(f"idx: got {idx}, expected -{len(self)}..{len(self) - 1}")
+            idx = slice(idx % len(self), idx % len(self) + 1)
         return Scenes(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
 
     def describe(self, i: int = 0) -> str:
@@ -524,6 +526,22 @@ def matches(attrs: torch.Tensor, specs: torch.Tensor) -> torch.Tensor:
     return torch.where(has_b[None], pair01 | pair10, single)
 
 
+def prompts(attribute: str, held_out: bool = False) -> list[str]:
+    """One zero-shot prompt per class of ``attribute``, in the partial-caption form the
+    models were trained on ("a red object", "a star", "an object in the top left").
+    ``held_out=True`` words them with the paraphrase split's synonyms ("a scarlet item")."""
+    _checks.one_of("attribute", attribute, ("shape", "colour", "size", "position"))
+    noun = NOUNS[1][0] if held_out else NOUNS[0][0]
+    pick_ = (lambda w: SYNONYMS[w][1][0]) if held_out else (lambda w: SYNONYMS[w][0][0])
+    if attribute == "shape":
+        out = [f"a {pick_(s)}" for s in SHAPES]
+    elif attribute == "position":
+        out = [f"a {noun} in the " + " ".join(pick_(w) for w in p.split()) for p in POSITIONS]
+    else:
+        out = [f"a {pick_(v)} {noun}" for v in ATTRIBUTES[attribute]]
+    return [_ARTICLE.sub("an ", p) for p in out]
+
+
 # --------------------------------------------------------------------------- tokenizer
 _TOKEN = re.compile(r"[a-z]+")
 SPECIALS = ("<pad>", "<unk>", "<bos>", "<eos>")
@@ -743,9 +761,9 @@ def tensors(ds, columns=None) -> dict[str, torch.Tensor]:
 
 
 def images_float(x: torch.Tensor) -> torch.Tensor:
-    """``uint8`` images or videos to floats in ``[0, 1]``."""
+    """Integer images or videos (0..255, as stored) to floats in ``[0, 1]``; floats pass through."""
     _checks.tensor("x", x, None, floating=False)
-    return x.float() / 255 if x.dtype == torch.uint8 else x.float()
+    return x.float() if x.is_floating_point() else x.float() / 255
 
 
 def scenes_of(ds) -> Scenes:

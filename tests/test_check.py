@@ -1,0 +1,127 @@
+"""tutorlib.check: the exercise checkers."""
+import pytest
+import torch
+
+from tutorlib import check
+
+
+def reference(x, y):
+    return (x * y).sum(-1)
+
+
+def make_inputs():
+    return torch.randn(4, 3), torch.randn(4, 3)
+
+
+def test_exercise_error_is_assertion_error():
+    assert issubclass(check.ExerciseError, AssertionError)
+
+
+def test_identical_functions_pass(capsys):
+    def my_dot(x, y):
+        return torch.einsum("nd,nd->n", x, y)
+
+    worst = check.function(my_dot, reference, make_inputs)
+    out = capsys.readouterr().out
+    assert "✅" in out and "my_dot" in out and "3 random inputs" in out
+    assert 0.0 <= worst < 1e-5
+
+
+def test_name_and_trials(capsys):
+    check.function(reference, reference, make_inputs, trials=5, name="dot product")
+    out = capsys.readouterr().out
+    assert out.startswith("✅ dot product") and "5 random inputs" in out
+
+
+def test_single_input_not_tuple():
+    assert check.function(torch.relu, lambda x: x.clamp_min(0), lambda: torch.randn(5)) == 0.0
+
+
+def test_wrong_shape():
+    with pytest.raises(check.ExerciseError, match="shape") as e:
+        check.function(lambda x, y: x * y, reference, make_inputs)
+    assert "forget to sum" in str(e.value)
+    with pytest.raises(AssertionError, match="shape"):
+        check.function(lambda x, y: (x * y).sum(), reference, make_inputs)
+
+
+def test_not_written_yet():
+    def exercise(x, y):
+        raise NotImplementedError("fill in the blank")
+
+    with pytest.raises(check.ExerciseError, match="not written yet") as e:
+        check.function(exercise, reference, make_inputs)
+    assert "exercise" in str(e.value) and "fill in the blank" in str(e.value)
+
+
+def test_wrong_values():
+    with pytest.raises(check.ExerciseError, match="differ") as e:
+        check.function(lambda x, y: (x * y).sum(-1) + 0.01, reference, make_inputs)
+    assert "trial 1" in str(e.value)
+
+
+def test_learner_crash_is_reported():
+    def buggy(x, y):
+        return x @ y                      # [4, 3] @ [4, 3]: shapes do not fit
+
+    with pytest.raises(check.ExerciseError, match="buggy raised RuntimeError"):
+        check.function(buggy, reference, make_inputs)
+
+
+def test_nan_result():
+    with pytest.raises(check.ExerciseError, match="NaN"):
+        check.function(lambda x, y: reference(x, y) * float("nan"), reference, make_inputs)
+
+
+def test_tolerances():
+    close_enough = lambda x, y: reference(x, y) + 1e-7      # noqa: E731
+    check.function(close_enough, reference, make_inputs)
+    with pytest.raises(check.ExerciseError, match="differ"):
+        check.function(close_enough, reference, make_inputs, atol=1e-9, rtol=1e-9)
+
+
+def test_rng_state_is_restored_and_inputs_seeded():
+    torch.manual_seed(123)
+    want = torch.rand(3)
+    torch.manual_seed(123)
+    check.function(reference, reference, make_inputs)
+    assert torch.equal(torch.rand(3), want)
+    seen = []
+
+    def record(x, y):
+        seen.append(x.clone())
+        return reference(x, y)
+
+    check.function(record, reference, make_inputs, trials=1, seed=7)
+    check.function(record, reference, make_inputs, trials=1, seed=7)
+    assert torch.equal(seen[0], seen[1])
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="learner"):
+        check.function(None, reference, make_inputs)
+    with pytest.raises(ValueError, match="reference"):
+        check.function(reference, 3, make_inputs)
+    with pytest.raises(ValueError, match="make_inputs"):
+        check.function(reference, reference, [1, 2])
+
+
+def test_close_tuples_and_numbers(capsys):
+    a, b = torch.randn(3), torch.randn(2, 2)
+    assert check.close((a, b), (a.clone(), b.clone())) == 0.0
+    assert "✅" in capsys.readouterr().out
+    assert check.close([a, 2.0], (a, 2.0)) == 0.0
+    assert check.close(1.5, 1.5) == 0.0
+    assert check.close(torch.tensor(1.5), 1.5) == 0.0
+    with pytest.raises(check.ExerciseError, match="output 1: .*differ"):
+        check.close((a, b), (a, b + 1))
+    with pytest.raises(check.ExerciseError, match="2 outputs"):
+        check.close((a,), (a, b))
+    with pytest.raises(check.ExerciseError, match="2 outputs"):
+        check.close(a, (a, b))
+    with pytest.raises(check.ExerciseError, match="shape"):
+        check.close((a, b), (a, b.flatten()))
+    with pytest.raises(check.ExerciseError, match="expected"):
+        check.close("1.5", 1.5)
+    with pytest.raises(check.ExerciseError, match="differ"):
+        check.close(1.0, 1.5)

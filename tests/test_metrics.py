@@ -1,0 +1,174 @@
+"""tutorlib.metrics on hand-made examples."""
+import math
+
+import pytest
+import torch
+
+from tutorlib import metrics
+
+
+def _angles(degrees):
+    """Unit vectors in 2-D at the given angles."""
+    a = torch.tensor(degrees, dtype=torch.float64) * math.pi / 180
+    return torch.stack([a.cos(), a.sin()], 1)
+
+
+def test_recall_perfect():
+    x = torch.eye(5)
+    for k in (1, 2, 5, 10):
+        assert metrics.recall_at_k(x, x, k) == 1.0
+    assert metrics.recall_at_k(3 * x, x + 0.01, 1) == 1.0       # normalised inside
+
+
+def test_recall_reversed_order():
+    # gallery i sits exactly on query (n-1-i): every query's nearest item is the wrong one
+    q = _angles([0, 20, 50, 90])
+    g = q.flip(0)                       # the right item of query i is at angle q[n-1-i]
+    # ranks of the right item: q0 -> 4th, q1 -> 3rd (0, 20, 30 deg away), q2 -> 2nd, q3 -> 4th
+    assert metrics.recall_at_k(q, g, 1) == 0.0
+    assert metrics.recall_at_k(q, g, 2) == pytest.approx(0.25)
+    assert metrics.recall_at_k(q, g, 3) == pytest.approx(0.5)
+    assert metrics.recall_at_k(q, g, 4) == 1.0
+
+
+def test_recall_hand_example():
+    q = _angles([0, 90, 180])
+    g = _angles([10, 160, 100])
+    # q0 (0): g0 is nearest (10 deg): hit at 1.
+    # q1 (90): g2 (10 deg), then g1 (70 deg), then g0 (80 deg): hit at 2.
+    # q2 (180): g1 (20 deg), then g2 (80 deg), then g0: hit at 2.
+    assert metrics.recall_at_k(q, g, 1) == pytest.approx(1 / 3)
+    assert metrics.recall_at_k(q, g, 2) == pytest.approx(1.0)
+
+
+def test_recall_positives_ties():
+    q = _angles([0, 90])
+    g = _angles([5, 85, 180])
+    pos = torch.tensor([[False, False, True], [True, True, False]])
+    # query 0's top-1 is g0 (not a positive); query 1's top-1 is g1 (a positive)
+    assert metrics.recall_at_k(q, g, 1, positives=pos) == pytest.approx(0.5)
+    # query 1 has two positives: either counts, and it counts once
+    pos2 = torch.tensor([[True, False, False], [True, True, False]])
+    assert metrics.recall_at_k(q, g, 1, positives=pos2) == 1.0
+    # non-square gallery works with positives, and k beyond the gallery is capped
+    assert metrics.recall_at_k(q, g, 10, positives=pos) == 1.0
+    # integer positives are accepted like bools
+    assert metrics.recall_at_k(q, g, 1, positives=pos.long()) == pytest.approx(0.5)
+
+
+def test_retrieval_keys_and_transpose():
+    img = _angles([0, 90, 180])
+    txt = _angles([10, 160, 100])
+    r = metrics.retrieval(img, txt)
+    assert set(r) == {"i2t@1", "t2i@1", "i2t@5", "t2i@5"}
+    assert r["i2t@1"] == pytest.approx(1 / 3)
+    # t2i: t0 (10) -> img0: hit; t1 (160) -> img2 (20 deg): miss; t2 (100) -> img1: miss
+    assert r["t2i@1"] == pytest.approx(1 / 3)
+    assert r["i2t@5"] == 1.0 and r["t2i@5"] == 1.0
+    assert set(metrics.retrieval(img, txt, ks=(2,))) == {"i2t@2", "t2i@2"}
+    # 2 images, 3 texts: positives [N_img, N_txt], transposed for text -> image
+    img2, txt3 = _angles([0, 90]), _angles([10, 80, 170])
+    pos = torch.tensor([[True, False, True], [False, True, False]])
+    r = metrics.retrieval(img2, txt3, ks=(1,), positives=pos)
+    assert r["i2t@1"] == 1.0                       # img0 -> t0, img1 -> t1
+    assert r["t2i@1"] == pytest.approx(2 / 3)      # t2 (170) -> img1, but only img0 fits it
+
+
+def test_recall_bad_input():
+    x = torch.randn(4, 3)
+    with pytest.raises(ValueError, match="query_emb"):
+        metrics.recall_at_k(x[0], x)
+    with pytest.raises(ValueError, match="gallery_emb"):
+        metrics.recall_at_k(x, x.tolist())
+    with pytest.raises(ValueError, match="query_emb"):
+        metrics.recall_at_k(x, torch.randn(4, 2))
+    with pytest.raises(ValueError, match="query_emb"):
+        metrics.recall_at_k(x, torch.randn(5, 3))            # no positives: must pair
+    with pytest.raises(ValueError, match=r"^k:"):
+        metrics.recall_at_k(x, x, 0)
+    with pytest.raises(ValueError, match="positives"):
+        metrics.recall_at_k(x, x, 1, positives=torch.ones(4, 5, dtype=torch.bool))
+    with pytest.raises(ValueError, match="query_emb"):
+        metrics.recall_at_k(torch.full((4, 3), float("nan")), x)
+
+
+def test_zero_shot_accuracy():
+    classes = _angles([0, 90, 180])
+    images = _angles([10, 80, 100, 170, -20])
+    labels = torch.tensor([0, 1, 1, 2, 2])
+    # predictions: 0, 1, 1, 2, 0  -> 4 of 5 right
+    assert metrics.zero_shot_accuracy(images, classes, labels) == pytest.approx(0.8)
+    assert metrics.zero_shot_accuracy(images, classes, torch.tensor([0, 1, 1, 2, 0])) == 1.0
+    assert metrics.zero_shot_accuracy(images, classes, torch.tensor([1, 0, 0, 0, 1])) == 0.0
+
+
+def test_zero_shot_bad_input():
+    classes, images = _angles([0, 90]), _angles([10, 80])
+    with pytest.raises(ValueError, match="labels"):
+        metrics.zero_shot_accuracy(images, classes, torch.tensor([0, 2]))
+    with pytest.raises(ValueError, match="labels"):
+        metrics.zero_shot_accuracy(images, classes, torch.tensor([0, -1]))
+    with pytest.raises(ValueError, match="labels"):
+        metrics.zero_shot_accuracy(images, classes, torch.tensor([0, 1, 1]))
+    with pytest.raises(ValueError, match="labels"):
+        metrics.zero_shot_accuracy(images, classes, torch.tensor([[0, 1]]))
+    with pytest.raises(ValueError, match="class_emb"):
+        metrics.zero_shot_accuracy(images, torch.randn(2, 3), torch.tensor([0, 1]))
+
+
+def test_alignment():
+    x = torch.randn(6, 4)
+    assert metrics.alignment(x, x) == pytest.approx(0.0, abs=1e-12)
+    assert metrics.alignment(x, 5 * x) == pytest.approx(0.0, abs=1e-10)
+    # orthogonal unit pairs: ||x - y||^2 = 2, so alpha=2 gives 2 and alpha=1 gives sqrt 2
+    a, b = _angles([0, 45]), _angles([90, 135])
+    assert metrics.alignment(a, b) == pytest.approx(2.0)
+    assert metrics.alignment(a, b, alpha=1) == pytest.approx(math.sqrt(2))
+    # antipodal: ||x - y|| = 2
+    assert metrics.alignment(a, -a) == pytest.approx(4.0)
+
+
+def test_uniformity_explicit_formula():
+    x = _angles([0, 90, 200, 310])
+    for t in (1.0, 2.0, 0.5):
+        terms = [math.exp(-t * float((x[i] - x[j]).pow(2).sum()))
+                 for i in range(4) for j in range(4) if i != j]
+        want = math.log(sum(terms) / len(terms))
+        assert metrics.uniformity(x, t) == pytest.approx(want, rel=1e-6)
+    # three points 120 degrees apart: every squared distance is 3
+    tri = _angles([0, 120, 240])
+    assert metrics.uniformity(tri) == pytest.approx(-6.0)
+    # collapsed points: the worst possible value, 0
+    assert metrics.uniformity(torch.ones(5, 3)) == pytest.approx(0.0, abs=1e-6)
+    assert metrics.uniformity(tri) < metrics.uniformity(_angles([0, 10, 20]))
+
+
+def test_modality_gap():
+    x = torch.randn(7, 5)
+    assert metrics.modality_gap(x, x) == pytest.approx(0.0, abs=1e-7)
+    assert metrics.modality_gap(x, 3 * x) == pytest.approx(0.0, abs=1e-6)
+    e = torch.zeros(4, 3)
+    e[:, 0] = 1
+    assert metrics.modality_gap(e, -e) == pytest.approx(2.0)
+    assert metrics.modality_gap(2 * e, -e[:2]) == pytest.approx(2.0)   # sizes may differ
+    assert metrics.modality_gap(_angles([0, 90]), _angles([180, 270])) == pytest.approx(math.sqrt(2))
+
+
+def test_geometry_bad_input():
+    x = torch.randn(4, 3)
+    with pytest.raises(ValueError, match=r"\by\b"):
+        metrics.alignment(x, torch.randn(5, 3))
+    with pytest.raises(ValueError, match=r"\by\b"):
+        metrics.alignment(x, torch.randn(4, 2))
+    with pytest.raises(ValueError, match=r"^x\b"):
+        metrics.alignment(x[0], x[0])
+    with pytest.raises(ValueError, match=r"^x\b"):
+        metrics.uniformity(x[:1])
+    with pytest.raises(ValueError, match=r"^t:"):
+        metrics.uniformity(x, t=0)
+    with pytest.raises(ValueError, match=r"^x\b"):
+        metrics.uniformity(torch.tensor([[float("inf"), 0.0], [1.0, 0.0]]))
+    with pytest.raises(ValueError, match=r"\by\b"):
+        metrics.modality_gap(x, torch.randn(4, 5))
+    with pytest.raises(ValueError, match=r"^x\b"):
+        metrics.modality_gap("x", x)

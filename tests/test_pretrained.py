@@ -1,0 +1,114 @@
+"""The cached course mini-CLIP: data, batches, recipe, caching, evaluation."""
+import pytest
+import torch
+
+from tutorlib import cache, pretrained, world
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    import os
+    old = os.environ.get("TUTORLIB_CACHE")
+    os.environ["TUTORLIB_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    try:
+        yield pretrained.training_data("val", n=300)
+    finally:
+        if old is None:
+            os.environ.pop("TUTORLIB_CACHE")
+        else:
+            os.environ["TUTORLIB_CACHE"] = old
+
+
+def test_training_data_shapes(small):
+    assert small["image"].shape == (300, 3, 32, 32) and small["image"].dtype == torch.uint8
+    assert small["full_ids"].shape[0] == 300 and small["attrs"].shape == (300, 2, 4)
+    assert len(small["caption"]) == 300
+
+
+def test_batches_targets_are_the_truth_table(small):
+    images, ids, targets = pretrained.clip_batches(small, batch_size=32, seed=1)(0)
+    assert images.shape == (32, 3, 32, 32) and images.dtype == torch.float32
+    assert float(images.max()) <= 1.0
+    assert targets.shape == (32, 32) and bool(targets.diagonal().all())
+    tok = world.Tokenizer()
+    # the i-th caption in the batch is the full or partial caption of the i-th scene
+    texts = [tok.decode(row) for row in ids]
+    assert any(t.count(" ") < 3 for t in texts), "expected some short partial captions"
+
+
+def test_batches_are_deterministic(small):
+    a = pretrained.clip_batches(small, 16, seed=3)(0)
+    b = pretrained.clip_batches(small, 16, seed=3)(0)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_plain_batches_have_no_partial_captions(small):
+    _, ids, _ = pretrained.clip_batches(small, 64, partial_frac=0.0, seed=0)(0)
+    full = {tuple(r.tolist()) for r in small["full_ids"]}
+    assert all(tuple(r.tolist()) in full for r in ids)
+
+
+def test_recipe_rejects_unknown_names():
+    with pytest.raises(ValueError, match="overrides"):
+        pretrained.recipe(stpes=3)
+    with pytest.raises(ValueError, match="batch_size"):
+        pretrained.clip_batches({"image": torch.zeros(1)}, batch_size=0)
+    with pytest.raises(ValueError, match="loss"):
+        pretrained.train_mini_clip(data={}, loss="hinge", steps=1, progress=False)
+
+
+def test_recipe_seed_follows_environment(monkeypatch):
+    monkeypatch.setenv("TUTORLIB_SEED", "7")
+    assert pretrained.recipe()["seed"] == 7
+    assert pretrained.recipe(seed=2)["seed"] == 2
+
+
+def test_training_reduces_the_loss_and_fixed_temperature_stays(small):
+    model, hist = pretrained.train_mini_clip(small, progress=False, steps=40, warmup=5,
+                                             batch_size=32, embed_dim=32, depth=1)
+    assert sum(hist["loss"][-5:]) < sum(hist["loss"][:5])
+    model, hist = pretrained.train_mini_clip(small, progress=False, steps=5, warmup=1, batch_size=16,
+                                             embed_dim=32, depth=1, loss="plain", temperature=0.1)
+    assert abs(model.logit_scale.item() - torch.log(torch.tensor(10.0)).item()) < 1e-6
+    assert not model.logit_scale.requires_grad
+
+
+def test_mini_clip_is_cached_and_rebuilt_when_damaged(small, tmp_cache, monkeypatch):
+    calls = []
+    real = pretrained.train_mini_clip
+
+    def counting(*a, **k):
+        calls.append(1)
+        return real(small, *a[1:], **k)
+    monkeypatch.setattr(pretrained, "train_mini_clip", counting)
+    kw = dict(steps=3, warmup=1, batch_size=8, embed_dim=16, depth=1, progress=False)
+    a = pretrained.mini_clip(**kw)
+    b = pretrained.mini_clip(**kw)
+    assert len(calls) == 1, "the second call should load from the cache"
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert b.history["loss"] == pytest.approx(a.history["loss"])
+    entry = next(p for p in tmp_cache.iterdir() if p.name.startswith("mini-clip-") and p.suffix == ".safetensors")
+    entry.write_bytes(b"not a safetensors file")
+    pretrained.mini_clip(**kw)
+    assert len(calls) == 2, "a damaged entry must be rebuilt, not trusted"
+    assert cache.load_tensors(entry.name) is not None
+
+
+def test_evaluate_reports_everything(small):
+    model, _ = pretrained.train_mini_clip(small, progress=False, steps=2, warmup=1, batch_size=8,
+                                          embed_dim=16, depth=1)
+    r = pretrained.evaluate(model, small)
+    for k in ("i2t@1", "t2i@1", "i2t@5", "t2i@5", "chance@1", "shape", "colour", "size", "position", "gap"):
+        assert k in r and 0.0 <= r[k] <= 2.0
+    assert 0 < r["chance@1"] < 0.1
+
+
+def test_prompts_one_per_class_and_held_out_words():
+    for attr in ("shape", "colour", "size", "position"):
+        assert len(world.prompts(attr)) == len(world.ATTRIBUTES[attr])
+    assert world.prompts("colour")[0] == "a red object"
+    assert "scarlet" in world.prompts("colour", held_out=True)[0]
+    tok = world.Tokenizer()
+    assert tok.unk_id not in tok(world.prompts("position")).flatten().tolist()
+    with pytest.raises(ValueError, match="attribute"):
+        world.prompts("motion")

@@ -1,0 +1,169 @@
+"""The course's "pretrained" mini-CLIP: trained once, deterministically, then cached.
+
+Lesson 01 builds every piece of this recipe by hand; lessons 02-04 load the result:
+
+    model = pretrained.mini_clip()           # from the cache, or trained (about a minute)
+    model, history = pretrained.train_mini_clip(steps=100, loss="plain", temperature=0.01)
+
+The recipe (``quick``; ``full`` trains longer on a larger world with wider towers):
+batches of 64 scenes, each with its full caption or a partial one ("a red object");
+a CLIP loss whose soft targets count every caption a scene satisfies as a positive;
+AdamW with the text tower at 0.3x the image tower's learning rate; a learnable
+temperature clamped to [0, ln 100] and excluded from weight decay.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from . import _checks, cache, losses, metrics, models, train, world
+from ._core import get_seed, pick
+
+VERSION = 1          # bump when the recipe changes: old cache entries are then ignored
+
+
+def training_data(split: str = "train", n: int | None = None, seed: int = 0) -> dict:
+    """Everything a CLIP batch needs, as tensors: ``image`` uint8 ``[N, 3, H, W]``, token
+    ids of the full and partial captions ``[N, L]``, their specs ``[N, 9]`` and the scene
+    attributes ``[N, 2, 4]`` (for ``world.matches``)."""
+    ds = world.load_world(split, n=n, modalities=("image", "text"), seed=seed)
+    t = world.tensors(ds)
+    tok = world.Tokenizer()
+    return {"image": t["image"], "full_ids": tok(t["caption"]), "partial_ids": tok(t["partial"]),
+            "full_spec": t["caption_spec"], "partial_spec": t["partial_spec"],
+            "attrs": torch.stack([torch.stack([t[a], t[a + "2"]], 1)
+                                  for a in ("shape", "colour", "size", "position")], -1),
+            "caption": t["caption"], "partial": t["partial"]}
+
+
+def clip_batches(data: dict, batch_size: int = 64, partial_frac: float = 0.5, seed: int = 0):
+    """A ``batches(step)`` function for ``train.fit``: random scenes, each with its full
+    caption or (with probability ``partial_frac``) its partial caption, and the soft
+    target matrix ``[B, B]``: ``targets[i, j]`` is True when scene i satisfies caption j."""
+    _checks.positive_int("batch_size", batch_size)
+    if not 0.0 <= partial_frac <= 1.0:
+        raise ValueError(f"partial_frac: got {partial_frac!r}, expected a number in [0, 1]")
+    g = torch.Generator().manual_seed(get_seed(seed))
+    n = len(data["image"])
+
+    def batches(step):
+        idx = torch.randint(n, (batch_size,), generator=g)
+        part = torch.rand(batch_size, generator=g) < partial_frac
+        ids = torch.where(part[:, None], data["partial_ids"][idx], data["full_ids"][idx])
+        spec = torch.where(part[:, None], data["partial_spec"][idx], data["full_spec"][idx])
+        return world.images_float(data["image"][idx]), ids, world.matches(data["attrs"][idx], spec)
+    return batches
+
+
+def recipe(**overrides) -> dict:
+    """The hyperparameters of the course mini-CLIP in the current profile. The seed
+    defaults to ``TUTORLIB_SEED``, so a whole course reruns under another seed."""
+    r = dict(steps=pick(800, 4000), batch_size=pick(64, 128), lr=1e-3, text_lr_ratio=0.3,
+             weight_decay=0.1, warmup=50, partial_frac=0.5, loss="soft", temperature=None,
+             embed_dim=pick(128, 256), depth=pick(2, 4), seed=None)
+    unknown = set(overrides) - set(r)
+    if unknown:
+        raise ValueError(f"overrides: got unknown names {sorted(unknown)}, expected some of {sorted(r)}")
+    r.update(overrides)
+    r["seed"] = get_seed(r["seed"])          # None: TUTORLIB_SEED (default 0)
+    return r
+
+
+def train_mini_clip(data: dict | None = None, progress: bool = True, **overrides):
+    """Train a mini-CLIP from scratch with ``recipe(**overrides)``; return ``(model, history)``.
+
+    ``loss="soft"`` uses the soft targets of ``clip_batches``; ``loss="plain"`` the
+    diagonal InfoNCE of the original CLIP with full captions only. ``temperature=t``
+    fixes the temperature at ``t`` (logit_scale = ln 1/t, not learned).
+    """
+    r = recipe(**overrides)
+    _checks.one_of("loss", r["loss"], ("soft", "plain"))
+    torch.manual_seed(get_seed(r["seed"]))
+    data = training_data() if data is None else data
+    model = models.mini_clip(embed_dim=r["embed_dim"], depth=r["depth"])
+    if r["temperature"] is not None:
+        t = _checks.positive_number("temperature", r["temperature"])
+        model.logit_scale.data.fill_(math.log(1 / t))
+        model.logit_scale.requires_grad_(False)
+    plain = r["loss"] == "plain"
+    batches = clip_batches(data, r["batch_size"], 0.0 if plain else r["partial_frac"], r["seed"])
+
+    def loss_fn(batch):
+        images, ids, targets = batch
+        img, txt, scale = model(images, ids)
+        loss = losses.clip_loss(img, txt, scale, targets=None if plain else targets)
+        return {"loss": loss, "logit_scale": scale.item()}
+
+    groups = [{"params": model.image_tower.parameters(), "lr": r["lr"]},
+              {"params": model.text_tower.parameters(), "lr": r["lr"] * r["text_lr_ratio"]}]
+    if model.logit_scale.requires_grad:
+        groups.append({"params": [model.logit_scale], "lr": r["lr"], "weight_decay": 0.0})
+    history = train.fit(loss_fn, groups, batches, steps=r["steps"], lr=r["lr"],
+                        weight_decay=r["weight_decay"], warmup=r["warmup"],
+                        after_step=lambda step: losses.clamp_logit_scale_(model.logit_scale),
+                        desc=f"mini-CLIP ({r['loss']} loss)", progress=progress)
+    return model.eval(), history
+
+
+def mini_clip(retrain: bool = False, progress: bool = True, **overrides):
+    """The cached course mini-CLIP (``recipe(**overrides)``), trained on first use.
+
+    Returns the model in eval mode with ``model.history`` (the training history).
+    ``retrain=True`` trains again and replaces the cache entry. A damaged entry is
+    rebuilt, never trusted.
+    """
+    r = recipe(**overrides)
+    name = f"mini-clip-{cache.key(r, VERSION, world.world_config('train', pick(20000, 100000), ('image', 'text'), 0))}.safetensors"
+    with cache.lock(name):
+        stored = None if retrain else cache.load_tensors(name)
+        model = models.mini_clip(embed_dim=r["embed_dim"], depth=r["depth"])
+        if stored is not None:
+            try:
+                model.load_state_dict({k[6:]: v for k, v in stored.items() if k.startswith("model.")})
+                model.history = {k[8:]: v.tolist() for k, v in stored.items() if k.startswith("history.")}
+                return model.eval()
+            except (RuntimeError, KeyError):
+                pass                                    # stale or damaged: rebuild
+        model, history = train_mini_clip(progress=progress, **overrides)
+        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+        tensors.update({f"history.{k}": torch.tensor(v, dtype=torch.float64) for k, v in history.items()})
+        cache.save_tensors(name, tensors)
+        model.history = history
+        return model.eval()
+
+
+@torch.no_grad()
+def embed(model, data: dict, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Image and full-caption embeddings ``[N, d]`` of ``training_data(...)``-style data."""
+    model.eval()
+    imgs, txts = [], []
+    for lo in range(0, len(data["image"]), batch_size):
+        imgs.append(model.encode_image(world.images_float(data["image"][lo:lo + batch_size])))
+        txts.append(model.encode_text(data["full_ids"][lo:lo + batch_size]))
+    return torch.cat(imgs), torch.cat(txts)
+
+
+@torch.no_grad()
+def evaluate(model, data: dict, held_out: bool = False, encode_text=None) -> dict[str, float]:
+    """Retrieval recall@1/5 both ways (a caption true of several scenes counts for each,
+    so identical captions are ties, not errors), its chance level, and zero-shot accuracy
+    of shape, colour, size and position on the single-object scenes.
+
+    ``encode_text(list_of_str) -> [M, d]`` replaces the model's own text tower (e.g. a
+    MiniLM-backed head); ``held_out`` words the prompts with held-out synonyms."""
+    tok = world.Tokenizer()
+    encode_text = encode_text or (lambda texts: model.encode_text(tok(texts)))
+    img = torch.cat([model.encode_image(world.images_float(data["image"][lo:lo + 1000]))
+                     for lo in range(0, len(data["image"]), 1000)])
+    txt = torch.cat([encode_text(data["caption"][lo:lo + 1000])
+                     for lo in range(0, len(data["caption"]), 1000)])
+    positives = world.matches(data["attrs"], data["full_spec"])
+    out = metrics.retrieval(img, txt, ks=(1, 5), positives=positives)
+    out["chance@1"] = positives.float().sum(1).mean().item() / len(positives)
+    single = data["attrs"][:, 1, 0] < 0
+    for j, attr in enumerate(("shape", "colour", "size", "position")):
+        cls = encode_text(world.prompts(attr, held_out=held_out))
+        out[attr] = metrics.zero_shot_accuracy(img[single], cls, data["attrs"][single, 0, j])
+    out["gap"] = metrics.modality_gap(img, txt)
+    return out
