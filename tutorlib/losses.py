@@ -81,6 +81,22 @@ def clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale,
             + F.cross_entropy(logits_t, (t / t.sum(0, keepdim=True)).T)) / 2
 
 
+def clip_loss_with_negatives(image_emb: torch.Tensor, text_emb: torch.Tensor,
+                             neg_text_emb: torch.Tensor, logit_scale) -> torch.Tensor:
+    """CLIP loss with extra hard-negative captions (NegCLIP, Yuksekgonul et al. 2023):
+    the image->text softmax of row i runs over the N batch captions *and* the K extra
+    captions ``neg_text_emb`` ``[K, d]`` (e.g. attribute swaps); text->image is unchanged.
+    """
+    _pair(image_emb, text_emb)
+    _checks.tensor("neg_text_emb", neg_text_emb, 2)
+    _checks.same_width("text_emb", text_emb, "neg_text_emb", neg_text_emb)
+    logits_i, logits_t = clip_logits(image_emb, text_emb, logit_scale)
+    scale = _scalar("logit_scale", logit_scale).exp()
+    logits_neg = scale * similarity(image_emb, neg_text_emb)                 # [N, K]
+    labels = torch.arange(len(logits_i), device=logits_i.device)
+    return (F.cross_entropy(torch.cat([logits_i, logits_neg], 1), labels) + info_nce(logits_t)) / 2
+
+
 def siglip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale,
                 logit_bias) -> torch.Tensor:
     """The sigmoid loss of SigLIP (Zhai et al. 2023, Alg. 1):

@@ -42,10 +42,11 @@ class Encoder(nn.Module):
         self.blocks = nn.ModuleList(Block(width, heads) for _ in range(depth))
         self.ln = nn.LayerNorm(width)
 
-    def forward(self, x, pad_mask=None):
-        for block in self.blocks:
+    def forward(self, x, pad_mask=None, start: int = 0, stop: int | None = None):
+        """Run blocks ``start:stop``; the final LayerNorm only when running to the end."""
+        for block in self.blocks[start:stop]:
             x = block(x, pad_mask)
-        return self.ln(x)
+        return self.ln(x) if stop is None else x
 
 
 def _masked_mean(x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
@@ -99,7 +100,20 @@ class TextTower(nn.Module):
             if mask is None:
                 mask = torch.ones(embeds.shape[:2], dtype=torch.bool, device=embeds.device)
         x = embeds + self.positional_embedding[:embeds.shape[1]]
-        x = self.encoder(x, pad_mask=~mask)
+        return self.from_hidden(x, mask, 0, return_tokens)
+
+    def hidden(self, ids: torch.Tensor, blocks: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token states after the first ``blocks`` blocks ``[N, L, width]``, and the mask:
+        precompute them once to fine-tune only the blocks after."""
+        mask = ids != self.pad_id
+        keep = int(mask.sum(1).max())
+        ids, mask = ids[:, :keep], mask[:, :keep]
+        x = self.token_embedding(ids) + self.positional_embedding[:keep]
+        return self.encoder(x, ~mask, stop=blocks), mask
+
+    def from_hidden(self, x: torch.Tensor, mask: torch.Tensor, start: int, return_tokens: bool = False):
+        """Finish the forward pass from the states after block ``start``."""
+        x = self.encoder(x, pad_mask=~mask, start=start)
         out = self.proj(_masked_mean(x, mask))
         return (out, x) if return_tokens else out
 
@@ -154,7 +168,17 @@ class ImageTower(nn.Module):
                                  f"[N, {self.n_patches}, {self.width}]")
         cls = self.cls.expand(patches.shape[0], 1, -1)
         x = torch.cat([cls, patches], 1) + self.positional_embedding
-        x = self.encoder(x)
+        return self.from_hidden(x, 0, return_tokens)
+
+    def hidden(self, images: torch.Tensor, blocks: int) -> torch.Tensor:
+        """Token states after the first ``blocks`` blocks ``[N, 1 + P, width]``."""
+        patches = self.patchify(images)
+        x = torch.cat([self.cls.expand(len(patches), 1, -1), patches], 1) + self.positional_embedding
+        return self.encoder(x, stop=blocks)
+
+    def from_hidden(self, x: torch.Tensor, start: int, return_tokens: bool = False):
+        """Finish the forward pass from the states after block ``start``."""
+        x = self.encoder(x, start=start)
         out = self.proj(x[:, 0])
         return (out, x) if return_tokens else out
 

@@ -167,3 +167,60 @@ def evaluate(model, data: dict, held_out: bool = False, encode_text=None) -> dic
         out[attr] = metrics.zero_shot_accuracy(img[single], cls, data["attrs"][single, 0, j])
     out["gap"] = metrics.modality_gap(img, txt)
     return out
+
+
+def finetune(model, data: dict, objective=None, *, steps: int, batch_size: int = 128,
+             lr: float = 2e-4, seed: int | None = None, pool: int | None = None,
+             negative_ids: torch.Tensor | None = None, negative_valid: torch.Tensor | None = None,
+             progress: bool = True, desc: str = "fine-tuning"):
+    """Fine-tune a copy of ``model``: the last block, final LayerNorm and projection of
+    both towers, and the logit scale (the earlier blocks stay frozen, so their outputs
+    are computed once for a pool of ``pool`` training scenes: fast on a CPU).
+
+    ``objective(image_emb, text_emb, logit_scale, negatives)`` returns the loss
+    (default: ``losses.clip_loss``); ``negatives`` are the embeddings ``[K, d]`` of the
+    batch's extra captions ``negative_ids[idx][negative_valid[idx]]`` when given, else
+    ``None``. Returns ``(model, history)``.
+    """
+    import copy
+    _checks.positive_int("steps", steps)
+    _checks.positive_int("batch_size", batch_size)
+    seed = get_seed(seed)
+    objective = objective or (lambda i, t, s, neg: losses.clip_loss(i, t, s))
+    torch.manual_seed(seed)
+    model = copy.deepcopy(model).eval()
+    img_t, txt_t = model.image_tower, model.text_tower
+    depth = len(img_t.encoder.blocks)
+    n = min(len(data["image"]), pool or pick(8192, 50000))
+    with torch.no_grad():                              # frozen: computed once
+        h_img = torch.cat([img_t.hidden(world.images_float(data["image"][lo:lo + 1024]), depth - 1)
+                           for lo in range(0, n, 1024)])
+        h_txt, m_txt = txt_t.hidden(data["full_ids"][:n], depth - 1)
+        if negative_ids is not None:
+            h_neg, m_neg = txt_t.hidden(negative_ids[:n], depth - 1)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    params = [p for tower in (img_t, txt_t) for mod in (tower.encoder.blocks[-1], tower.encoder.ln, tower.proj)
+              for p in mod.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    model.logit_scale.requires_grad_(True)
+    g = torch.Generator().manual_seed(seed)
+
+    def loss_fn(idx):
+        i = img_t.from_hidden(h_img[idx], depth - 1)
+        t = txt_t.from_hidden(h_txt[idx], m_txt[idx], depth - 1)
+        neg = None
+        if negative_ids is not None:
+            keep = idx[negative_valid[idx]]
+            neg = txt_t.from_hidden(h_neg[keep], m_neg[keep], depth - 1)
+        return objective(i, t, model.logit_scale, neg)
+
+    history = train.fit(loss_fn, [{"params": params}, {"params": [model.logit_scale], "weight_decay": 0.0}],
+                        lambda step: torch.randint(n, (batch_size,), generator=g), steps=steps, lr=lr,
+                        weight_decay=0.1, warmup=max(1, steps // 10),
+                        after_step=lambda step: losses.clamp_logit_scale_(model.logit_scale),
+                        desc=desc, progress=progress)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval(), history

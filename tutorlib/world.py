@@ -489,6 +489,25 @@ def captions(scenes: Scenes, seed: int = 0, *, style: str = "full",
     return texts, torch.tensor(specs, dtype=torch.long).view(-1, SPEC_WIDTH)
 
 
+def swap_captions(scenes: Scenes, seed: int = 0, attribute: str = "colour",
+                  held_out: bool = False) -> tuple[list[str], list[str], torch.Tensor]:
+    """Binding test pairs: each two-object scene's full caption, and the same caption
+    (same words, template and relation) with ``attribute`` swapped *between* the two
+    objects: "a red circle and a blue square" vs "a blue circle and a red square".
+
+    Returns (true captions, swapped captions, ``valid`` ``[N]`` bool): ``valid`` marks
+    two-object scenes whose objects differ in ``attribute`` (others cannot be swapped)."""
+    _checks.one_of("attribute", attribute, ("shape", "colour", "size"))
+    swapped = Scenes(**{f.name: getattr(scenes, f.name).clone() for f in fields(scenes)})
+    col = getattr(swapped, attribute)
+    col[:] = col.flip(1).where(scenes.shape[:, 1:2] >= 0, col)
+    true_texts, _ = captions(scenes, seed, held_out=held_out)
+    swap_texts, _ = captions(swapped, seed, held_out=held_out)     # same seed: same word choices
+    values = getattr(scenes, attribute)
+    valid = (scenes.shape[:, 1] >= 0) & (values[:, 0] != values[:, 1])
+    return true_texts, swap_texts, valid
+
+
 def scene_attributes(scenes: Scenes) -> torch.Tensor:
     """``[N, 2, 4]``: (shape, colour, size, position) of each object (-1 if absent)."""
     return torch.stack([scenes.shape, scenes.colour, scenes.size, scenes.position], -1)
