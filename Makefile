@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+# nbval reads every message a kernel sends: slow progress bars keep that stream small
+QUIET  := TQDM_MININTERVAL=5
 NBVAL  := --nbval-lax --nbval-current-env --nbval-cell-timeout=900
 
 .PHONY: install lab test unit notebooks bench clean-notebooks
@@ -18,13 +20,13 @@ lab: install                    ## open the course in JupyterLab
 	$(BIN)/jupyter lab notebooks/
 
 test: install                   ## every test: unit tests, then every notebook end to end (quick profile)
-	$(OFFLINE) TUTORLIB_PROFILE=quick MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider tests $(NBVAL) notebooks
+	$(OFFLINE) $(QUIET) TUTORLIB_PROFILE=quick MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider tests $(NBVAL) notebooks
 
 unit: install                   ## unit tests only
 	$(OFFLINE) TUTORLIB_PROFILE=quick $(BIN)/python -m pytest -p no:cacheprovider tests
 
 notebooks: install              ## notebooks only
-	$(OFFLINE) TUTORLIB_PROFILE=quick MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider $(NBVAL) notebooks
+	$(OFFLINE) $(QUIET) TUTORLIB_PROFILE=quick MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider $(NBVAL) notebooks
 
 bench: install                  ## wall time and peak memory of every notebook, render and training throughput
 	$(OFFLINE) $(BIN)/python scripts/benchmark.py

@@ -89,6 +89,6 @@ def fit(loss_fn, params, batches, *, steps: int, lr: float = 1e-3, weight_decay:
                 if k != "loss":
                     history.setdefault(k, []).append(float(v))
         if step % log_every == 0 or step == steps - 1:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)   # redrawn at tqdm's own pace
     bar.close()
     return history
