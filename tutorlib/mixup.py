@@ -75,24 +75,27 @@ def _sym(logits, targets):
     return (_ce(logits, targets) + _ce(logits.T, targets.T)) / 2
 
 
-def vmix_loss(image_emb, text_emb, lam, logit_scale) -> torch.Tensor:
-    """V-mix (m^3-mix): images mixed with the batch in reverse order,
-    ``slerp(x_i, x_{N-1-i}, lam)``, should match text i with weight lam and text N-1-i
-    with weight 1 - lam."""
+def _unimodal_mix(image_emb, text_emb, lam, logit_scale, side: str) -> torch.Tensor:
+    """Mix one modality with the batch in reverse order, ``slerp(v_i, v_{N-1-i}, lam)``;
+    the mixed item matches partner i with weight lam and partner N-1-i with 1 - lam."""
     _pair(image_emb, text_emb)
     x, y = F.normalize(image_emb, dim=-1), F.normalize(text_emb, dim=-1)
-    mixed = slerp(x, torch.flip(x, dims=[0]), lam)
+    if side == "image":
+        x = slerp(x, torch.flip(x, dims=[0]), lam)
+    else:
+        y = slerp(y, torch.flip(y, dims=[0]), lam)
     s = _scalar("logit_scale", logit_scale).exp()
-    return _sym(s * mixed @ y.T, _mix_targets(len(x), float(lam), x.device))
+    return _sym(s * x @ y.T, _mix_targets(len(x), float(lam), x.device))
+
+
+def vmix_loss(image_emb, text_emb, lam, logit_scale) -> torch.Tensor:
+    """V-mix (m^3-mix): images mixed with the batch in reverse order, matched softly."""
+    return _unimodal_mix(image_emb, text_emb, lam, logit_scale, "image")
 
 
 def lmix_loss(image_emb, text_emb, lam, logit_scale) -> torch.Tensor:
     """L-mix (m^3-mix): texts mixed with the batch in reverse order, matched softly."""
-    _pair(image_emb, text_emb)
-    x, y = F.normalize(image_emb, dim=-1), F.normalize(text_emb, dim=-1)
-    mixed = slerp(y, torch.flip(y, dims=[0]), lam)
-    s = _scalar("logit_scale", logit_scale).exp()
-    return _sym(s * x @ mixed.T, _mix_targets(len(x), float(lam), x.device))
+    return _unimodal_mix(image_emb, text_emb, lam, logit_scale, "text")
 
 
 def vlmix_loss(image_emb, text_emb, lam, logit_scale) -> torch.Tensor:
