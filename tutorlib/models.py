@@ -323,6 +323,8 @@ class MiniLMText(nn.Module):
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         self.model = AutoModel.from_pretrained(path, local_files_only=True).eval()
         self.model.requires_grad_(False)
+        self._rows: dict[str, torch.Tensor] = {}     # features read or encoded so far
+        self._read: set[str] = set()                 # cache shards already read
 
     def _texts(self, texts):
         if isinstance(texts, str):
@@ -358,11 +360,9 @@ class MiniLMText(nn.Module):
         from . import cache
         texts = self._texts(texts)
         shard_of = {t: f"minilm-{cache.key(t)[:2]}.safetensors" for t in set(texts)}
-        if not hasattr(self, "_rows"):
-            self._rows: dict[str, torch.Tensor] = {}
-        for name in sorted(set(shard_of.values()) - getattr(self, "_read", set())):
+        for name in sorted(set(shard_of.values()) - self._read):
             self._rows.update(_read_shard(name))
-            self._read = getattr(self, "_read", set()) | {name}
+            self._read.add(name)
         missing = sorted(t for t in shard_of if t not in self._rows)
         if missing:
             for t, f in zip(missing, self.encode(missing, progress=progress)):

@@ -28,12 +28,11 @@ def training_data(split: str = "train", n: int | None = None, seed: int = 0) -> 
     ids of the full and partial captions ``[N, L]``, their specs ``[N, 9]`` and the scene
     attributes ``[N, 2, 4]`` (for ``world.matches``)."""
     ds = world.load_world(split, n=n, modalities=("image", "text"), seed=seed)
-    t = world.tensors(ds)
+    t = world.tensors(ds, ["image", "caption", "partial", "caption_spec", "partial_spec"])
     tok = world.Tokenizer()
     return {"image": t["image"], "full_ids": tok(t["caption"]), "partial_ids": tok(t["partial"]),
             "full_spec": t["caption_spec"], "partial_spec": t["partial_spec"],
-            "attrs": torch.stack([torch.stack([t[a], t[a + "2"]], 1)
-                                  for a in ("shape", "colour", "size", "position")], -1),
+            "attrs": world.scene_attributes(world.scenes_of(ds)),
             "caption": t["caption"], "partial": t["partial"]}
 
 
@@ -133,15 +132,20 @@ def mini_clip(retrain: bool = False, progress: bool = True, **overrides):
         return model.eval()
 
 
+def _in_chunks(fn, items, size: int = 1000) -> torch.Tensor:
+    """``fn`` over consecutive chunks of ``items`` (a tensor or list), concatenated."""
+    return torch.cat([fn(items[lo:lo + size]) for lo in range(0, len(items), size)])
+
+
+def _encode_images(model, images: torch.Tensor) -> torch.Tensor:
+    return _in_chunks(lambda b: model.encode_image(world.images_float(b)), images)
+
+
 @torch.no_grad()
-def embed(model, data: dict, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+def embed(model, data: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Image and full-caption embeddings ``[N, d]`` of ``training_data(...)``-style data."""
     model.eval()
-    imgs, txts = [], []
-    for lo in range(0, len(data["image"]), batch_size):
-        imgs.append(model.encode_image(world.images_float(data["image"][lo:lo + batch_size])))
-        txts.append(model.encode_text(data["full_ids"][lo:lo + batch_size]))
-    return torch.cat(imgs), torch.cat(txts)
+    return _encode_images(model, data["image"]), _in_chunks(model.encode_text, data["full_ids"])
 
 
 @torch.no_grad()
@@ -154,10 +158,8 @@ def evaluate(model, data: dict, held_out: bool = False, encode_text=None) -> dic
     MiniLM-backed head); ``held_out`` words the prompts with held-out synonyms."""
     tok = world.Tokenizer()
     encode_text = encode_text or (lambda texts: model.encode_text(tok(texts)))
-    img = torch.cat([model.encode_image(world.images_float(data["image"][lo:lo + 1000]))
-                     for lo in range(0, len(data["image"]), 1000)])
-    txt = torch.cat([encode_text(data["caption"][lo:lo + 1000])
-                     for lo in range(0, len(data["caption"]), 1000)])
+    img = _encode_images(model, data["image"])
+    txt = _in_chunks(encode_text, data["caption"])
     positives = world.matches(data["attrs"], data["full_spec"])
     out = metrics.retrieval(img, txt, ks=(1, 5), positives=positives)
     out["chance@1"] = positives.float().sum(1).mean().item() / len(positives)
@@ -193,8 +195,7 @@ def finetune(model, data: dict, objective=None, *, steps: int, batch_size: int =
     depth = len(img_t.encoder.blocks)
     n = min(len(data["image"]), pool or pick(8192, 50000))
     with torch.no_grad():                              # frozen: computed once
-        h_img = torch.cat([img_t.hidden(world.images_float(data["image"][lo:lo + 1024]), depth - 1)
-                           for lo in range(0, n, 1024)])
+        h_img = _in_chunks(lambda b: img_t.hidden(world.images_float(b), depth - 1), data["image"][:n])
         h_txt, m_txt = txt_t.hidden(data["full_ids"][:n], depth - 1)
         if negative_ids is not None:
             h_neg, m_neg = txt_t.hidden(negative_ids[:n], depth - 1)
