@@ -56,6 +56,28 @@ def test_text_tower_sees_word_order_and_words(tok, text_tower):
     assert not torch.allclose(out[0], out[2], atol=1e-4)   # positions matter
 
 
+def test_text_tower_is_causal_and_reads_the_last_token(tok, text_tower):
+    # causal: a word's state depends only on the words before it
+    ids = tok(["a red circle and a blue square", "a red circle and a green star"])
+    _, tokens = text_tower(ids, return_tokens=True)
+    assert torch.allclose(tokens[0, :4], tokens[1, :4], atol=1e-5)
+    assert not torch.allclose(tokens[0, 5:], tokens[1, 5:], atol=1e-4)
+    # last-token pooling: the output is the projection of the last real token's state
+    n = int((ids[0] != 0).sum())
+    assert torch.allclose(text_tower(ids)[0], text_tower.proj(tokens[0, n - 1]), atol=1e-5)
+
+
+def test_text_tower_separates_swapped_bindings(tok, text_tower):
+    ids = tok(["a red circle and a blue square", "a blue circle and a red square"])
+    out = text_tower(ids)
+    assert not torch.allclose(out[0], out[1], atol=1e-4)          # same words, other binding
+    bag = models.TextTower(len(tok), embed_dim=32, width=48, depth=1, heads=4, causal=False, pool="mean").eval()
+    with torch.no_grad():
+        bag.positional_embedding.zero_()                          # no positions: a bag of words
+    out = bag(ids)
+    assert torch.allclose(out[0], out[1], atol=1e-5)
+
+
 def test_text_tower_bad_input(tok, text_tower):
     ids = tok(["a red circle"])
     with pytest.raises(ValueError, match="ids"):
@@ -131,7 +153,7 @@ def test_image_tower_shapes(image_tower):
     out = image_tower(x)
     assert out.shape == (3, 24)
     out2, tokens = image_tower(x, return_tokens=True)
-    assert torch.allclose(out, out2)
+    assert torch.allclose(out, out2, atol=1e-5)     # the fast path computes only the CLS row
     assert image_tower.n_patches == 16
     assert tokens.shape == (3, 1 + 16, 32)
 
@@ -144,6 +166,25 @@ def test_image_tower_patches_path_equals_images_path(image_tower):
     _, t1 = image_tower(x, return_tokens=True)
     _, t2 = image_tower(patches=patches, return_tokens=True)
     assert torch.allclose(t1, t2, atol=1e-5)
+
+
+def test_image_tower_cls_only_last_block_is_exact(image_tower):
+    images = torch.rand(4, 3, 32, 32)
+    fast = image_tower(images)                                   # last block: CLS row only
+    full, tokens = image_tower(images, return_tokens=True)       # every row
+    assert torch.allclose(fast, full, atol=1e-5)
+    assert tokens.shape == (4, 1 + image_tower.n_patches, 32)
+
+
+def test_causal_encoder_rejects_first_only():
+    enc = models.Encoder(16, 1, 2, causal=True)
+    with pytest.raises(ValueError, match="first_only"):
+        enc(torch.randn(2, 3, 16), first_only=True)
+
+
+def test_text_tower_bad_pool(tok):
+    with pytest.raises(ValueError, match="pool"):
+        models.TextTower(len(tok), pool="max")
 
 
 def test_image_tower_bad_input(image_tower):

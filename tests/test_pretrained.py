@@ -112,3 +112,53 @@ def test_prompts_one_per_class_and_held_out_words():
     assert tok.unk_id not in tok(world.prompts("position")).flatten().tolist()
     with pytest.raises(ValueError, match="attribute"):
         world.prompts("motion")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(small):
+    model, _ = pretrained.train_mini_clip(small, progress=False, steps=2, warmup=1, batch_size=8,
+                                          embed_dim=16, depth=2)
+    return model
+
+
+def _changed(before, after):
+    return {k for k, v in before.state_dict().items() if not torch.equal(v, after.state_dict()[k])}
+
+
+@pytest.mark.parametrize("image_blocks, text_blocks", [(1, 1), (0, 2)])
+def test_finetune_trains_only_what_it_says(small, tiny_model, image_blocks, text_blocks):
+    before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    tuned, history = pretrained.finetune(tiny_model, small, steps=3, batch_size=8, pool=64,
+                                         image_blocks=image_blocks, text_blocks=text_blocks, progress=False)
+    assert len(history["loss"]) == 3
+    changed = _changed(tiny_model, tuned)
+    frozen_image = {f"image_tower.encoder.blocks.{b}." for b in range(2 - image_blocks)}
+    frozen_text = {f"text_tower.encoder.blocks.{b}." for b in range(2 - text_blocks)}
+    for k in changed:
+        assert not k.startswith(("image_tower.patch_embed", "image_tower.positional", "text_tower.token_embedding"))
+        assert not any(k.startswith(p) for p in frozen_image | frozen_text), k
+    assert any(k.startswith("text_tower.encoder.blocks.0.") for k in changed) == (text_blocks == 2)
+    assert any(k.startswith("image_tower.encoder.blocks.1.") for k in changed) == (image_blocks == 1)
+    assert "image_tower.proj.weight" in changed and "text_tower.proj.weight" in changed
+    assert all(not p.requires_grad for p in tuned.parameters())
+    assert all(torch.equal(v, before[k]) for k, v in tiny_model.state_dict().items())   # a copy was tuned
+
+
+def test_finetune_passes_the_batch_negatives(small, tiny_model):
+    ids = pretrained.training_data("val", n=300)["full_ids"].flip(0)
+    valid = torch.arange(300) % 2 == 0
+    seen = []
+
+    def objective(img, txt, scale, neg):
+        seen.append(None if neg is None else neg.shape)
+        return ((img - txt) ** 2).mean() + (0 if neg is None else neg.mean() * 0)
+    pretrained.finetune(tiny_model, small, objective, steps=2, batch_size=8, pool=64,
+                        negative_ids=ids, negative_valid=valid, progress=False)
+    assert all(s is not None and s[1] == 16 and s[0] <= 8 for s in seen)
+
+
+def test_finetune_bad_blocks(small, tiny_model):
+    with pytest.raises(ValueError, match="text_blocks"):
+        pretrained.finetune(tiny_model, small, steps=1, text_blocks=3, progress=False)
+    with pytest.raises(ValueError, match="image_blocks"):
+        pretrained.finetune(tiny_model, small, steps=1, image_blocks=-1, progress=False)

@@ -28,24 +28,39 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(width, mlp_ratio * width), nn.GELU(),
                                  nn.Linear(mlp_ratio * width, width))
 
-    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor | None = None,
+                attn_mask: torch.Tensor | None = None, first_only: bool = False) -> torch.Tensor:
+        """``[N, L, width]`` -> ``[N, L, width]``, or ``[N, 1, width]`` with ``first_only``:
+        only the first token's output (all a CLS-pooled tower keeps from its last block)."""
         h = self.ln1(x)
-        x = x + self.attn(h, h, h, key_padding_mask=pad_mask, need_weights=False)[0]
+        q, x = (h[:, :1], x[:, :1]) if first_only else (h, x)
+        x = x + self.attn(q, h, h, key_padding_mask=pad_mask, attn_mask=attn_mask, need_weights=False)[0]
         return x + self.mlp(self.ln2(x))
 
 
 class Encoder(nn.Module):
-    """A stack of ``depth`` blocks and a final LayerNorm."""
+    """A stack of ``depth`` blocks and a final LayerNorm. ``causal=True`` lets each
+    token attend only to itself and the tokens before it (as in CLIP's text tower)."""
 
-    def __init__(self, width: int, depth: int, heads: int):
+    def __init__(self, width: int, depth: int, heads: int, causal: bool = False):
         super().__init__()
         self.blocks = nn.ModuleList(Block(width, heads) for _ in range(depth))
         self.ln = nn.LayerNorm(width)
+        self.causal = causal
 
-    def forward(self, x, pad_mask=None, start: int = 0, stop: int | None = None):
-        """Run blocks ``start:stop``; the final LayerNorm only when running to the end."""
-        for block in self.blocks[start:stop]:
-            x = block(x, pad_mask)
+    def forward(self, x, pad_mask=None, start: int = 0, stop: int | None = None,
+                first_only: bool = False):
+        """Run blocks ``start:stop``; the final LayerNorm only when running to the end.
+        ``first_only``: the last block computes only the first token ``[N, 1, width]``."""
+        attn_mask = None
+        if self.causal:                     # True above the diagonal = may not attend
+            if first_only:
+                raise ValueError("first_only: got True, expected False for a causal encoder")
+            L = x.shape[1]
+            attn_mask = torch.ones(L, L, dtype=torch.bool, device=x.device).triu(1)
+        blocks = self.blocks[start:stop]
+        for k, block in enumerate(blocks):
+            x = block(x, pad_mask, attn_mask, first_only=first_only and k == len(blocks) - 1)
         return self.ln(x) if stop is None else x
 
 
@@ -57,7 +72,13 @@ def _masked_mean(x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
 
 
 class TextTower(nn.Module):
-    """Word embeddings + positions -> transformer -> mean over real tokens -> projection.
+    """Word embeddings + positions -> transformer -> the last real token -> projection.
+
+    As in CLIP's text tower, attention is causal (each word sees only the words before
+    it) and the caption is read off its last token, which has seen every word in order.
+    This matters for *binding*: "a red circle and a blue square" and "a blue circle and
+    a red square" hold the same words, so a bag of words (``causal=False, pool="mean"``
+    with weak positions) cannot tell them apart (lesson 02).
 
     ``forward(ids)`` with ids ``[N, L]`` (0 = padding), or ``forward(embeds=[N, L, width],
     mask=[N, L] bool, True for real tokens)``. Returns ``[N, embed_dim]``.
@@ -65,8 +86,11 @@ class TextTower(nn.Module):
     """
 
     def __init__(self, vocab_size: int, embed_dim: int = 128, width: int | None = None,
-                 depth: int = 2, heads: int = 4, context_length: int = 40, pad_id: int = 0):
+                 depth: int = 2, heads: int = 4, context_length: int = 40, pad_id: int = 0,
+                 causal: bool = True, pool: str = "last"):
         super().__init__()
+        _checks.one_of("pool", pool, ("mean", "last"))
+        self.pool = pool
         width = embed_dim if width is None else width
         for name, v in (("vocab_size", vocab_size), ("embed_dim", embed_dim), ("width", width),
                         ("depth", depth), ("heads", heads), ("context_length", context_length)):
@@ -74,7 +98,7 @@ class TextTower(nn.Module):
         self.context_length, self.pad_id, self.width = context_length, pad_id, width
         self.token_embedding = nn.Embedding(vocab_size, width)
         self.positional_embedding = nn.Parameter(0.01 * torch.randn(context_length, width))
-        self.encoder = Encoder(width, depth, heads)
+        self.encoder = Encoder(width, depth, heads, causal=causal)
         self.proj = nn.Linear(width, embed_dim, bias=False)
         nn.init.normal_(self.token_embedding.weight, std=0.02)
 
@@ -114,7 +138,12 @@ class TextTower(nn.Module):
     def from_hidden(self, x: torch.Tensor, mask: torch.Tensor, start: int, return_tokens: bool = False):
         """Finish the forward pass from the states after block ``start``."""
         x = self.encoder(x, pad_mask=~mask, start=start)
-        out = self.proj(_masked_mean(x, mask))
+        if self.pool == "last":             # the last real token has seen the whole caption
+            last = mask.long().cumsum(1).argmax(1)
+            pooled = x[torch.arange(len(x), device=x.device), last]
+        else:
+            pooled = _masked_mean(x, mask)
+        out = self.proj(pooled)
         return (out, x) if return_tokens else out
 
 
@@ -178,7 +207,7 @@ class ImageTower(nn.Module):
 
     def from_hidden(self, x: torch.Tensor, start: int, return_tokens: bool = False):
         """Finish the forward pass from the states after block ``start``."""
-        x = self.encoder(x, start=start)
+        x = self.encoder(x, start=start, first_only=not return_tokens)   # only CLS is pooled
         out = self.proj(x[:, 0])
         return (out, x) if return_tokens else out
 

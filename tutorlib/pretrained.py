@@ -8,7 +8,7 @@ Lesson 01 builds every piece of this recipe by hand; lessons 02-04 load the resu
 The recipe (``quick``; ``full`` trains longer on a larger world with wider towers):
 batches of 64 scenes, each with its full caption or a partial one ("a red object");
 a CLIP loss whose soft targets count every caption a scene satisfies as a positive;
-AdamW with the text tower at 0.3x the image tower's learning rate; a learnable
+AdamW with the text tower at 0.1x the image tower's learning rate; a learnable
 temperature clamped to [0, ln 100] and excluded from weight decay.
 """
 from __future__ import annotations
@@ -18,9 +18,9 @@ import math
 import torch
 
 from . import _checks, cache, losses, metrics, models, train, world
-from ._core import get_seed, pick
+from ._core import device, get_seed, pick
 
-VERSION = 1          # bump when the recipe changes: old cache entries are then ignored
+VERSION = 2          # bump when the recipe changes: old cache entries are then ignored
 
 
 def training_data(split: str = "train", n: int | None = None, seed: int = 0) -> dict:
@@ -55,10 +55,14 @@ def clip_batches(data: dict, batch_size: int = 64, partial_frac: float = 0.5, se
     return batches
 
 
+def _to(batch, dev):
+    return tuple(t.to(dev, non_blocking=True) for t in batch)
+
+
 def recipe(**overrides) -> dict:
     """The hyperparameters of the course mini-CLIP in the current profile. The seed
     defaults to ``TUTORLIB_SEED``, so a whole course reruns under another seed."""
-    r = dict(steps=pick(800, 4000), batch_size=pick(64, 128), lr=1e-3, text_lr_ratio=0.3,
+    r = dict(steps=pick(800, 4000), batch_size=pick(64, 128), lr=1e-3, text_lr_ratio=0.1,
              weight_decay=0.1, warmup=50, partial_frac=0.5, loss="soft", temperature=None,
              embed_dim=pick(128, 256), depth=pick(2, 4), seed=None)
     unknown = set(overrides) - set(r)
@@ -74,7 +78,8 @@ def train_mini_clip(data: dict | None = None, progress: bool = True, **overrides
 
     ``loss="soft"`` uses the soft targets of ``clip_batches``; ``loss="plain"`` the
     diagonal InfoNCE of the original CLIP with full captions only. ``temperature=t``
-    fixes the temperature at ``t`` (logit_scale = ln 1/t, not learned).
+    fixes the temperature at ``t`` (logit_scale = ln 1/t, not learned). Training runs on
+    ``tutorlib.device()`` (a GPU when there is one); the model comes back on the CPU.
     """
     r = recipe(**overrides)
     _checks.one_of("loss", r["loss"], ("soft", "plain"))
@@ -88,8 +93,11 @@ def train_mini_clip(data: dict | None = None, progress: bool = True, **overrides
     plain = r["loss"] == "plain"
     batches = clip_batches(data, r["batch_size"], 0.0 if plain else r["partial_frac"], r["seed"])
 
+    dev = device()
+    model.to(dev)
+
     def loss_fn(batch):
-        images, ids, targets = batch
+        images, ids, targets = _to(batch, dev)
         img, txt, scale = model(images, ids)
         loss = losses.clip_loss(img, txt, scale, targets=None if plain else targets)
         return {"loss": loss, "logit_scale": scale.item()}
@@ -102,7 +110,7 @@ def train_mini_clip(data: dict | None = None, progress: bool = True, **overrides
                         weight_decay=r["weight_decay"], warmup=r["warmup"],
                         after_step=lambda step: losses.clamp_logit_scale_(model.logit_scale),
                         desc=f"mini-CLIP ({r['loss']} loss)", progress=progress)
-    return model.eval(), history
+    return model.cpu().eval(), history
 
 
 def mini_clip(retrain: bool = False, progress: bool = True, **overrides):
@@ -174,15 +182,18 @@ def evaluate(model, data: dict, held_out: bool = False, encode_text=None) -> dic
 def finetune(model, data: dict, objective=None, *, steps: int, batch_size: int = 128,
              lr: float = 2e-4, seed: int | None = None, pool: int | None = None,
              negative_ids: torch.Tensor | None = None, negative_valid: torch.Tensor | None = None,
+             image_blocks: int = 1, text_blocks: int = 1,
              progress: bool = True, desc: str = "fine-tuning"):
-    """Fine-tune a copy of ``model``: the last block, final LayerNorm and projection of
-    both towers, and the logit scale (the earlier blocks stay frozen, so their outputs
-    are computed once for a pool of ``pool`` training scenes: fast on a CPU).
+    """Fine-tune a copy of ``model``: the last ``image_blocks`` / ``text_blocks`` blocks
+    (0: none), final LayerNorm and projection of each tower, and the logit scale (the earlier
+    blocks and the embeddings stay frozen, so their outputs are computed once for a pool
+    of ``pool`` training scenes: fast on a CPU).
 
     ``objective(image_emb, text_emb, logit_scale, negatives)`` returns the loss
     (default: ``losses.clip_loss``); ``negatives`` are the embeddings ``[K, d]`` of the
     batch's extra captions ``negative_ids[idx][negative_valid[idx]]`` when given, else
-    ``None``. Returns ``(model, history)``.
+    ``None``. Training runs on ``tutorlib.device()``; returns ``(model, history)`` with
+    the model on the CPU.
     """
     import copy
     _checks.positive_int("steps", steps)
@@ -190,31 +201,41 @@ def finetune(model, data: dict, objective=None, *, steps: int, batch_size: int =
     seed = get_seed(seed)
     objective = objective or (lambda i, t, s, neg: losses.clip_loss(i, t, s))
     torch.manual_seed(seed)
-    model = copy.deepcopy(model).eval()
+    dev = device()
+    model = copy.deepcopy(model).eval().to(dev)
     img_t, txt_t = model.image_tower, model.text_tower
-    depth = len(img_t.encoder.blocks)
+    for name, blocks, tower in (("image_blocks", image_blocks, img_t), ("text_blocks", text_blocks, txt_t)):
+        depth = len(tower.encoder.blocks)
+        if not isinstance(blocks, int) or not 0 <= blocks <= depth:
+            raise ValueError(f"{name}: got {blocks!r}, expected an integer from 0 to the tower's depth {depth}")
+    si = len(img_t.encoder.blocks) - image_blocks             # first trained block
+    st = len(txt_t.encoder.blocks) - text_blocks
     n = min(len(data["image"]), pool or pick(8192, 50000))
     with torch.no_grad():                              # frozen: computed once
-        h_img = _in_chunks(lambda b: img_t.hidden(world.images_float(b), depth - 1), data["image"][:n])
-        h_txt, m_txt = txt_t.hidden(data["full_ids"][:n], depth - 1)
+        h_img = _in_chunks(lambda b: img_t.hidden(world.images_float(b.to(dev)), si), data["image"][:n])
+        if image_blocks == 0:
+            h_img = h_img[:, :1]                       # no block left: only CLS is read
+        h_txt, m_txt = txt_t.hidden(data["full_ids"][:n].to(dev), st)
         if negative_ids is not None:
-            h_neg, m_neg = txt_t.hidden(negative_ids[:n], depth - 1)
+            h_neg, m_neg = txt_t.hidden(negative_ids[:n].to(dev), st)
+            negative_valid = negative_valid.to(dev)
     for p in model.parameters():
         p.requires_grad_(False)
-    params = [p for tower in (img_t, txt_t) for mod in (tower.encoder.blocks[-1], tower.encoder.ln, tower.proj)
-              for p in mod.parameters()]
+    params = [p for tower, s in ((img_t, si), (txt_t, st))
+              for mod in (*tower.encoder.blocks[s:], tower.encoder.ln, tower.proj) for p in mod.parameters()]
     for p in params:
         p.requires_grad_(True)
     model.logit_scale.requires_grad_(True)
     g = torch.Generator().manual_seed(seed)
 
     def loss_fn(idx):
-        i = img_t.from_hidden(h_img[idx], depth - 1)
-        t = txt_t.from_hidden(h_txt[idx], m_txt[idx], depth - 1)
+        idx = idx.to(dev)
+        i = img_t.from_hidden(h_img[idx], si)
+        t = txt_t.from_hidden(h_txt[idx], m_txt[idx], st)
         neg = None
         if negative_ids is not None:
             keep = idx[negative_valid[idx]]
-            neg = txt_t.from_hidden(h_neg[keep], m_neg[keep], depth - 1)
+            neg = txt_t.from_hidden(h_neg[keep], m_neg[keep], st)
         return objective(i, t, model.logit_scale, neg)
 
     history = train.fit(loss_fn, [{"params": params}, {"params": [model.logit_scale], "weight_decay": 0.0}],
@@ -224,4 +245,4 @@ def finetune(model, data: dict, objective=None, *, steps: int, batch_size: int =
                         desc=desc, progress=progress)
     for p in model.parameters():
         p.requires_grad_(False)
-    return model.eval(), history
+    return model.cpu().eval(), history
