@@ -125,3 +125,9 @@ def test_close_tuples_and_numbers(capsys):
         check.close("1.5", 1.5)
     with pytest.raises(check.ExerciseError, match="differ"):
         check.close(1.0, 1.5)
+
+
+def test_checks_return_the_difference_without_echoing_it_in_a_notebook():
+    d = check.close(torch.tensor([1.0, 2.0], dtype=torch.float64), torch.tensor([1.0, 2.0 + 1e-7], dtype=torch.float64))
+    assert isinstance(d, float) and d == pytest.approx(1e-7, abs=1e-8)
+    assert hasattr(d, "_ipython_display_") and d._ipython_display_() is None

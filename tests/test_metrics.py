@@ -172,3 +172,18 @@ def test_geometry_bad_input():
         metrics.modality_gap(x, torch.randn(4, 5))
     with pytest.raises(ValueError, match=r"^x\b"):
         metrics.modality_gap("x", x)
+
+
+def test_binding_accuracy_counts_true_above_swapped():
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    true = torch.tensor([[1.0, 0.1], [0.0, 2.0], [1.0, 0.0]])
+    swapped = torch.tensor([[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])     # last: a tie, not a win
+    assert metrics.binding_accuracy(x, true, swapped) == pytest.approx(2 / 3)
+    assert metrics.binding_accuracy(x, swapped, true) == pytest.approx(0.0)
+
+
+def test_binding_accuracy_bad_input():
+    with pytest.raises(ValueError, match="true_emb"):
+        metrics.binding_accuracy(torch.randn(3, 4), torch.randn(2, 4), torch.randn(3, 4))
+    with pytest.raises(ValueError, match="swapped_emb"):
+        metrics.binding_accuracy(torch.randn(3, 4), torch.randn(3, 4), torch.randn(3, 5))

@@ -127,5 +127,14 @@ def test_swap_captions_swap_exactly_the_attribute_between_objects():
     attrs = world.scene_attributes(scenes)
     spec_true = world.captions(scenes, 1)[1]
     assert world.matches(attrs, spec_true).diagonal().all()
+    swapped_scenes = world.Scenes(**{k: getattr(scenes, k).clone() for k in scenes.__dataclass_fields__})
+    swapped_scenes.colour[:] = scenes.colour.flip(1).where(scenes.shape[:, 1:2] >= 0, scenes.colour)
+    spec_swap = world.captions(swapped_scenes, 1)[1]
+    holds = world.matches(attrs, spec_swap).diagonal()
+    assert not (holds & valid).any()            # every valid swap is false of its scene ...
+    two = scenes.shape[:, 1] >= 0
+    same_shape_and = two & (scenes.shape[:, 0] == scenes.shape[:, 1]) & (scenes.size[:, 0] == scenes.size[:, 1]) \
+        & (spec_swap[:, 8] == 0) & (scenes.colour[:, 0] != scenes.colour[:, 1])
+    assert same_shape_and.any() and not valid[same_shape_and].any()   # ... "a red star and a blue star" is no negative
     with pytest.raises(ValueError, match="attribute"):
         world.swap_captions(scenes, attribute="motion")

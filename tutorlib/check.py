@@ -16,6 +16,14 @@ class ExerciseError(AssertionError):
     """Raised when a learner's answer differs from the reference."""
 
 
+class Difference(float):
+    """The largest difference found: a float that a notebook does not echo (the checker
+    has already printed its verdict), so a check on a cell's last line shows one line."""
+
+    def _ipython_display_(self):
+        pass
+
+
 def _describe(x) -> str:
     if isinstance(x, torch.Tensor):
         return f"a tensor of shape {tuple(x.shape)} and dtype {x.dtype}"
@@ -79,11 +87,11 @@ def function(learner, reference, make_inputs, trials: int = 3, atol: float = 1e-
         torch.random.set_rng_state(g)
     print(f"✅ {name} matches the reference on {trials} random inputs "
           f"(largest difference {worst:.2g}).")
-    return worst
+    return Difference(worst)
 
 
 def close(got, want, atol: float = 1e-5, rtol: float = 1e-4, name: str = "your result") -> float:
     """Compare one value (number, tensor or tuple of them) with the reference."""
     worst = _compare(got, want, atol, rtol, f"{name}: ")
     print(f"✅ {name} matches the reference (largest difference {worst:.2g}).")
-    return worst
+    return Difference(worst)

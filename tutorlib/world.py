@@ -496,15 +496,20 @@ def swap_captions(scenes: Scenes, seed: int = 0, attribute: str = "colour",
     objects: "a red circle and a blue square" vs "a blue circle and a red square".
 
     Returns (true captions, swapped captions, ``valid`` ``[N]`` bool): ``valid`` marks
-    two-object scenes whose objects differ in ``attribute`` (others cannot be swapped)."""
+    two-object scenes whose swapped caption is *false* of the scene. Others cannot be
+    negatives: one object, equal values, or a swap that says the same thing ("a red
+    star and a blue star" -> "a blue star and a red star")."""
     _checks.one_of("attribute", attribute, ("shape", "colour", "size"))
     swapped = Scenes(**{f.name: getattr(scenes, f.name).clone() for f in fields(scenes)})
     col = getattr(swapped, attribute)
     col[:] = col.flip(1).where(scenes.shape[:, 1:2] >= 0, col)
     true_texts, _ = captions(scenes, seed, held_out=held_out)
-    swap_texts, _ = captions(swapped, seed, held_out=held_out)     # same seed: same word choices
+    swap_texts, swap_specs = captions(swapped, seed, held_out=held_out)   # same seed: same words
     values = getattr(scenes, attribute)
-    valid = (scenes.shape[:, 1] >= 0) & (values[:, 0] != values[:, 1])
+    attrs = scene_attributes(scenes)
+    still_true = torch.cat([matches(attrs[lo:lo + 512], swap_specs[lo:lo + 512]).diagonal()
+                            for lo in range(0, len(attrs), 512)]) if len(attrs) else torch.zeros(0, dtype=torch.bool)
+    valid = (scenes.shape[:, 1] >= 0) & (values[:, 0] != values[:, 1]) & ~still_true
     return true_texts, swap_texts, valid
 
 
@@ -729,7 +734,8 @@ def load_world(split: str = "train", n: int | None = None, modalities=("image", 
         cols = build_columns(cfg)
         import pyarrow as pa
         table = pa.table({k: _arrow_column(v) for k, v in cols.items()})
-        ds = datasets.Dataset(table, info=datasets.DatasetInfo(description=json.dumps(cfg)))
+        ds = datasets.Dataset(table, info=datasets.DatasetInfo(description=json.dumps(cfg)),
+                              fingerprint=cache.key(cfg))   # the config is the identity: no hashing of the table
         ds.save_to_disk(str(folder))
 
     was_enabled = datasets.is_progress_bar_enabled()
