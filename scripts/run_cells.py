@@ -1,0 +1,87 @@
+"""Run notebooks' code cells as a plain Python program, without Jupyter.
+
+For a machine that has PyTorch and the course's libraries but no Jupyter stack (a remote
+GPU box, a batch job): each notebook's code cells run in order in one namespace, with
+their asserts, and the time of each cell is printed. Where ``IPython`` or ``ipywidgets``
+is missing, small stand-ins are used: ``display`` prints, and ``widgets.interact`` calls
+the function once with each slider's starting value.
+
+    python scripts/run_cells.py notebooks/02_hard_negatives_mixup.ipynb
+    TUTORLIB_PROFILE=full python scripts/run_cells.py notebooks/0*.ipynb
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import types
+
+
+def _stub_ipython():
+    try:
+        import IPython.display  # noqa: F401
+    except ImportError:
+        ipy = types.ModuleType("IPython")
+        disp = types.ModuleType("IPython.display")
+        disp.display = lambda *objs, **kw: [print(o) for o in objs] and None
+        disp.Audio = disp.HTML = disp.Markdown = lambda *a, **kw: "<rich output>"
+        ipy.display, ipy.get_ipython, ipy.version_info = disp, lambda: None, (9, 0, 0)   # as matplotlib expects
+        sys.modules.update({"IPython": ipy, "IPython.display": disp})
+    try:
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        class Widget:                    # any other widget: accepts anything, does nothing
+            def __init__(self, *args, value=None, **kw):
+                self.value = value
+
+            def __call__(self, *args, **kw):
+                return self
+
+            def __getattr__(self, name):
+                return self
+
+            def __repr__(self):
+                return "<widget>"
+
+        w = types.ModuleType("ipywidgets")
+        def __getattr__(name):
+            if name.startswith("_"):
+                raise AttributeError(name)
+            return Widget
+        w.__getattr__ = __getattr__
+        w.FloatSlider = w.IntSlider = w.FloatLogSlider = w.Dropdown = w.Checkbox = \
+            lambda value=None, **kw: value   # interact() below passes the starting value
+        w.interact = lambda fn, **kw: fn(**kw)
+        sys.modules["ipywidgets"] = w
+
+
+def run(path: str) -> float:
+    with open(path) as f:
+        nb = json.load(f)
+    cells = [("".join(c["source"]) if isinstance(c["source"], list) else c["source"])
+             for c in nb["cells"] if c["cell_type"] == "code"]
+    here = os.getcwd()
+    os.chdir(os.path.dirname(os.path.abspath(path)))
+    namespace = {"__name__": "__main__"}
+    start = time.perf_counter()
+    try:
+        for k, src in enumerate(cells):
+            t = time.perf_counter()
+            lines = [ln for ln in src.split("\n") if not ln.lstrip().startswith(("%", "!"))]
+            exec(compile("\n".join(lines), f"{os.path.basename(path)}[cell {k}]", "exec"), namespace)
+            print(f"--- {os.path.basename(path)} cell {k}: {time.perf_counter() - t:.1f} s", flush=True)
+    finally:
+        os.chdir(here)
+    total = time.perf_counter() - start
+    print(f"=== {path}: all {len(cells)} code cells ran in {total:.1f} s", flush=True)
+    return total
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit("usage: python scripts/run_cells.py NOTEBOOK.ipynb [...]")
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    _stub_ipython()
+    for nb_path in sys.argv[1:]:
+        run(nb_path)
