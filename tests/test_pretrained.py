@@ -25,6 +25,15 @@ def test_training_data_shapes(small):
     assert len(small["caption"]) == 300
 
 
+def test_training_data_scenes_are_the_images_scenes(small, monkeypatch):
+    assert torch.equal(world.scene_attributes(small["scenes"]), small["attrs"])
+    texts, specs = world.captions(small["scenes"], 0)
+    assert world.matches(small["attrs"], specs).diagonal().all()     # captions of these scenes hold
+    monkeypatch.setenv("TUTORLIB_SEED", "1")                         # the course seed does not move the world
+    again = pretrained.training_data("val", n=300)
+    assert torch.equal(again["image"], small["image"])
+
+
 def test_batches_targets_are_the_truth_table(small):
     images, ids, targets = pretrained.clip_batches(small, batch_size=32, seed=1)(0)
     assert images.shape == (32, 3, 32, 32) and images.dtype == torch.float32

@@ -26,13 +26,17 @@ VERSION = 2          # bump when the recipe changes: old cache entries are then 
 def training_data(split: str = "train", n: int | None = None, seed: int = 0) -> dict:
     """Everything a CLIP batch needs, as tensors: ``image`` uint8 ``[N, 3, H, W]``, token
     ids of the full and partial captions ``[N, L]``, their specs ``[N, 9]`` and the scene
-    attributes ``[N, 2, 4]`` (for ``world.matches``)."""
+    attributes ``[N, 2, 4]`` (for ``world.matches``), and the ``scenes`` themselves (to
+    make more captions of *these* images, e.g. ``world.swap_captions``). ``seed`` is the
+    world's seed, fixed at 0 so that the course's models share one world whatever
+    ``TUTORLIB_SEED`` is."""
     ds = world.load_world(split, n=n, modalities=("image", "text"), seed=seed)
     t = world.tensors(ds, ["image", "caption", "partial", "caption_spec", "partial_spec"])
     tok = world.Tokenizer()
+    scenes = world.scenes_of(ds)
     return {"image": t["image"], "full_ids": tok(t["caption"]), "partial_ids": tok(t["partial"]),
             "full_spec": t["caption_spec"], "partial_spec": t["partial_spec"],
-            "attrs": world.scene_attributes(world.scenes_of(ds)),
+            "attrs": world.scene_attributes(scenes), "scenes": scenes,
             "caption": t["caption"], "partial": t["partial"]}
 
 
