@@ -1,0 +1,141 @@
+"""tutorlib.prompts: CoOp's prompt learner and RESTORE's pieces on a tiny frozen model."""
+import pytest
+import torch
+
+from tutorlib import models, prompts, world
+
+CLASSES = ["red circle", "blue square", "large green star"]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return world.Tokenizer()
+
+
+@pytest.fixture
+def clip(tok):
+    torch.manual_seed(0)
+    return models.mini_clip(embed_dim=16, depth=2, tokenizer=tok).eval()
+
+
+def test_init_from_words_reproduces_the_hand_made_prompt(tok, clip):
+    learner = prompts.PromptLearner(clip.text_tower, tok, CLASSES, init="a photo of a")
+    assert learner.n_ctx == 4
+    hand = clip.encode_text(tok([f"a photo of a {c}" for c in CLASSES]))
+    assert torch.allclose(learner(), hand, atol=1e-5)
+
+
+@pytest.mark.parametrize("position", ["end", "middle", "front"])
+@pytest.mark.parametrize("n_ctx", [1, 4, 7])
+def test_shapes_for_any_classes_context_and_position(tok, clip, position, n_ctx):
+    for classes in (CLASSES[:1], CLASSES):
+        learner = prompts.PromptLearner(clip.text_tower, tok, classes, n_ctx=n_ctx, position=position)
+        embeds, mask = learner.prompt_embeddings()
+        longest = 2 + n_ctx + max(len(c.split()) for c in classes)
+        assert embeds.shape == (len(classes), longest, clip.text_tower.width)
+        assert mask.sum(1).tolist() == [2 + n_ctx + len(c.split()) for c in classes]
+        assert learner().shape == (len(classes), 16)
+
+
+def test_middle_and_front_place_the_class_name(tok, clip):
+    learner = prompts.PromptLearner(clip.text_tower, tok, ["red circle"], n_ctx=4, position="front")
+    embeds, _ = learner.prompt_embeddings()
+    red = clip.text_tower.token_embedding.weight[tok.encode("red")[0]]
+    assert torch.allclose(embeds[0, 1], red) and torch.allclose(embeds[0, 3], learner.ctx[0])
+    learner = prompts.PromptLearner(clip.text_tower, tok, ["red circle"], n_ctx=4, position="middle")
+    embeds, _ = learner.prompt_embeddings()
+    assert torch.allclose(embeds[0, 3], red) and torch.allclose(embeds[0, 5], learner.ctx[2])
+
+
+def test_only_the_context_learns_and_the_tower_is_unchanged(tok, clip):
+    before = {k: v.clone() for k, v in clip.state_dict().items()}
+    learner = prompts.PromptLearner(clip.text_tower, tok, CLASSES, n_ctx=4)
+    assert [n for n, p in learner.named_parameters() if p.requires_grad] == ["ctx"]
+    opt = torch.optim.SGD([learner.ctx], lr=1.0)
+    images = torch.rand(6, 3, 32, 32)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    ctx0 = learner.ctx.detach().clone()
+    for _ in range(3):
+        with torch.no_grad():
+            img = clip.encode_image(images)
+        loss = torch.nn.functional.cross_entropy(prompts.class_logits(img, learner(), clip.logit_scale), labels)
+        opt.zero_grad(); loss.backward(); opt.step()
+    assert not torch.allclose(learner.ctx, ctx0)
+    assert all(torch.equal(v, before[k]) for k, v in clip.state_dict().items())
+    assert all(p.grad is None for p in clip.text_tower.parameters())
+
+
+def test_bad_input(tok, clip):
+    with pytest.raises(ValueError, match="classnames"):
+        prompts.PromptLearner(clip.text_tower, tok, [])
+    with pytest.raises(ValueError, match="n_ctx"):
+        prompts.PromptLearner(clip.text_tower, tok, CLASSES, n_ctx=0)
+    with pytest.raises(ValueError, match="position"):
+        prompts.PromptLearner(clip.text_tower, tok, CLASSES, position="start")
+    with pytest.raises(ValueError, match="n_ctx"):
+        prompts.PromptLearner(clip.text_tower, tok, CLASSES, n_ctx=39)
+    with pytest.raises(ValueError, match="classnames"):
+        prompts.PromptLearner(clip.text_tower, tok, ["zzz qqq"])      # no known word
+    with pytest.raises(ValueError, match="class_emb"):
+        prompts.class_logits(torch.randn(2, 16), torch.randn(3, 8), 1.0)
+    with pytest.raises(ValueError, match="templates"):
+        prompts.ensemble_class_embeddings(lambda t: torch.randn(len(t), 4), ["no slot"], CLASSES)
+    with pytest.raises(ValueError, match="novel"):
+        prompts.harmonic_mean(0.5, 1.5)
+
+
+def test_class_logits_and_harmonic_mean():
+    x = torch.tensor([[1.0, 0.0]])
+    c = torch.tensor([[2.0, 0.0], [0.0, 3.0]])
+    assert torch.allclose(prompts.class_logits(x, c, torch.tensor(0.0)), torch.tensor([[1.0, 0.0]]))
+    assert prompts.harmonic_mean(0.9, 0.6) == pytest.approx(2 * 0.9 * 0.6 / 1.5)
+    assert prompts.harmonic_mean(0.0, 0.0) == 0.0
+
+
+def test_ensemble_is_the_normalised_mean_over_templates(tok, clip):
+    enc = lambda texts: clip.encode_text(tok(texts))
+    ens = prompts.ensemble_class_embeddings(enc, ["a {}", "a photo of a {}"], CLASSES)
+    a = torch.nn.functional.normalize(enc([f"a {c}" for c in CLASSES]), dim=-1)
+    b = torch.nn.functional.normalize(enc([f"a photo of a {c}" for c in CLASSES]), dim=-1)
+    assert torch.allclose(ens, torch.nn.functional.normalize(a + b, dim=-1), atol=1e-5)
+
+
+def test_visual_prompts_and_feature_shift(tok, clip):
+    learner = prompts.PromptLearner(clip.text_tower, tok, CLASSES, n_ctx=3)
+    vp = prompts.VisualPrompts(learner, clip.image_tower.width)
+    assert vp().shape == (3, clip.image_tower.width)
+    assert [n for n, _ in vp.named_parameters()] == ["proj.weight", "proj.bias"]
+    images = torch.rand(4, 3, 32, 32)
+    frozen = prompts.encode_image_with_prompts(clip.image_tower, images, None)
+    assert torch.allclose(frozen, clip.encode_image(images))
+    prompted = prompts.encode_image_with_prompts(clip.image_tower, images, vp())
+    assert prompted.shape == frozen.shape and not torch.allclose(prompted, frozen)
+    s = prompts.feature_shift(prompted, frozen)
+    assert s.ndim == 0 and 0 < s.item() <= 2
+    assert prompts.feature_shift(frozen, frozen).item() == pytest.approx(0.0, abs=1e-6)
+    s.backward()
+    assert learner.ctx.grad is not None and vp.proj.weight.grad is not None   # the shift trains both
+    loss = prompts.shift_consistency_loss(torch.tensor(0.3), torch.tensor(0.1))
+    assert loss.item() == pytest.approx(0.04)
+    assert prompts.gram_shift(frozen, frozen).item() == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="prompts"):
+        prompts.encode_image_with_prompts(clip.image_tower, images, torch.randn(2, 5))
+    with pytest.raises(ValueError, match="frozen"):
+        prompts.feature_shift(torch.randn(3, 4), torch.randn(2, 4))
+    with pytest.raises(ValueError, match="text_shift"):
+        prompts.shift_consistency_loss(torch.randn(3), torch.tensor(0.1))
+    with pytest.raises(ValueError, match="learner"):
+        prompts.VisualPrompts("ctx", 16)
+
+
+def test_surgery_adapter_starts_as_identity_and_mixes_by_r():
+    f = torch.randn(5, 8)
+    ad = prompts.SurgeryAdapter(8, r=0.3)
+    assert torch.allclose(ad(f), f)
+    with torch.no_grad():
+        ad.ffn[2].bias.fill_(1.0)
+    assert torch.allclose(ad(f), f + 0.3)          # r * (f + 1) + (1 - r) * f
+    with pytest.raises(ValueError, match="r"):
+        prompts.SurgeryAdapter(8, r=1.5)
+    with pytest.raises(ValueError, match="dim"):
+        prompts.SurgeryAdapter(0)

@@ -1,0 +1,225 @@
+"""Prompt learning on a frozen dual encoder: CoOp's context vectors (Zhou et al. 2022,
+"Learning to Prompt for Vision-Language Models") and RESTORE's pieces (Yang et al. 2024,
+"RESTORE: Towards Feature Shift for Vision-Language Prompt Learning").
+
+    learner = PromptLearner(model.text_tower, tok, ["red circle", ...], n_ctx=4)
+    class_emb = learner()                                   # [C, d]; only the context learns
+    logits = class_logits(image_emb, class_emb, model.logit_scale)
+
+    vp = VisualPrompts(learner, n_tokens=2)                 # image prompt tokens from the context
+    img = encode_image_with_prompts(model.image_tower, images, vp())
+    feature_shift(prompted, frozen)                         # mean ||f(x; P) - f(x; none)||
+    shift_consistency_loss(text_shift, image_shift)         # (shift_T - shift_I)^2
+    SurgeryAdapter(d, r=0.2)                                # f' = r g(f) + (1 - r) f
+
+The towers stay frozen: only the prompt parameters (and adapters) receive gradients.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import _checks
+
+POSITIONS = ("end", "middle", "front")
+
+
+class PromptLearner(nn.Module):
+    """CoOp's prompt: ``n_ctx`` learnable context vectors shared by every class, placed
+    around each class name's word embeddings (the paper's Eq. 2, unified context):
+
+        end:    <bos> [V]_1 ... [V]_M  CLASS  <eos>
+        middle: <bos> [V]_1 ... [V]_M/2  CLASS  [V]_M/2+1 ... [V]_M  <eos>
+        front:  <bos> CLASS  [V]_1 ... [V]_M  <eos>
+
+    ``init="a photo of a"`` starts the context from those words' embeddings (then
+    ``n_ctx`` is their number); ``init=None`` from N(0, 0.02^2), as in the official code.
+    ``forward()`` returns the class embeddings ``[C, embed_dim]`` from the frozen tower.
+    """
+
+    def __init__(self, text_tower: nn.Module, tokenizer, classnames, n_ctx: int = 4,
+                 init: str | None = None, position: str = "end"):
+        super().__init__()
+        if not isinstance(classnames, (list, tuple)) or not classnames or \
+                not all(isinstance(c, str) and c.strip() for c in classnames):
+            raise ValueError(f"classnames: got {classnames!r}, expected a non-empty list of class names")
+        _checks.one_of("position", position, POSITIONS)
+        width = text_tower.token_embedding.weight.shape[1]
+        embed = text_tower.token_embedding.weight.detach()
+        if init is not None:
+            ids = tokenizer.encode(init)
+            if not ids:
+                raise ValueError(f"init: got {init!r}, expected at least one word")
+            ctx = embed[ids].clone()
+        else:
+            _checks.positive_int("n_ctx", n_ctx)
+            ctx = 0.02 * torch.randn(n_ctx, width)
+        self.ctx = nn.Parameter(ctx)                                       # [M, width]
+        self.position, self.classnames = position, list(classnames)
+        self.text_tower = text_tower                                       # frozen, not owned
+        for p in text_tower.parameters():
+            p.requires_grad_(False)
+        names = [torch.tensor(tokenizer.encode(c)) for c in self.classnames]
+        unknown = [c for c, n in zip(self.classnames, names) if bool((n == tokenizer.unk_id).all())]
+        if unknown:
+            raise ValueError(f"classnames: got {unknown!r} with no word the tokenizer knows, "
+                             "expected names in the model's vocabulary")
+        length = 2 + len(ctx) + max(len(n) for n in names)
+        if length > text_tower.context_length:
+            raise ValueError(f"n_ctx: {len(ctx)} context vectors and the longest class name need "
+                             f"{length} tokens, more than the tower's {text_tower.context_length}")
+        # fixed pieces, as buffers: the frozen embeddings of <bos>, each name, <eos>
+        self.register_buffer("bos", embed[tokenizer.bos_id].clone(), persistent=False)
+        self.register_buffer("eos", embed[tokenizer.eos_id].clone(), persistent=False)
+        self.register_buffer("name_emb", torch.zeros(len(names), max(len(n) for n in names), width),
+                             persistent=False)
+        self.register_buffer("name_len", torch.tensor([len(n) for n in names]), persistent=False)
+        for i, n in enumerate(names):
+            self.name_emb[i, :len(n)] = embed[n]
+
+    @property
+    def n_ctx(self) -> int:
+        return self.ctx.shape[0]
+
+    def prompt_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token embeddings ``[C, L, width]`` and mask ``[C, L]`` of every class's prompt."""
+        C, W = len(self.classnames), self.ctx.shape[1]
+        half = self.n_ctx // 2
+        rows, lengths = [], []
+        for i in range(C):
+            name = self.name_emb[i, :int(self.name_len[i])]
+            parts = {"end": [self.ctx, name], "front": [name, self.ctx],
+                     "middle": [self.ctx[:half], name, self.ctx[half:]]}[self.position]
+            rows.append(torch.cat([self.bos[None], *parts, self.eos[None]]))
+            lengths.append(len(rows[-1]))
+        L = max(lengths)
+        embeds = self.ctx.new_zeros(C, L, W)
+        mask = torch.zeros(C, L, dtype=torch.bool, device=self.ctx.device)
+        for i, row in enumerate(rows):
+            embeds[i, :len(row)] = row
+            mask[i, :len(row)] = True
+        return embeds, mask
+
+    def forward(self) -> torch.Tensor:
+        embeds, mask = self.prompt_embeddings()
+        return self.text_tower(embeds=embeds, mask=mask)
+
+
+def class_logits(image_emb: torch.Tensor, class_emb: torch.Tensor, logit_scale) -> torch.Tensor:
+    """``exp(logit_scale) * cos(image_i, class_c)`` ``[N, C]``: CoOp's classifier, at the
+    frozen model's scale."""
+    _checks.tensor("image_emb", image_emb, 2)
+    _checks.tensor("class_emb", class_emb, 2)
+    _checks.same_width("image_emb", image_emb, "class_emb", class_emb)
+    scale = torch.as_tensor(logit_scale).exp()
+    return scale * F.normalize(image_emb, dim=-1) @ F.normalize(class_emb, dim=-1).T
+
+
+def ensemble_class_embeddings(encode_text, templates, classnames) -> torch.Tensor:
+    """Hand-made prompt ensemble (CLIP, Radford et al. 2021): for each class, the mean of
+    its normalised embeddings under every template ("a {} ...") -> ``[C, d]``."""
+    if not templates or not all(isinstance(t, str) and "{}" in t for t in templates):
+        raise ValueError(f"templates: got {templates!r}, expected strings with a '{{}}' for the class name")
+    if not classnames:
+        raise ValueError("classnames: got an empty list, expected class names")
+    embs = torch.stack([F.normalize(encode_text([t.format(c) for c in classnames]), dim=-1)
+                        for t in templates])                                  # [T, C, d]
+    return F.normalize(embs.mean(0), dim=-1)
+
+
+def harmonic_mean(base: float, novel: float) -> float:
+    """H = 2 B N / (B + N), the base-to-novel protocol's summary (0 if both are 0)."""
+    for name, v in (("base", base), ("novel", novel)):
+        if not 0.0 <= float(v) <= 1.0:
+            raise ValueError(f"{name}: got {v!r}, expected an accuracy in [0, 1]")
+    return 0.0 if base + novel == 0 else 2 * base * novel / (base + novel)
+
+
+# --------------------------------------------------------------------------- RESTORE
+class VisualPrompts(nn.Module):
+    """Visual prompt tokens derived from the text context by a linear map (the coupling
+    of multimodal prompts, as in MaPLe and RESTORE): ``[n_tokens, image_width]``, one
+    token per context vector (``n_tokens`` = the learner's ``n_ctx``)."""
+
+    def __init__(self, learner: PromptLearner, image_width: int):
+        super().__init__()
+        if not isinstance(learner, PromptLearner):
+            raise ValueError(f"learner: got {type(learner).__name__}, expected a PromptLearner")
+        _checks.positive_int("image_width", image_width)
+        self.learner = [learner]                     # not a submodule: its ctx is trained once
+        self.proj = nn.Linear(learner.ctx.shape[1], image_width)
+        nn.init.normal_(self.proj.weight, std=0.02)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self) -> torch.Tensor:
+        return self.proj(self.learner[0].ctx)
+
+
+def encode_image_with_prompts(image_tower: nn.Module, images: torch.Tensor,
+                              prompts: torch.Tensor | None) -> torch.Tensor:
+    """The image tower with ``prompts`` ``[K, width]`` appended to the token sequence after
+    the position embeddings (shallow visual prompts): ``[N, 3, H, W]`` -> ``[N, d]``.
+    ``prompts=None`` gives the frozen tower's own features."""
+    if prompts is None:
+        return image_tower(images)
+    _checks.tensor("prompts", prompts, 2)
+    if prompts.shape[1] != image_tower.width:
+        raise ValueError(f"prompts: got width {prompts.shape[1]}, expected the tower's {image_tower.width}")
+    x = image_tower.hidden(images, 0)                                   # [N, 1 + P, width]
+    x = torch.cat([x, prompts.expand(len(x), -1, -1)], 1)
+    return image_tower.from_hidden(x, 0)
+
+
+def feature_shift(prompted: torch.Tensor, frozen: torch.Tensor) -> torch.Tensor:
+    """RESTORE's feature shift of one modality: the mean distance between the normalised
+    features with and without prompts, ``mean_i ||f(x_i; P) - f(x_i; none)||`` (a scalar
+    tensor, differentiable). Inputs ``[N, d]``, rows paired."""
+    _checks.tensor("prompted", prompted, 2)
+    _checks.tensor("frozen", frozen, 2)
+    if prompted.shape != frozen.shape:
+        raise ValueError(f"prompted, frozen: got shapes {tuple(prompted.shape)} and "
+                         f"{tuple(frozen.shape)}, expected the same")
+    return (F.normalize(prompted, dim=-1) - F.normalize(frozen, dim=-1)).norm(dim=-1).mean()
+
+
+def shift_consistency_loss(text_shift: torch.Tensor, image_shift: torch.Tensor) -> torch.Tensor:
+    """RESTORE's feature-shift consistency: penalise the two modalities for drifting from
+    the frozen model by different amounts, ``(shift_T - shift_I)^2``."""
+    for name, v in (("text_shift", text_shift), ("image_shift", image_shift)):
+        if not isinstance(v, torch.Tensor) or v.numel() != 1:
+            raise ValueError(f"{name}: got {v!r}, expected a scalar tensor (feature_shift's output)")
+    return (text_shift.reshape(()) - image_shift.reshape(())).pow(2)
+
+
+def gram_shift(prompted: torch.Tensor, frozen: torch.Tensor) -> torch.Tensor:
+    """The stand-in the released RESTORE code uses for the shift: the Frobenius norm of the
+    difference of the two Gram matrices of normalised features, ``||P P^T - F F^T||_F / N``
+    (it compares the *relations* between samples, not the samples themselves)."""
+    feature_shift(prompted, frozen)                                  # same input checks
+    p, f = F.normalize(prompted, dim=-1), F.normalize(frozen, dim=-1)
+    return (p @ p.T - f @ f.T).norm() / len(p)
+
+
+class SurgeryAdapter(nn.Module):
+    """RESTORE's "surgery" adapter for one modality: ``f' = r g(f) + (1 - r) f`` with the
+    residual block ``g(f) = f + FFN(LN(f))``; ``r`` in [0, 1] is how much of the adapted
+    feature to mix in. Starts as the identity (the FFN's output layer is zero)."""
+
+    def __init__(self, dim: int, r: float = 0.2, hidden: int | None = None):
+        super().__init__()
+        _checks.positive_int("dim", dim)
+        if not 0.0 <= float(r) <= 1.0:
+            raise ValueError(f"r: got {r!r}, expected a ratio in [0, 1]")
+        hidden = hidden or dim // 4
+        _checks.positive_int("hidden", hidden)
+        self.r = float(r)
+        self.ln = nn.LayerNorm(dim)
+        self.ffn = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+        nn.init.zeros_(self.ffn[2].weight)
+        nn.init.zeros_(self.ffn[2].bias)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        _checks.tensor("f", f, 2)
+        g = f + self.ffn(self.ln(f))
+        return self.r * g + (1 - self.r) * f
