@@ -14,3 +14,10 @@ def tmp_cache(tmp_path, monkeypatch):
     """A fresh, empty TUTORLIB_CACHE for one test."""
     monkeypatch.setenv("TUTORLIB_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+@pytest.fixture(scope="session")
+def tok():
+    """The course tokenizer (training vocabulary), shared by the tests that need one."""
+    from tutorlib import world
+    return world.Tokenizer()

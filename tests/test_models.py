@@ -8,11 +8,6 @@ import torch
 from tutorlib import models, world
 
 
-@pytest.fixture(scope="module")
-def tok():
-    return world.Tokenizer()
-
-
 @pytest.fixture
 def text_tower(tok):
     torch.manual_seed(0)

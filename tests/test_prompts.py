@@ -2,14 +2,9 @@
 import pytest
 import torch
 
-from tutorlib import models, prompts, world
+from tutorlib import models, prompts
 
 CLASSES = ["red circle", "blue square", "large green star"]
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return world.Tokenizer()
 
 
 @pytest.fixture

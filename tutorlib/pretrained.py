@@ -204,14 +204,15 @@ def finetune(model, data: dict, objective=None, *, steps: int, batch_size: int =
     _checks.positive_int("batch_size", batch_size)
     seed = get_seed(seed)
     objective = objective or (lambda i, t, s, neg: losses.clip_loss(i, t, s))
-    torch.manual_seed(seed)
-    dev = device()
-    model = copy.deepcopy(model).eval().to(dev)
-    img_t, txt_t = model.image_tower, model.text_tower
-    for name, blocks, tower in (("image_blocks", image_blocks, img_t), ("text_blocks", text_blocks, txt_t)):
+    for name, blocks, tower in (("image_blocks", image_blocks, model.image_tower),
+                                ("text_blocks", text_blocks, model.text_tower)):
         depth = len(tower.encoder.blocks)
         if not isinstance(blocks, int) or not 0 <= blocks <= depth:
             raise ValueError(f"{name}: got {blocks!r}, expected an integer from 0 to the tower's depth {depth}")
+    torch.manual_seed(seed)
+    dev = device()
+    model = copy.deepcopy(model).eval().to(dev)                # checked first, then copied
+    img_t, txt_t = model.image_tower, model.text_tower
     si = len(img_t.encoder.blocks) - image_blocks             # first trained block
     st = len(txt_t.encoder.blocks) - text_blocks
     n = min(len(data["image"]), pool or pick(8192, 50000))

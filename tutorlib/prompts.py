@@ -175,12 +175,18 @@ def feature_shift(prompted: torch.Tensor, frozen: torch.Tensor) -> torch.Tensor:
     """RESTORE's feature shift of one modality: the mean distance between the normalised
     features with and without prompts, ``mean_i ||f(x_i; P) - f(x_i; none)||`` (a scalar
     tensor, differentiable). Inputs ``[N, d]``, rows paired."""
+    p, f = _paired(prompted, frozen)
+    return (p - f).norm(dim=-1).mean()
+
+
+def _paired(prompted: torch.Tensor, frozen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check two paired feature sets ``[N, d]`` and return them normalised."""
     _checks.tensor("prompted", prompted, 2)
     _checks.tensor("frozen", frozen, 2)
     if prompted.shape != frozen.shape:
         raise ValueError(f"prompted, frozen: got shapes {tuple(prompted.shape)} and "
                          f"{tuple(frozen.shape)}, expected the same")
-    return (F.normalize(prompted, dim=-1) - F.normalize(frozen, dim=-1)).norm(dim=-1).mean()
+    return F.normalize(prompted, dim=-1), F.normalize(frozen, dim=-1)
 
 
 def shift_consistency_loss(text_shift: torch.Tensor, image_shift: torch.Tensor) -> torch.Tensor:
@@ -196,8 +202,7 @@ def gram_shift(prompted: torch.Tensor, frozen: torch.Tensor) -> torch.Tensor:
     """The stand-in the released RESTORE code uses for the shift: the Frobenius norm of the
     difference of the two Gram matrices of normalised features, ``||P P^T - F F^T||_F / N``
     (it compares the *relations* between samples, not the samples themselves)."""
-    feature_shift(prompted, frozen)                                  # same input checks
-    p, f = F.normalize(prompted, dim=-1), F.normalize(frozen, dim=-1)
+    p, f = _paired(prompted, frozen)
     return (p @ p.T - f @ f.T).norm() / len(p)
 
 
