@@ -83,5 +83,11 @@ if __name__ == "__main__":
         sys.exit("usage: python scripts/run_cells.py NOTEBOOK.ipynb [...]")
     os.environ.setdefault("MPLBACKEND", "Agg")
     _stub_ipython()
+    try:                                 # tables print whole in a log, not folded at 80 columns
+        import pandas as pd
+        pd.set_option("display.width", 250)
+        pd.set_option("display.max_columns", 50)
+    except ImportError:
+        pass
     for nb_path in sys.argv[1:]:
         run(nb_path)

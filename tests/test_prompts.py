@@ -134,3 +134,33 @@ def test_surgery_adapter_starts_as_identity_and_mixes_by_r():
         prompts.SurgeryAdapter(8, r=1.5)
     with pytest.raises(ValueError, match="dim"):
         prompts.SurgeryAdapter(0)
+
+
+def test_for_classes_shares_the_context(tok, clip):
+    learner = prompts.PromptLearner(clip.text_tower, tok, CLASSES, n_ctx=3)
+    novel = learner.for_classes(["green star", "blue cross"])
+    assert novel.ctx is learner.ctx and novel.classnames == ["green star", "blue cross"]
+    with torch.no_grad():
+        learner.ctx.add_(1.0)                                  # an update to the base learner ...
+    fresh = prompts.PromptLearner(clip.text_tower, tok, ["green star", "blue cross"], n_ctx=3)
+    fresh.ctx = learner.ctx
+    assert torch.allclose(novel(), fresh())                    # ... is what the novel one sees
+    with pytest.raises(ValueError, match="classnames"):
+        learner.for_classes([])
+
+
+def test_visual_prompts_at_a_later_block_and_from_cached_states(clip):
+    tower = clip.image_tower
+    images, p = torch.rand(4, 3, 32, 32), torch.randn(2, tower.width)
+    late = prompts.encode_image_with_prompts(tower, images, p, layer=1)
+    cached = prompts.encode_image_with_prompts(tower, None, p, layer=1, states=tower.hidden(images, 1))
+    assert torch.allclose(late, cached, atol=1e-6)
+    assert not torch.allclose(late, prompts.encode_image_with_prompts(tower, images, p, layer=0))
+    assert torch.allclose(prompts.encode_image_with_prompts(tower, images, None, layer=1),
+                          clip.encode_image(images), atol=1e-6)
+    with pytest.raises(ValueError, match="layer"):
+        prompts.encode_image_with_prompts(tower, images, p, layer=2)
+    with pytest.raises(ValueError, match="images, states"):
+        prompts.encode_image_with_prompts(tower, images, p, states=tower.hidden(images, 0))
+    with pytest.raises(ValueError, match="states"):
+        prompts.encode_image_with_prompts(tower, None, p, states=torch.randn(4, 3, tower.width))

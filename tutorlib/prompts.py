@@ -4,10 +4,11 @@
 
     learner = PromptLearner(model.text_tower, tok, ["red circle", ...], n_ctx=4)
     class_emb = learner()                                   # [C, d]; only the context learns
+    novel_emb = learner.for_classes(["green star", ...])()  # the same context, other classes
     logits = class_logits(image_emb, class_emb, model.logit_scale)
 
     vp = VisualPrompts(learner, n_tokens=2)                 # image prompt tokens from the context
-    img = encode_image_with_prompts(model.image_tower, images, vp())
+    img = encode_image_with_prompts(model.image_tower, images, vp(), layer=0)
     feature_shift(prompted, frozen)                         # mean ||f(x; P) - f(x; none)||
     shift_consistency_loss(text_shift, image_shift)         # (shift_T - shift_I)^2
     SurgeryAdapter(d, r=0.2)                                # f' = r g(f) + (1 - r) f
@@ -57,7 +58,7 @@ class PromptLearner(nn.Module):
             ctx = 0.02 * torch.randn(n_ctx, width)
         self.ctx = nn.Parameter(ctx)                                       # [M, width]
         self.position, self.classnames = position, list(classnames)
-        self.text_tower = text_tower                                       # frozen, not owned
+        self.text_tower, self.tokenizer = text_tower, tokenizer            # frozen, not owned
         for p in text_tower.parameters():
             p.requires_grad_(False)
         names = [torch.tensor(tokenizer.encode(c)) for c in self.classnames]
@@ -81,6 +82,16 @@ class PromptLearner(nn.Module):
     @property
     def n_ctx(self) -> int:
         return self.ctx.shape[0]
+
+    def for_classes(self, classnames) -> "PromptLearner":
+        """The same context around other class names (base-to-novel evaluation): a new
+        learner that *shares* this one's ``ctx`` parameter, so it sees every update."""
+        with torch.random.fork_rng(devices=[]):           # its throwaway init draws nothing
+            other = PromptLearner(self.text_tower, self.tokenizer, classnames,
+                                  n_ctx=self.n_ctx, position=self.position)
+        other.to(self.ctx.device)
+        other.ctx = self.ctx
+        return other
 
     def prompt_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Token embeddings ``[C, L, width]`` and mask ``[C, L]`` of every class's prompt."""
@@ -156,19 +167,33 @@ class VisualPrompts(nn.Module):
         return self.proj(self.learner[0].ctx)
 
 
-def encode_image_with_prompts(image_tower: nn.Module, images: torch.Tensor,
-                              prompts: torch.Tensor | None) -> torch.Tensor:
-    """The image tower with ``prompts`` ``[K, width]`` appended to the token sequence after
-    the position embeddings (shallow visual prompts): ``[N, 3, H, W]`` -> ``[N, d]``.
-    ``prompts=None`` gives the frozen tower's own features."""
-    if prompts is None:
-        return image_tower(images)
-    _checks.tensor("prompts", prompts, 2)
-    if prompts.shape[1] != image_tower.width:
-        raise ValueError(f"prompts: got width {prompts.shape[1]}, expected the tower's {image_tower.width}")
-    x = image_tower.hidden(images, 0)                                   # [N, 1 + P, width]
-    x = torch.cat([x, prompts.expand(len(x), -1, -1)], 1)
-    return image_tower.from_hidden(x, 0)
+def encode_image_with_prompts(image_tower: nn.Module, images: torch.Tensor | None,
+                              prompts: torch.Tensor | None, layer: int = 0,
+                              states: torch.Tensor | None = None) -> torch.Tensor:
+    """The image tower with visual prompt tokens ``[K, width]`` appended to the token
+    sequence that enters block ``layer`` (0: after the position embeddings, "shallow";
+    ``depth - 1``: before the last block only): ``[N, 3, H, W]`` -> ``[N, d]``.
+    ``prompts=None`` gives the frozen tower's own features. The blocks before ``layer``
+    do not see the prompts, so their output can be computed once and passed as
+    ``states=image_tower.hidden(images, layer)`` (with ``images=None``) to save time."""
+    depth = len(image_tower.encoder.blocks)
+    if not isinstance(layer, int) or isinstance(layer, bool) or not 0 <= layer < depth:
+        raise ValueError(f"layer: got {layer!r}, expected a block index in 0..{depth - 1}")
+    if (images is None) == (states is None):
+        raise ValueError("images, states: pass exactly one of them")
+    if states is not None:
+        _checks.tensor("states", states, 3)
+        if states.shape[1:] != (1 + image_tower.n_patches, image_tower.width):
+            raise ValueError(f"states: got shape {tuple(states.shape)}, expected "
+                             f"[N, {1 + image_tower.n_patches}, {image_tower.width}] "
+                             "(image_tower.hidden's output)")
+    x = image_tower.hidden(images, layer) if states is None else states   # [N, 1 + P, width]
+    if prompts is not None:
+        _checks.tensor("prompts", prompts, 2)
+        if prompts.shape[1] != image_tower.width:
+            raise ValueError(f"prompts: got width {prompts.shape[1]}, expected the tower's {image_tower.width}")
+        x = torch.cat([x, prompts.expand(len(x), -1, -1)], 1)
+    return image_tower.from_hidden(x, layer)
 
 
 def feature_shift(prompted: torch.Tensor, frozen: torch.Tensor) -> torch.Tensor:
