@@ -112,7 +112,6 @@ def test_visual_prompts_and_feature_shift(tok, clip):
     assert learner.ctx.grad is not None and vp.proj.weight.grad is not None   # the shift trains both
     loss = prompts.shift_consistency_loss(torch.tensor(0.3), torch.tensor(0.1))
     assert loss.item() == pytest.approx(0.04)
-    assert prompts.gram_shift(frozen, frozen).item() == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(ValueError, match="prompts"):
         prompts.encode_image_with_prompts(clip.image_tower, images, torch.randn(2, 5))
     with pytest.raises(ValueError, match="frozen"):
@@ -164,3 +163,15 @@ def test_visual_prompts_at_a_later_block_and_from_cached_states(clip):
         prompts.encode_image_with_prompts(tower, images, p, states=tower.hidden(images, 0))
     with pytest.raises(ValueError, match="states"):
         prompts.encode_image_with_prompts(tower, None, p, states=torch.randn(4, 3, tower.width))
+
+
+def test_prompt_gram_shift_is_a_ratio_of_gram_norms():
+    p0 = torch.randn(4, 8)
+    assert prompts.prompt_gram_shift(p0, p0).item() == pytest.approx(1.0)
+    assert prompts.prompt_gram_shift(2 * p0, p0).item() == pytest.approx(4.0)     # ||(2P)^T 2P|| = 4 ||P^T P||
+    q, _ = torch.linalg.qr(torch.randn(4, 4))
+    assert prompts.prompt_gram_shift(q @ p0, p0).item() == pytest.approx(1.0, rel=1e-4)  # blind to rotations of the tokens
+    with pytest.raises(ValueError, match="initial"):
+        prompts.prompt_gram_shift(p0, torch.zeros(4, 8))
+    with pytest.raises(ValueError, match="prompt, initial"):
+        prompts.prompt_gram_shift(p0, torch.randn(3, 8))

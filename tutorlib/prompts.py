@@ -223,12 +223,22 @@ def shift_consistency_loss(text_shift: torch.Tensor, image_shift: torch.Tensor) 
     return (text_shift.reshape(()) - image_shift.reshape(())).pow(2)
 
 
-def gram_shift(prompted: torch.Tensor, frozen: torch.Tensor) -> torch.Tensor:
-    """The stand-in the released RESTORE code uses for the shift: the Frobenius norm of the
-    difference of the two Gram matrices of normalised features, ``||P P^T - F F^T||_F / N``
-    (it compares the *relations* between samples, not the samples themselves)."""
-    p, f = _paired(prompted, frozen)
-    return (p @ p.T - f @ f.T).norm() / len(p)
+def prompt_gram_shift(prompt: torch.Tensor, initial: torch.Tensor) -> torch.Tensor:
+    """The stand-in the released RESTORE code uses for a modality's shift: not a distance
+    between features but a property of the prompt *parameters*, the Frobenius norm of
+    their Gram matrix relative to its value at initialisation,
+    ``||P^T P||_F / ||P_0^T P_0||_F`` for prompt tokens ``[M, width]`` (1 = unchanged).
+    The code sums the squared text-minus-visual difference of this ratio over its prompt
+    layers as the consistency loss."""
+    for name, v in (("prompt", prompt), ("initial", initial)):
+        _checks.tensor(name, v, 2)
+    if prompt.shape != initial.shape:
+        raise ValueError(f"prompt, initial: got shapes {tuple(prompt.shape)} and "
+                         f"{tuple(initial.shape)}, expected the same")
+    ref = (initial.T @ initial).norm()
+    if ref == 0:
+        raise ValueError("initial: got all zeros, expected the prompt's starting values")
+    return (prompt.T @ prompt).norm() / ref
 
 
 class SurgeryAdapter(nn.Module):
