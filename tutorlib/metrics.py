@@ -94,3 +94,36 @@ def binding_accuracy(image_emb: torch.Tensor, true_emb: torch.Tensor, swapped_em
     _checks.same_width("image_emb", x, "true_emb", t)
     _checks.same_width("image_emb", x, "swapped_emb", s)
     return ((x * t).sum(-1) > (x * s).sum(-1)).float().mean().item()
+
+
+def mean_average_precision(query_emb: torch.Tensor, gallery_emb: torch.Tensor,
+                           query_labels: torch.Tensor, gallery_labels: torch.Tensor,
+                           exclude_self: bool = False) -> float:
+    """mAP of ranking the gallery by cosine to each query; relevant = same label.
+
+    For one query with relevant items at ranks r_1 < r_2 < ... (1-based), AP is the mean
+    of precision@r_j = j / r_j; mAP averages AP over queries that have any relevant item.
+    ``exclude_self=True`` when query and gallery are the same set (row i = item i): each
+    query's own item is left out of its ranking.
+    """
+    q, g = _emb("query_emb", query_emb), _emb("gallery_emb", gallery_emb)
+    _checks.same_width("query_emb", q, "gallery_emb", g)
+    for name, lab, emb in (("query_labels", query_labels, q), ("gallery_labels", gallery_labels, g)):
+        _checks.tensor(name, lab, 1, floating=False)
+        if lab.is_floating_point():
+            raise ValueError(f"{name}: got dtype {lab.dtype}, expected integer class labels")
+        _checks.same_rows(name.replace("labels", "emb"), emb, name, lab)
+    sim = q @ g.T
+    rel = query_labels.to(q.device)[:, None] == gallery_labels.to(q.device)[None, :]
+    if exclude_self:
+        _checks.same_rows("query_emb", q, "gallery_emb", g)
+        eye = torch.eye(len(q), dtype=torch.bool, device=q.device)
+        sim, rel = sim.masked_fill(eye, -float("inf")), rel & ~eye
+    order = sim.argsort(dim=1, descending=True)
+    hits = rel.gather(1, order).float()                                    # [Q, G] in rank order
+    precision = hits.cumsum(1) / torch.arange(1, hits.shape[1] + 1, device=q.device)
+    n_rel = hits.sum(1)
+    keep = n_rel > 0
+    if not bool(keep.any()):
+        raise ValueError("query_labels: no query has a relevant gallery item, so mAP is undefined")
+    return ((precision * hits).sum(1)[keep] / n_rel[keep]).mean().item()

@@ -1,0 +1,97 @@
+"""tutorlib.inversion (OTI, OVI) and metrics.mean_average_precision."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tutorlib import inversion, metrics, models
+
+
+@pytest.fixture
+def clip(tok):
+    torch.manual_seed(0)
+    return models.mini_clip(embed_dim=16, depth=2, tokenizer=tok).eval()
+
+
+def test_oti_loss_falls_and_towers_stay_frozen(tok, clip):
+    before = {k: v.clone() for k, v in clip.state_dict().items()}
+    flags = [p.requires_grad for p in clip.parameters()]
+    # targets the tower can reach (an untrained toy model's image cone may lie out of reach)
+    target = clip.encode_text(tok([f"a photo of {w}" for w in ("red", "circle", "star", "big", "left")])).detach()
+    tokens, losses = inversion.oti(clip.text_tower, tok, target, steps=60, batch_size=3, progress=False)
+    assert tokens.shape == (5, 1, clip.text_tower.width) and losses.shape == (60,)
+    assert losses[-1] < 0.5 * losses[0]
+    text_like = inversion.encode_with_pseudo_tokens(clip.text_tower, tok, tokens)
+    cos = F.cosine_similarity(text_like, target).mean().item()
+    assert cos == pytest.approx(1 - losses[-1].item(), abs=0.05)
+    assert all(torch.equal(v, before[k]) for k, v in clip.state_dict().items())
+    assert [p.requires_grad for p in clip.parameters()] == flags          # flags restored
+    assert all(p.grad is None for p in clip.parameters())
+
+
+def test_template_slot_holds_real_words(tok, clip):
+    """A pseudo-token equal to a word's embedding reproduces that caption's feature."""
+    ids = tok.encode("red circle")
+    words = clip.text_tower.token_embedding.weight[ids][None]          # [1, 2, width]
+    got = inversion.encode_with_pseudo_tokens(clip.text_tower, tok, words, "a photo of {}")
+    assert torch.allclose(got, clip.encode_text(tok(["a photo of red circle"])), atol=1e-5)
+
+
+def test_oti_of_a_caption_recovers_a_caption_like_feature(tok, clip):
+    text = clip.encode_text(tok(["a red circle", "a blue star"])).detach()
+    tokens, _ = inversion.oti(clip.text_tower, tok, text, template="a {}", steps=150, progress=False)
+    inv = inversion.encode_with_pseudo_tokens(clip.text_tower, tok, tokens, "a {}")
+    assert (F.cosine_similarity(inv, text) > 0.9).all()
+
+
+def test_ovi_loss_falls_and_shapes(tok, clip):
+    text = clip.encode_text(tok(["a red circle", "a green square", "a star"])).detach()
+    patches, losses = inversion.ovi(clip.image_tower, text, steps=60, progress=False)
+    assert patches.shape == (3, 1, clip.image_tower.width)
+    assert losses[-1] < 0.5 * losses[0]
+    assert inversion.encode_pseudo_patches(clip.image_tower, patches).shape == (3, 16)
+    assert all(p.grad is None for p in clip.parameters())
+
+
+def test_nearest_words_of_real_embeddings(tok, clip):
+    table = clip.text_tower.token_embedding.weight.detach()
+    ids = tok.encode("red star")
+    assert [w[0] for w in inversion.nearest_words(clip.text_tower, tok, table[ids])] == ["red", "star"]
+
+
+def test_bad_input(tok, clip):
+    img = torch.randn(2, 16)
+    with pytest.raises(ValueError, match="template"):
+        inversion.oti(clip.text_tower, tok, img, template="a photo of", progress=False)
+    with pytest.raises(ValueError, match="steps"):
+        inversion.oti(clip.text_tower, tok, img, steps=0, progress=False)
+    with pytest.raises(ValueError, match="image_emb"):
+        inversion.oti(clip.text_tower, tok, torch.randn(2, 3, 16), progress=False)
+    with pytest.raises(ValueError, match="tokens"):
+        inversion.encode_with_pseudo_tokens(clip.text_tower, tok, torch.randn(2, 1, 5))
+    with pytest.raises(ValueError, match="tokens"):
+        inversion.encode_with_pseudo_tokens(clip.text_tower, tok, torch.randn(2, 40, clip.text_tower.width))
+    with pytest.raises(ValueError, match="n_tokens"):
+        inversion.ovi(clip.image_tower, img, n_tokens=3, progress=False)
+    with pytest.raises(ValueError, match="patches"):
+        inversion.encode_pseudo_patches(clip.image_tower, torch.randn(2, 1, 7))
+    with pytest.raises(ValueError, match="weight_decay"):
+        inversion.ovi(clip.image_tower, img, weight_decay=-1, progress=False)
+
+
+def test_map_against_a_hand_computed_example():
+    # one query; gallery ranked by cosine: items 0 (rel), 1 (not), 2 (rel), 3 (not)
+    q = torch.tensor([[1.0, 0.0]])
+    g = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.5, 0.5], [0.0, 1.0]])
+    ap = metrics.mean_average_precision(q, g, torch.tensor([7]), torch.tensor([7, 1, 7, 2]))
+    assert ap == pytest.approx((1 / 1 + 2 / 3) / 2)
+    # exclude_self: the query itself (row 0) would be a free hit
+    x = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.9, -0.1]])
+    lab = torch.tensor([0, 0, 1])
+    # query 0 ranks [2 (not), 1 (rel)] -> AP 1/2; query 1 ranks [0 (rel), 2] -> 1; query 2 has none
+    assert metrics.mean_average_precision(x, x, lab, lab, exclude_self=True) == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="query_labels"):
+        metrics.mean_average_precision(q, g, torch.tensor([7, 8]), torch.tensor([7, 1, 7, 2]))
+    with pytest.raises(ValueError, match="gallery_labels"):
+        metrics.mean_average_precision(q, g, torch.tensor([7]), torch.tensor([0.5, 1, 7, 2]))
+    with pytest.raises(ValueError, match="relevant"):
+        metrics.mean_average_precision(q, g, torch.tensor([9]), torch.tensor([7, 1, 7, 2]))

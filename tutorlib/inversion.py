@@ -1,0 +1,151 @@
+"""Modality inversion (Mistretta et al. 2025, "Cross the Gap: Exposing the Intra-modal
+Misalignment in CLIP via Modality Inversion"): map one modality into the other by
+optimising an *input* of the frozen other tower, never its weights.
+
+    tokens, losses = oti(model.text_tower, tok, image_emb)          # image -> text feature
+    text_like = encode_with_pseudo_tokens(model.text_tower, tok, tokens)
+    patches, losses = ovi(model.image_tower, text_emb)              # text -> image feature
+    image_like = encode_pseudo_patches(model.image_tower, patches)
+
+OTI (optimisation-based textual inversion) learns pseudo-tokens ``w`` placed in a
+template ("a photo of {}") so that the text tower's output ``t(w)`` matches an image
+embedding ``v``; OVI (visual inversion) learns one pseudo patch embedding, repeated over
+every patch position, so that the image tower's output matches a text embedding. Both
+minimise ``1 - cos`` with AdamW (lr 2e-2, weight decay 0.01), every query at once.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import _checks
+
+
+@contextlib.contextmanager
+def _frozen(module: nn.Module):
+    """No gradients into ``module``'s weights for the duration; flags restored after."""
+    flags = [p.requires_grad for p in module.parameters()]
+    module.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p, f in zip(module.parameters(), flags):
+            p.requires_grad_(f)
+
+
+def _template_ids(tokenizer, template: str) -> tuple[list[int], list[int]]:
+    if not isinstance(template, str) or template.count("{}") != 1:
+        raise ValueError(f"template: got {template!r}, expected a string with one '{{}}' "
+                         "for the pseudo-token(s)")
+    before, after = template.split("{}")
+    return tokenizer.encode(before), tokenizer.encode(after)
+
+
+def encode_with_pseudo_tokens(text_tower: nn.Module, tokenizer, tokens: torch.Tensor,
+                              template: str = "a photo of {}") -> torch.Tensor:
+    """The text tower on ``<bos> template-with-tokens <eos>``: pseudo-tokens ``[N, K, width]``
+    (K word embeddings per query, in the slot ``{}``) -> text features ``[N, d]``."""
+    _checks.tensor("tokens", tokens, 3)
+    if tokens.shape[2] != text_tower.width:
+        raise ValueError(f"tokens: got width {tokens.shape[2]}, expected the text tower's "
+                         f"word-embedding width {text_tower.width}")
+    pre, post = _template_ids(tokenizer, template)
+    length = 2 + len(pre) + tokens.shape[1] + len(post)
+    if length > text_tower.context_length:
+        raise ValueError(f"tokens: {tokens.shape[1]} pseudo-tokens in {template!r} need {length} "
+                         f"positions, more than the tower's {text_tower.context_length}")
+    table = text_tower.token_embedding.weight
+    fixed = lambda ids: table[torch.tensor(ids, dtype=torch.long, device=table.device)][None].expand(
+        len(tokens), -1, -1)
+    x = torch.cat([fixed([tokenizer.bos_id] + pre), tokens.to(table.dtype),
+                   fixed(post + [tokenizer.eos_id])], 1)
+    return text_tower(embeds=x)
+
+
+def encode_pseudo_patches(image_tower: nn.Module, patches: torch.Tensor) -> torch.Tensor:
+    """The image tower on pseudo patch embeddings ``[N, K, width]``, tiled over the P patch
+    positions (K = 1: one patch repeated everywhere, as in OVI; K must divide P), with the
+    class token and position embeddings added as usual -> image features ``[N, d]``."""
+    _checks.tensor("patches", patches, 3)
+    P, K = image_tower.n_patches, patches.shape[1]
+    if patches.shape[2] != image_tower.width or P % K:
+        raise ValueError(f"patches: got shape {tuple(patches.shape)}, expected [N, K, "
+                         f"{image_tower.width}] with K dividing the {P} patch positions")
+    return image_tower(patches=patches.repeat(1, P // K, 1))
+
+
+def _invert(encode, target: torch.Tensor, n_tokens: int, width: int, steps: int, lr: float,
+            weight_decay: float, batch_size: int, progress: bool, desc: str):
+    """Optimise one ``[n_tokens, width]`` input per target row so that ``encode(inputs)``
+    points where the target does (loss ``1 - cos``); batches of queries at once."""
+    _checks.positive_int("n_tokens", n_tokens)
+    _checks.positive_int("steps", steps)
+    _checks.positive_number("lr", lr)
+    _checks.positive_int("batch_size", batch_size)
+    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or weight_decay < 0:
+        raise ValueError(f"weight_decay: got {weight_decay!r}, expected a number >= 0")
+    target = F.normalize(target.detach(), dim=-1)
+    out, losses = [], torch.zeros(steps)
+    bar = tqdm(total=steps * -(-len(target) // batch_size), desc=desc, disable=not progress)
+    for start in range(0, len(target), batch_size):
+        goal = target[start:start + batch_size]
+        w = nn.Parameter(0.02 * torch.randn(len(goal), n_tokens, width, device=goal.device))
+        opt = torch.optim.AdamW([w], lr=lr, weight_decay=weight_decay)
+        for step in range(steps):
+            loss = (1 - F.cosine_similarity(encode(w), goal, dim=-1)).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses[step] += loss.item() * len(goal) / len(target)
+            bar.update()
+        out.append(w.detach())
+    bar.close()
+    return torch.cat(out), losses
+
+
+def oti(text_tower: nn.Module, tokenizer, image_emb: torch.Tensor, template: str = "a photo of {}",
+        n_tokens: int = 1, steps: int = 150, lr: float = 2e-2, weight_decay: float = 0.01,
+        batch_size: int = 256, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Optimisation-based Text Inversion of image embeddings ``[N, d]``: pseudo-tokens
+    ``w`` ``[N, n_tokens, width]`` from N(0, 0.02^2) minimising ``1 - cos(t(w), v)`` through
+    the frozen text tower. Returns the tokens and the mean loss at each step ``[steps]``."""
+    _checks.tensor("image_emb", image_emb, 2)
+    _template_ids(tokenizer, template)
+    with _frozen(text_tower):
+        return _invert(lambda w: encode_with_pseudo_tokens(text_tower, tokenizer, w, template),
+                       image_emb, n_tokens, text_tower.width, steps, lr, weight_decay,
+                       batch_size, progress, "OTI")
+
+
+def ovi(image_tower: nn.Module, text_emb: torch.Tensor, n_tokens: int = 1, steps: int = 150,
+        lr: float = 2e-2, weight_decay: float = 0.01, batch_size: int = 256,
+        progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Optimisation-based Visual Inversion of text embeddings ``[N, d]``: pseudo patch
+    embeddings ``[N, n_tokens, width]`` from N(0, 0.02^2), tiled over the patch positions,
+    minimising ``1 - cos(f_I(u), t)`` through the frozen image tower. Returns the patches
+    and the mean loss at each step ``[steps]``."""
+    _checks.tensor("text_emb", text_emb, 2)
+    if n_tokens > image_tower.n_patches or image_tower.n_patches % n_tokens:
+        raise ValueError(f"n_tokens: got {n_tokens}, expected a divisor of the {image_tower.n_patches} "
+                         "patch positions")
+    with _frozen(image_tower):
+        return _invert(lambda u: encode_pseudo_patches(image_tower, u), text_emb, n_tokens,
+                       image_tower.width, steps, lr, weight_decay, batch_size, progress, "OVI")
+
+
+def nearest_words(text_tower: nn.Module, tokenizer, tokens: torch.Tensor, k: int = 3) -> list[list[str]]:
+    """The ``k`` vocabulary words whose embeddings have the highest cosine with each
+    pseudo-token ``[N, width]`` (special tokens left out): what did the query become?"""
+    _checks.tensor("tokens", tokens, 2)
+    _checks.positive_int("k", k)
+    table = text_tower.token_embedding.weight.detach()
+    if tokens.shape[1] != table.shape[1]:
+        raise ValueError(f"tokens: got width {tokens.shape[1]}, expected {table.shape[1]}")
+    words = [i for i, w in enumerate(tokenizer.vocab) if not w.startswith("<")]
+    sim = F.normalize(tokens.to(table), dim=-1) @ F.normalize(table[words], dim=-1).T
+    top = sim.topk(min(k, len(words)), dim=1).indices
+    return [[tokenizer.vocab[words[j]] for j in row] for row in top.tolist()]
