@@ -171,3 +171,20 @@ def test_finetune_bad_blocks(small, tiny_model):
         pretrained.finetune(tiny_model, small, steps=1, text_blocks=3, progress=False)
     with pytest.raises(ValueError, match="image_blocks"):
         pretrained.finetune(tiny_model, small, steps=1, image_blocks=-1, progress=False)
+
+
+def test_finetune_intra_modal_term_adds_to_the_loss(small, tiny_model):
+    """SLIP-style views: the intra term is added (a zero objective leaves only it), and
+    views keep the class token plus the asked fraction of patches."""
+    zero = lambda img, txt, scale, neg: (img * 0).sum() + (txt * 0).sum()
+    _, plain = pretrained.finetune(tiny_model, small, zero, steps=2, batch_size=8, pool=64, progress=False)
+    _, slip = pretrained.finetune(tiny_model, small, zero, steps=2, batch_size=8, pool=64,
+                                  intra_weight=1.0, progress=False)
+    assert plain["loss"] == [0.0, 0.0] and all(v > 0 for v in slip["loss"])
+    h = torch.randn(3, 17, 4)
+    view = pretrained._keep_tokens(h, 0.25, torch.Generator().manual_seed(0))
+    assert view.shape == (3, 5, 4) and torch.equal(view[:, 0], h[:, 0])
+    with pytest.raises(ValueError, match="intra_weight"):
+        pretrained.finetune(tiny_model, small, steps=1, intra_weight=-1, progress=False)
+    with pytest.raises(ValueError, match="keep_patches"):
+        pretrained.finetune(tiny_model, small, steps=1, intra_weight=1, keep_patches=1.5, progress=False)

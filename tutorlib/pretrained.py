@@ -183,11 +183,20 @@ def evaluate(model, data: dict, held_out: bool = False, encode_text=None) -> dic
     return out
 
 
+def _keep_tokens(h: torch.Tensor, keep: float, g: torch.Generator) -> torch.Tensor:
+    """A random view of token states ``[B, 1 + P, w]``: the class token and a random
+    ``keep`` fraction of the P patch tokens of each row."""
+    B, P = h.shape[0], h.shape[1] - 1
+    k = max(1, round(keep * P))
+    idx = torch.rand(B, P, generator=g).argsort(1)[:, :k].to(h.device) + 1
+    return torch.cat([h[:, :1], h.gather(1, idx[..., None].expand(-1, -1, h.shape[2]))], 1)
+
+
 def finetune(model, data: dict, objective=None, *, steps: int, batch_size: int = 128,
              lr: float = 2e-4, seed: int | None = None, pool: int | None = None,
              negative_ids: torch.Tensor | None = None, negative_valid: torch.Tensor | None = None,
-             image_blocks: int = 1, text_blocks: int = 1,
-             progress: bool = True, desc: str = "fine-tuning"):
+             image_blocks: int = 1, text_blocks: int = 1, intra_weight: float = 0.0,
+             keep_patches: float = 0.5, progress: bool = True, desc: str = "fine-tuning"):
     """Fine-tune a copy of ``model``: the last ``image_blocks`` / ``text_blocks`` blocks
     (0: none), final LayerNorm and projection of each tower, and the logit scale (the earlier
     blocks and the embeddings stay frozen, so their outputs are computed once for a pool
@@ -198,11 +207,22 @@ def finetune(model, data: dict, objective=None, *, steps: int, batch_size: int =
     batch's extra captions ``negative_ids[idx][negative_valid[idx]]`` when given, else
     ``None``. Training runs on ``tutorlib.device()``; returns ``(model, history)`` with
     the model on the CPU.
+
+    ``intra_weight > 0`` adds an image-image term, as in SLIP (Mu et al. 2022): two views of
+    each image, each keeping a random ``keep_patches`` fraction of its patch tokens (plus
+    the class token) at the first trained block, contrasted with the symmetric InfoNCE at
+    temperature 0.1: ``loss = objective(...) + intra_weight * clip_loss(view1, view2, ln 10)``.
     """
     import copy
     _checks.positive_int("steps", steps)
     _checks.positive_int("batch_size", batch_size)
     seed = get_seed(seed)
+    if isinstance(intra_weight, bool) or not isinstance(intra_weight, (int, float)) or intra_weight < 0:
+        raise ValueError(f"intra_weight: got {intra_weight!r}, expected a number >= 0")
+    if not 0.0 < float(keep_patches) < 1.0:
+        raise ValueError(f"keep_patches: got {keep_patches!r}, expected a fraction in (0, 1)")
+    if intra_weight and image_blocks == 0:
+        raise ValueError("intra_weight: needs image_blocks >= 1 (a view drops tokens before a trained block)")
     objective = objective or (lambda i, t, s, neg: losses.clip_loss(i, t, s))
     for name, blocks, tower in (("image_blocks", image_blocks, model.image_tower),
                                 ("text_blocks", text_blocks, model.text_tower)):
@@ -241,7 +261,11 @@ def finetune(model, data: dict, objective=None, *, steps: int, batch_size: int =
         if negative_ids is not None:
             keep = idx[negative_valid[idx]]
             neg = txt_t.from_hidden(h_neg[keep], m_neg[keep], st)
-        return objective(i, t, model.logit_scale, neg)
+        loss = objective(i, t, model.logit_scale, neg)
+        if intra_weight:
+            views = [img_t.from_hidden(_keep_tokens(h_img[idx], keep_patches, g), si) for _ in range(2)]
+            loss = loss + intra_weight * losses.clip_loss(*views, math.log(10.0))
+        return loss
 
     history = train.fit(loss_fn, [{"params": params}, {"params": [model.logit_scale], "weight_decay": 0.0}],
                         lambda step: torch.randint(n, (batch_size,), generator=g), steps=steps, lr=lr,
