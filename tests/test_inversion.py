@@ -71,7 +71,7 @@ def test_bad_input(tok, clip):
     with pytest.raises(ValueError, match="tokens"):
         inversion.encode_with_pseudo_tokens(clip.text_tower, tok, torch.randn(2, 40, clip.text_tower.width))
     with pytest.raises(ValueError, match="n_tokens"):
-        inversion.ovi(clip.image_tower, img, n_tokens=3, progress=False)
+        inversion.ovi(clip.image_tower, img, n_tokens=17, progress=False)
     with pytest.raises(ValueError, match="patches"):
         inversion.encode_pseudo_patches(clip.image_tower, torch.randn(2, 1, 7))
     with pytest.raises(ValueError, match="weight_decay"):
@@ -95,3 +95,23 @@ def test_map_against_a_hand_computed_example():
         metrics.mean_average_precision(q, g, torch.tensor([7]), torch.tensor([0.5, 1, 7, 2]))
     with pytest.raises(ValueError, match="relevant"):
         metrics.mean_average_precision(q, g, torch.tensor([9]), torch.tensor([7, 1, 7, 2]))
+
+
+def test_pseudo_patches_are_stretched_in_blocks(clip):
+    tower = clip.image_tower
+    a, b = torch.randn(tower.width), torch.randn(tower.width)
+    two = torch.stack([a, b])[None]                                     # [1, 2, width]
+    blocks = torch.stack([a] * 8 + [b] * 8)[None]                       # a...a b...b over 16 patches
+    assert torch.allclose(inversion.encode_pseudo_patches(tower, two), tower(patches=blocks), atol=1e-6)
+    three = torch.randn(1, 3, tower.width)                              # K need not divide P
+    assert inversion.encode_pseudo_patches(tower, three).shape == (1, 16)
+
+
+def test_recall_at_1_can_leave_the_query_out():
+    x = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.9, -0.1]])
+    same = torch.tensor([[1, 1, 0], [1, 1, 0], [0, 0, 1]], dtype=torch.bool)
+    assert metrics.recall_at_k(x, x, 1, positives=same) == 1.0                 # everyone finds itself
+    # left out: 0 -> 2 (miss), 1 -> 0 (hit), 2 -> 0 (miss)
+    assert metrics.recall_at_k(x, x, 1, positives=same, exclude_self=True) == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="exclude_self"):
+        metrics.recall_at_k(x, x, 1, exclude_self=True)

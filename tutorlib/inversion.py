@@ -10,8 +10,9 @@ optimising an *input* of the frozen other tower, never its weights.
 OTI (optimisation-based textual inversion) learns pseudo-tokens ``w`` placed in a
 template ("a photo of {}") so that the text tower's output ``t(w)`` matches an image
 embedding ``v``; OVI (visual inversion) learns one pseudo patch embedding, repeated over
-every patch position, so that the image tower's output matches a text embedding. Both
-minimise ``1 - cos`` with AdamW (lr 2e-2, weight decay 0.01), every query at once.
+every patch position (the official code stretches it by nearest-neighbour interpolation), so that the image tower's output matches a text embedding. Both
+minimise ``1 - cos`` with AdamW (lr 2e-2, weight decay 0.01) on batches of queries at
+once; the paper runs OTI for 150 steps and OVI for 1,000.
 """
 from __future__ import annotations
 
@@ -67,15 +68,17 @@ def encode_with_pseudo_tokens(text_tower: nn.Module, tokenizer, tokens: torch.Te
 
 
 def encode_pseudo_patches(image_tower: nn.Module, patches: torch.Tensor) -> torch.Tensor:
-    """The image tower on pseudo patch embeddings ``[N, K, width]``, tiled over the P patch
-    positions (K = 1: one patch repeated everywhere, as in OVI; K must divide P), with the
-    class token and position embeddings added as usual -> image features ``[N, d]``."""
+    """The image tower on pseudo patch embeddings ``[N, K, width]`` stretched over the P patch
+    positions in blocks (as nearest-neighbour interpolation does in the official code: K = 1
+    is one patch repeated everywhere; K = 2 gives a...a b...b), with the class token and
+    position embeddings added as usual -> image features ``[N, d]``."""
     _checks.tensor("patches", patches, 3)
     P, K = image_tower.n_patches, patches.shape[1]
-    if patches.shape[2] != image_tower.width or P % K:
+    if patches.shape[2] != image_tower.width or not 1 <= K <= P:
         raise ValueError(f"patches: got shape {tuple(patches.shape)}, expected [N, K, "
-                         f"{image_tower.width}] with K dividing the {P} patch positions")
-    return image_tower(patches=patches.repeat(1, P // K, 1))
+                         f"{image_tower.width}] with 1 <= K <= {P} (the patch positions)")
+    block = torch.arange(P, device=patches.device) * K // P                # position -> token
+    return image_tower(patches=patches[:, block])
 
 
 def _invert(encode, target: torch.Tensor, n_tokens: int, width: int, steps: int, lr: float,
@@ -125,12 +128,13 @@ def ovi(image_tower: nn.Module, text_emb: torch.Tensor, n_tokens: int = 1, steps
         lr: float = 2e-2, weight_decay: float = 0.01, batch_size: int = 256,
         progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Optimisation-based Visual Inversion of text embeddings ``[N, d]``: pseudo patch
-    embeddings ``[N, n_tokens, width]`` from N(0, 0.02^2), tiled over the patch positions,
+    embeddings ``[N, n_tokens, width]`` from N(0, 0.02^2), stretched over the patch positions,
     minimising ``1 - cos(f_I(u), t)`` through the frozen image tower. Returns the patches
     and the mean loss at each step ``[steps]``."""
     _checks.tensor("text_emb", text_emb, 2)
-    if n_tokens > image_tower.n_patches or image_tower.n_patches % n_tokens:
-        raise ValueError(f"n_tokens: got {n_tokens}, expected a divisor of the {image_tower.n_patches} "
+    _checks.positive_int("n_tokens", n_tokens)
+    if n_tokens > image_tower.n_patches:
+        raise ValueError(f"n_tokens: got {n_tokens}, expected at most the {image_tower.n_patches} "
                          "patch positions")
     with _frozen(image_tower):
         return _invert(lambda u: encode_pseudo_patches(image_tower, u), text_emb, n_tokens,

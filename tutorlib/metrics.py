@@ -15,22 +15,31 @@ def _emb(name, x):
 
 
 def recall_at_k(query_emb: torch.Tensor, gallery_emb: torch.Tensor, k: int = 1,
-                positives: torch.Tensor | None = None) -> float:
+                positives: torch.Tensor | None = None, exclude_self: bool = False) -> float:
     """Fraction of queries with a correct item among their top ``k`` gallery items.
 
     ``positives`` ``[Nq, Ng]`` bool marks every correct gallery item (default: the
     diagonal). Ties: an item counts as correct if *any* positive is in the top k, so a
     scene whose caption is identical to another scene's is not punished for the other.
+    ``exclude_self=True`` when query and gallery are the same set (row i = item i): each
+    query's own item is left out of its ranking.
     """
     q, g = _emb("query_emb", query_emb), _emb("gallery_emb", gallery_emb)
     _checks.same_width("query_emb", q, "gallery_emb", g)
     _checks.positive_int("k", k)
+    if positives is None and exclude_self:
+        raise ValueError("exclude_self: got True without positives, expected a positives mask "
+                         "(the default positives are the diagonal it would remove)")
     if positives is None:
         _checks.same_rows("query_emb", q, "gallery_emb", g)
         positives = torch.eye(len(q), dtype=torch.bool, device=q.device)
     elif positives.shape != (len(q), len(g)):
         raise ValueError(f"positives: got shape {tuple(positives.shape)}, expected [{len(q)}, {len(g)}]")
-    top = (q @ g.T).topk(min(k, len(g)), dim=1).indices
+    sim = q @ g.T
+    if exclude_self:
+        _checks.same_rows("query_emb", q, "gallery_emb", g)
+        sim = sim.masked_fill(torch.eye(len(q), dtype=torch.bool, device=q.device), -float("inf"))
+    top = sim.topk(min(k, len(g) - int(exclude_self)), dim=1).indices
     return positives.bool().gather(1, top).any(1).float().mean().item()
 
 
