@@ -44,6 +44,12 @@ def positive_number(name: str, x) -> float:
     return float(x)
 
 
+def non_negative_number(name: str, x) -> float:
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or x < 0:
+        raise ValueError(f"{name}: got {x!r}, expected a number >= 0")
+    return float(x)
+
+
 def one_of(name: str, x, options) -> None:
     if x not in options:
         raise ValueError(f"{name}: got {x!r}, expected one of {tuple(options)}")

@@ -89,8 +89,7 @@ def _invert(encode, target: torch.Tensor, n_tokens: int, width: int, steps: int,
     _checks.positive_int("steps", steps)
     _checks.positive_number("lr", lr)
     _checks.positive_int("batch_size", batch_size)
-    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or weight_decay < 0:
-        raise ValueError(f"weight_decay: got {weight_decay!r}, expected a number >= 0")
+    _checks.non_negative_number("weight_decay", weight_decay)
     target = F.normalize(target.detach(), dim=-1)
     out, losses = [], torch.zeros(steps)
     bar = tqdm(total=steps * -(-len(target) // batch_size), desc=desc, disable=not progress)

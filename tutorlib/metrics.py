@@ -14,6 +14,13 @@ def _emb(name, x):
     return F.normalize(_checks.tensor(name, x, 2).float(), dim=-1)
 
 
+def _self_mask(q: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """``[N, N]`` True on the diagonal: each query's own item, when query and gallery are
+    the same set (row i = item i)."""
+    _checks.same_rows("query_emb", q, "gallery_emb", g)
+    return torch.eye(len(q), dtype=torch.bool, device=q.device)
+
+
 def recall_at_k(query_emb: torch.Tensor, gallery_emb: torch.Tensor, k: int = 1,
                 positives: torch.Tensor | None = None, exclude_self: bool = False) -> float:
     """Fraction of queries with a correct item among their top ``k`` gallery items.
@@ -37,8 +44,7 @@ def recall_at_k(query_emb: torch.Tensor, gallery_emb: torch.Tensor, k: int = 1,
         raise ValueError(f"positives: got shape {tuple(positives.shape)}, expected [{len(q)}, {len(g)}]")
     sim = q @ g.T
     if exclude_self:
-        _checks.same_rows("query_emb", q, "gallery_emb", g)
-        sim = sim.masked_fill(torch.eye(len(q), dtype=torch.bool, device=q.device), -float("inf"))
+        sim = sim.masked_fill(_self_mask(q, g), -float("inf"))
     top = sim.topk(min(k, len(g) - int(exclude_self)), dim=1).indices
     return positives.bool().gather(1, top).any(1).float().mean().item()
 
@@ -125,8 +131,7 @@ def mean_average_precision(query_emb: torch.Tensor, gallery_emb: torch.Tensor,
     sim = q @ g.T
     rel = query_labels.to(q.device)[:, None] == gallery_labels.to(q.device)[None, :]
     if exclude_self:
-        _checks.same_rows("query_emb", q, "gallery_emb", g)
-        eye = torch.eye(len(q), dtype=torch.bool, device=q.device)
+        eye = _self_mask(q, g)
         sim, rel = sim.masked_fill(eye, -float("inf")), rel & ~eye
     order = sim.argsort(dim=1, descending=True)
     hits = rel.gather(1, order).float()                                    # [Q, G] in rank order

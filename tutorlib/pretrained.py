@@ -217,8 +217,7 @@ def finetune(model, data: dict, objective=None, *, steps: int, batch_size: int =
     _checks.positive_int("steps", steps)
     _checks.positive_int("batch_size", batch_size)
     seed = get_seed(seed)
-    if isinstance(intra_weight, bool) or not isinstance(intra_weight, (int, float)) or intra_weight < 0:
-        raise ValueError(f"intra_weight: got {intra_weight!r}, expected a number >= 0")
+    _checks.non_negative_number("intra_weight", intra_weight)
     if not 0.0 < float(keep_patches) < 1.0:
         raise ValueError(f"keep_patches: got {keep_patches!r}, expected a fraction in (0, 1)")
     if intra_weight and image_blocks == 0:

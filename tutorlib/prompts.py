@@ -200,18 +200,12 @@ def feature_shift(prompted: torch.Tensor, frozen: torch.Tensor) -> torch.Tensor:
     """RESTORE's feature shift of one modality: the mean distance between the normalised
     features with and without prompts, ``mean_i ||f(x_i; P) - f(x_i; none)||`` (a scalar
     tensor, differentiable). Inputs ``[N, d]``, rows paired."""
-    p, f = _paired(prompted, frozen)
-    return (p - f).norm(dim=-1).mean()
-
-
-def _paired(prompted: torch.Tensor, frozen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Check two paired feature sets ``[N, d]`` and return them normalised."""
     _checks.tensor("prompted", prompted, 2)
     _checks.tensor("frozen", frozen, 2)
     if prompted.shape != frozen.shape:
         raise ValueError(f"prompted, frozen: got shapes {tuple(prompted.shape)} and "
                          f"{tuple(frozen.shape)}, expected the same")
-    return F.normalize(prompted, dim=-1), F.normalize(frozen, dim=-1)
+    return (F.normalize(prompted, dim=-1) - F.normalize(frozen, dim=-1)).norm(dim=-1).mean()
 
 
 def shift_consistency_loss(text_shift: torch.Tensor, image_shift: torch.Tensor) -> torch.Tensor:
