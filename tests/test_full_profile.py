@@ -47,3 +47,31 @@ def test_full_profile_prompts_and_inversion_fit_together(monkeypatch):
     assert words.shape == (2, 1, clip.text_tower.width) and losses.shape == (2,)
     patches, _ = inversion.ovi(clip.image_tower, learner().detach(), steps=2, progress=False)
     assert inversion.encode_pseudo_patches(clip.image_tower, patches).shape == (2, 256)
+
+
+def test_full_profile_progressive_stages_fit_together(monkeypatch):
+    """Lesson 05's pieces at `full` sizes: the backbones' token outputs on 64 px images, 8-frame
+    videos and 0.5 s sounds feed a width-256 OneEncoder through stage 1 and stage 2."""
+    from tutorlib import progressive, unimodal
+    monkeypatch.setenv("TUTORLIB_PROFILE", "full")
+    r = unimodal.recipe("video")
+    assert r["width"] == 128 and r["depth"] == 2 and r["steps"] >= 2000
+    scenes = world.sample_scenes(4, seed=0)
+    raw = {"image": world.render_images(scenes), "audio": world.log_mel(world.render_audio(scenes)),
+           "video": world.render_video(scenes)}
+    feats = {}
+    with torch.no_grad():
+        for m, x in raw.items():
+            tower = unimodal.make_backbone(m).eval()
+            feats[m] = {"tokens": tower(x, return_tokens=True)[1], "mask": None}
+    assert {m: f["tokens"].shape[1:] for m, f in feats.items()} == {
+        "image": (65, 128), "audio": (63, 128), "video": (512, 128)}
+    feats["text"] = {"tokens": torch.randn(4, 12, 384), "mask": torch.ones(4, 12, dtype=torch.bool)}
+    model = progressive.OneEncoder(256, dropout=0.1).add_modality("image", 128).add_modality("text", 384)
+    progressive.fit_pairs(model, ("image", feats["image"]), ("text", feats["text"]), steps=1, batch_size=4, progress=False)
+    stage1 = models.count_parameters(model)
+    model.add_modality("audio", 128, freeze=True)
+    progressive.fit_pairs(model, ("audio", feats["audio"]), ("image", feats["image"]), steps=1, batch_size=4, progress=False)
+    model.add_modality("video", 128, freeze=True)
+    assert all(progressive.embed(model, m, f).shape == (4, 256) for m, f in feats.items())
+    assert models.count_parameters(model) / 2 <= stage1 / 3          # audio and video: a third each at most

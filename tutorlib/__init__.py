@@ -13,7 +13,7 @@ __all__ = ["device", "profile", "seed_everything", "pick", "get_seed", "cache", 
            "models", "losses", "metrics", "train", "plots", "check"]
 
 _SUBMODULES = {"cache", "world", "models", "losses", "metrics", "train", "plots", "check",
-               "mixup", "prompts", "inversion", "progressive", "pretrained"}
+               "mixup", "prompts", "inversion", "progressive", "pretrained", "unimodal"}
 
 
 def __getattr__(name):

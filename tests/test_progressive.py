@@ -1,0 +1,149 @@
+"""tutorlib.progressive: the Universal Projection, its stages, and what stays frozen."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tutorlib import losses, progressive
+
+WIDTHS = {"image": 16, "text": 24, "audio": 12, "video": 16}
+LENGTHS = {"image": 5, "text": 7, "audio": 6, "video": 9}
+
+
+def feats(modality, n=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randn(n, LENGTHS[modality], WIDTHS[modality], generator=g)
+    mask = None
+    if modality == "text":
+        mask = torch.arange(LENGTHS["text"])[None] < torch.randint(2, LENGTHS["text"] + 1, (n, 1), generator=g)
+    return {"tokens": tokens, "mask": mask}
+
+
+def stage1_model(dim=16):
+    torch.manual_seed(0)
+    return progressive.OneEncoder(dim, heads=4, token_dim=8, dropout=0.0) \
+        .add_modality("image", WIDTHS["image"]).add_modality("text", WIDTHS["text"])
+
+
+def test_shapes_and_unit_norm_for_every_modality():
+    model = stage1_model()
+    model.add_modality("audio", WIDTHS["audio"], freeze=True).add_modality("video", WIDTHS["video"], freeze=True)
+    model.eval()
+    for m in WIDTHS:
+        f = feats(m)
+        y, u = model.encode(m, f["tokens"], f["mask"], return_tokens=True)
+        assert y.shape == (12, 16) and u.shape == (12, LENGTHS[m], 16)
+        assert torch.allclose(y.norm(dim=-1), torch.ones(12), atol=1e-5)
+    assert isinstance(model.heads["audio"], progressive.AlignmentLayer)
+    assert not isinstance(model.heads["image"], progressive.AlignmentLayer)
+    assert model.tokens["audio"]().shape == (1, 16)
+
+
+def test_universal_projection_is_the_equation():
+    up = progressive.UniversalProjection(16, heads=4, dropout=0.0).eval()
+    h, t = torch.randn(3, 5, 16), torch.randn(1, 16)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]], dtype=torch.bool)
+    z = h + t
+    u = z + up.layer(up.norm(z), src_key_padding_mask=~mask)
+    want = torch.stack([F.normalize(u[i, mask[i]].mean(0), dim=0) for i in range(3)])
+    assert torch.allclose(up(h, t, mask), want, atol=1e-5)
+
+
+def test_padding_does_not_change_the_embedding():
+    model = stage1_model().eval()
+    f = feats("text")
+    noisy = f["tokens"].clone()
+    noisy[~f["mask"]] = 100.0
+    assert torch.allclose(model.encode("text", f["tokens"], f["mask"]), model.encode("text", noisy, f["mask"]), atol=1e-5)
+
+
+def test_projection_head_layer_order():
+    head = progressive.ProjectionHead(8, 6, dropout=0.0).eval()
+    lin1, _, lin2, _, ln = head.net
+    x = torch.randn(2, 3, 8)
+    assert torch.allclose(head(x), ln(lin2(F.gelu(lin1(x)))), atol=1e-6)
+
+
+def test_masked_mean():
+    x = torch.arange(12.0).view(1, 4, 3)
+    assert torch.equal(progressive.masked_mean(x, None), x.mean(1))
+    mask = torch.tensor([[True, False, True, False]])
+    assert torch.equal(progressive.masked_mean(x, mask), (x[0, 0] + x[0, 2])[None] / 2)
+
+
+def test_later_stage_leaves_stage1_bit_identical_and_gets_no_gradient():
+    model = stage1_model()
+    hist = progressive.fit_pairs(model, ("image", feats("image")), ("text", feats("text")), steps=5,
+                                 batch_size=8, progress=False)
+    assert len(hist["loss"]) == 5
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    img_before = progressive.embed(model, "image", feats("image", seed=3))
+    stage1_count = sum(p.numel() for p in model.parameters())
+    model.add_modality("audio", WIDTHS["audio"], freeze=True)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith(("heads.audio.", "tokens.audio.")) for n in trainable)
+    # one backward: only the audio pieces receive a gradient
+    targets = progressive.embed(model, "image", feats("image"))
+    losses.clip_loss(model.encode("audio", feats("audio")["tokens"]), targets, torch.tensor(2.5)).backward()
+    assert all((p.grad is not None) == p.requires_grad for p in model.parameters())
+    model.zero_grad(set_to_none=True)
+    audio_before = {k: v.clone() for k, v in model.state_dict().items() if ".audio." in k}
+    progressive.fit_pairs(model, ("audio", feats("audio")), ("image", feats("image")), steps=5,
+                          batch_size=8, progress=False)
+    state = model.state_dict()
+    assert all(torch.equal(v, state[k]) for k, v in before.items())
+    assert any(not torch.equal(v, state[k]) for k, v in audio_before.items())     # audio did train
+    assert torch.equal(progressive.embed(model, "image", feats("image", seed=3)), img_before)
+    new = sum(p.numel() for m in (model.heads["audio"], model.tokens["audio"]) for p in m.parameters())
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == new < stage1_count
+
+
+def test_fit_pairs_learns_a_pairing():
+    torch.manual_seed(0)
+    model = progressive.OneEncoder(16, heads=4, token_dim=8, dropout=0.0) \
+        .add_modality("image", 16).add_modality("audio", 12)
+    a = torch.randn(64, 4, 16)
+    b = {"tokens": a[:, :, :12] * 2 + 0.05 * torch.randn(64, 4, 12), "mask": None}
+    hist = progressive.fit_pairs(model, ("image", {"tokens": a, "mask": None}), ("audio", b), steps=60,
+                                 batch_size=32, lr=3e-3, progress=False)
+    assert sum(hist["loss"][-5:]) / 5 < 0.6 * sum(hist["loss"][:5]) / 5
+    assert not model.training and next(model.parameters()).device.type == "cpu"
+
+
+def test_embed_keeps_training_mode_and_batches():
+    model = stage1_model().train()
+    f = feats("text", n=10)
+    whole = progressive.embed(model, "text", f, batch_size=100)
+    assert model.training
+    assert torch.allclose(progressive.embed(model, "text", f, batch_size=3), whole, atol=1e-6)
+
+
+def test_bad_inputs_say_what_was_wrong():
+    model = stage1_model()
+    with pytest.raises(ValueError, match="modality.*'smell'"):
+        model.encode("smell", torch.randn(2, 3, 16))
+    with pytest.raises(ValueError, match="tokens: got width 15 for modality 'image', expected 16"):
+        model.encode("image", torch.randn(2, 3, 15))
+    with pytest.raises(ValueError, match="mask"):
+        model.encode("text", torch.randn(2, 3, 24), torch.ones(2, 3))
+    with pytest.raises(ValueError, match="tokens"):
+        model.encode("image", torch.randn(3, 16))
+    with pytest.raises(ValueError, match="new modality"):
+        model.add_modality("image", 16)
+    with pytest.raises(ValueError, match="heads"):
+        progressive.UniversalProjection(10, heads=4)
+    with pytest.raises(ValueError, match="in_dim"):
+        model.add_modality("audio", 0)
+    with pytest.raises(ValueError, match="b's tokens"):
+        progressive.fit_pairs(model, ("image", feats("image", n=4)), ("text", feats("text", n=5)), steps=1)
+    with pytest.raises(ValueError, match="'tokens'"):
+        progressive.fit_pairs(model, ("image", torch.randn(4, 5, 16)), ("text", feats("text", n=4)), steps=1)
+    with pytest.raises(ValueError, match="modality.*'smell'"):
+        progressive.fit_pairs(model, ("smell", feats("image")), ("text", feats("text")), steps=1)
+    model.add_modality("audio", WIDTHS["audio"], freeze=True)
+    with pytest.raises(ValueError, match="both frozen.*trainable now: \\['audio'\\]"):
+        progressive.fit_pairs(model, ("image", feats("image")), ("text", feats("text")), steps=1)
+    model.requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        progressive.fit_pairs(model, ("image", feats("image")), ("text", feats("text")), steps=1)
+    with pytest.raises(ValueError, match="model"):
+        progressive.embed(torch.nn.Linear(2, 2), "image", feats("image"))

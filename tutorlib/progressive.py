@@ -1,0 +1,246 @@
+"""Progressive alignment of new modalities: OneEncoder's Universal Projection (Faye et al. 2024).
+
+Frozen unimodal backbones give token outputs ``[N, L, w_m]`` for each modality m.
+
+* A **projection head** (stage 1) or an **alignment layer** (later stages) maps every
+  token to the shared width d:  h = LayerNorm(Dropout(W2 GELU(W1 x)))          [N, L, d]
+* A **modality token**: a learnable vector e_m through a small MLP, m = MLP(e_m)   [1, d]
+* The **Universal Projection** (UP), one shared transformer layer with a residual:
+  z = h + m;  u = z + Layer(LayerNorm(z));  y = normalise(mean_tokens(u))           [N, d]
+
+Stage 1 trains the image and text heads, their modality tokens and the UP on
+image-text pairs. Each later stage freezes all of that and trains only a new
+modality's alignment layer and modality token, against a frozen modality's embeddings:
+
+    model = OneEncoder(dim=128).add_modality("image", 64).add_modality("text", 384)
+    fit_pairs(model, ("image", img_feats), ("text", txt_feats), steps=600)      # stage 1
+    model.add_modality("audio", 64, freeze=True)                                # stage 2
+    fit_pairs(model, ("audio", aud_feats), ("image", img_feats), steps=300)
+
+Official code: github.com/b-faye/OneEncoder ("contrastive learning/"). As there, the
+logit scale is fixed at e^2.5 (``LOGIT_SCALE`` = 2.5 in ``clip_loss``'s log convention),
+the token MLP is 64 -> 128 -> d with ReLUs and a LayerNorm, and the UP adds the
+modality token to every token. Two differences, both for padded text: the shared layer
+is given the padding mask, and the pooling is a mean over real tokens only.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from . import _checks, losses, models, train
+from ._core import device, get_seed
+
+LOGIT_SCALE = 2.5          # ln of the fixed scale e^2.5 ~ 12.2 of the official code
+
+
+class ProjectionHead(nn.Module):
+    """Every token of a backbone to the shared width: ``[N, L, in_dim]`` -> ``[N, L, dim]``,
+    h = LayerNorm(Dropout(W2 GELU(W1 x)))."""
+
+    def __init__(self, in_dim: int, dim: int, dropout: float = 0.1):
+        super().__init__()
+        _checks.positive_int("in_dim", in_dim), _checks.positive_int("dim", dim)
+        self.in_dim, self.dim = in_dim, dim
+        self.net = nn.Sequential(nn.Linear(in_dim, dim), nn.GELU(), nn.Linear(dim, dim),
+                                 nn.Dropout(dropout), nn.LayerNorm(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class AlignmentLayer(ProjectionHead):
+    """The head of a modality added after stage 1: the same shape as a projection
+    head, but the only part of its path (with its modality token) that is trained."""
+
+
+class ModalityToken(nn.Module):
+    """A learnable ``[1, token_dim]`` vector through Linear-ReLU-Linear-ReLU-Linear-LayerNorm:
+    ``forward()`` -> ``[1, dim]``. As in the official code, the vector starts as
+    N(0, s^2) with s drawn uniformly from [0.1, 0.6]."""
+
+    def __init__(self, dim: int, token_dim: int = 32, hidden: tuple[int, int] = (64, 128)):
+        super().__init__()
+        _checks.positive_int("dim", dim), _checks.positive_int("token_dim", token_dim)
+        std = 0.1 + 0.5 * torch.rand(()).item()
+        self.token = nn.Parameter(std * torch.randn(1, token_dim))
+        self.mlp = nn.Sequential(nn.Linear(token_dim, hidden[0]), nn.ReLU(),
+                                 nn.Linear(hidden[0], hidden[1]), nn.ReLU(),
+                                 nn.Linear(hidden[1], dim), nn.LayerNorm(dim))
+
+    def forward(self) -> torch.Tensor:
+        return self.mlp(self.token)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean over tokens ``[N, L, d]`` -> ``[N, d]``; ``mask`` ``[N, L]`` True marks real tokens
+    (the same pooling as MiniLM's sentence embedding)."""
+    return models._masked_mean(x, mask)
+
+
+class UniversalProjection(nn.Module):
+    """The shared encoder every modality goes through:
+    z = h + m;  u = z + Layer(LayerNorm(z));  y = normalise(masked_mean(u)).
+
+    ``forward(h [N, L, dim], m [1, dim], mask [N, L] or None)`` -> ``[N, dim]`` (unit
+    norm); ``return_tokens=True`` also returns u ``[N, L, dim]``. ``Layer`` is one
+    ``nn.TransformerEncoderLayer`` (``heads`` heads, feed-forward ``4 * dim``)."""
+
+    def __init__(self, dim: int, heads: int = 4, dropout: float = 0.1):
+        super().__init__()
+        _checks.positive_int("dim", dim), _checks.positive_int("heads", heads)
+        if dim % heads:
+            raise ValueError(f"heads: got {heads}, expected a divisor of dim={dim}")
+        self.dim = dim
+        self.norm = nn.LayerNorm(dim)
+        self.layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout, batch_first=True)
+
+    def forward(self, h: torch.Tensor, m: torch.Tensor, mask: torch.Tensor | None = None,
+                return_tokens: bool = False):
+        z = h + m                                                   # the modality token on every token
+        pad = None if mask is None else ~mask
+        u = z + self.layer(self.norm(z), src_key_padding_mask=pad)  # residual around the shared layer
+        y = nn.functional.normalize(masked_mean(u, mask), dim=-1)
+        return (y, u) if return_tokens else y
+
+
+class OneEncoder(nn.Module):
+    """Heads and modality tokens per modality around one Universal Projection.
+
+    ``add_modality(name, in_dim)`` adds a projection head and a modality token;
+    ``freeze=True`` first freezes every part already there and adds an
+    ``AlignmentLayer`` instead (a later stage): train each new modality before adding
+    the next, since adding one freezes the one before. ``encode(name, tokens, mask)`` ->
+    ``[N, dim]`` unit-norm embeddings of backbone tokens ``[N, L, in_dim]``.
+    """
+
+    def __init__(self, dim: int = 128, heads: int = 4, token_dim: int = 32, dropout: float = 0.1):
+        super().__init__()
+        self.dim, self.token_dim, self.dropout = _checks.positive_int("dim", dim), token_dim, dropout
+        self.heads = nn.ModuleDict()
+        self.tokens = nn.ModuleDict()
+        self.up = UniversalProjection(dim, heads, dropout)
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.heads)
+
+    def add_modality(self, name: str, in_dim: int, freeze: bool = False) -> "OneEncoder":
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"name: got {name!r}, expected a modality name such as 'audio'")
+        if name in self.heads:
+            raise ValueError(f"name: got {name!r}, expected a new modality (have {self.modalities})")
+        _checks.positive_int("in_dim", in_dim)
+        if freeze:
+            self.requires_grad_(False)
+        head = (AlignmentLayer if freeze else ProjectionHead)(in_dim, self.dim, self.dropout)
+        self.heads[name] = head.to(self.up.norm.weight.device)
+        self.tokens[name] = ModalityToken(self.dim, self.token_dim).to(self.up.norm.weight.device)
+        return self
+
+    def _check(self, name, tokens, mask):
+        _checks.one_of("modality", name, self.modalities)
+        _checks.tensor("tokens", tokens, 3)
+        if tokens.shape[-1] != self.heads[name].in_dim:
+            raise ValueError(f"tokens: got width {tokens.shape[-1]} for modality {name!r}, "
+                             f"expected {self.heads[name].in_dim} (the width its head was built for)")
+        if mask is not None and (mask.dtype != torch.bool or mask.shape != tokens.shape[:2]):
+            raise ValueError(f"mask: got {mask.dtype} of shape {tuple(mask.shape)}, expected a "
+                             f"bool tensor of shape {tuple(tokens.shape[:2])}")
+
+    def encode(self, name: str, tokens: torch.Tensor, mask: torch.Tensor | None = None,
+               return_tokens: bool = False):
+        self._check(name, tokens, mask)
+        h = self.heads[name](tokens.float())
+        return self.up(h, self.tokens[name](), mask, return_tokens)
+
+
+def _features(name: str, feats) -> tuple[torch.Tensor, torch.Tensor | None]:
+    if not isinstance(feats, dict) or "tokens" not in feats:
+        raise ValueError(f"{name}: got {type(feats).__name__}, expected a dict with 'tokens' "
+                         "[N, L, w] (and 'mask' [N, L] or None), as unimodal.token_features gives")
+    return feats["tokens"], feats.get("mask")
+
+
+def _rows(feats, idx):
+    tokens, mask = feats
+    return tokens[idx], None if mask is None else mask[idx]
+
+
+@torch.no_grad()
+def embed(model: OneEncoder, name: str, feats: dict, batch_size: int = 1024) -> torch.Tensor:
+    """Unit-norm embeddings ``[N, dim]`` of all of ``feats`` through modality ``name``, in
+    eval mode (no dropout), in batches, on the model's device; returned on the CPU."""
+    if not isinstance(model, OneEncoder):
+        raise ValueError(f"model: got {type(model).__name__}, expected a progressive.OneEncoder")
+    tokens, mask = _features("feats", feats)
+    _checks.positive_int("batch_size", batch_size)
+    was_training, dev = model.training, model.up.norm.weight.device
+    model.eval()
+    out = [model.encode(name, tokens[lo:lo + batch_size].to(dev),
+                        None if mask is None else mask[lo:lo + batch_size].to(dev)).cpu()
+           for lo in range(0, len(tokens), batch_size)]
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def fit_pairs(model: OneEncoder, a: tuple[str, dict], b: tuple[str, dict], *, steps: int,
+              batch_size: int = 256, lr: float = 1e-3, weight_decay: float = 1e-3,
+              warmup: int = 20, seed: int | None = None, progress: bool = True,
+              desc: str | None = None) -> dict[str, list]:
+    """Train ``model``'s trainable parameters so that row i of ``a = (name, feats)`` and
+    row i of ``b`` embed together: the symmetric CLIP loss at the fixed scale e^2.5.
+
+    A side whose modality has nothing left to train (stage 2's image side) is embedded
+    once, in eval mode, and used as a fixed target. Runs on ``tutorlib.device()``; the
+    model ends on the CPU in eval mode, with no gradients left. Returns ``train.fit``'s history.
+    """
+    if not isinstance(model, OneEncoder):
+        raise ValueError(f"model: got {type(model).__name__}, expected a progressive.OneEncoder")
+    (na, fa), (nb, fb) = a, b
+    for name in (na, nb):
+        _checks.one_of("modality", name, model.modalities)
+    fa, fb = _features("a", fa), _features("b", fb)
+    _checks.same_rows("a's tokens", fa[0], "b's tokens", fb[0])
+    _checks.positive_int("batch_size", batch_size)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("model: got no trainable parameters, expected a new modality to train "
+                         "(add one with add_modality)")
+    dev = device()
+    model.to(dev)
+
+    def path_trains(name):
+        return any(p.requires_grad for p in [*model.heads[name].parameters(), *model.tokens[name].parameters()])
+
+    if not (path_trains(na) or path_trains(nb)):
+        raise ValueError(f"a, b: got modalities {na!r} and {nb!r}, both frozen, expected at least one "
+                         f"with trainable parts (trainable now: {[n for n in model.modalities if path_trains(n)]})")
+    fixed = {n: embed(model, n, {"tokens": f[0], "mask": f[1]}).to(dev)
+             for n, f in ((na, fa), (nb, fb)) if not path_trains(n)}
+    g = torch.Generator().manual_seed(get_seed(seed))
+    n = len(fa[0])
+
+    def side(name, feats, idx):
+        if name in fixed:
+            return fixed[name][idx.to(dev)]
+        tokens, mask = _rows(feats, idx)
+        return model.encode(name, tokens.to(dev), None if mask is None else mask.to(dev))
+
+    def loss_fn(step):
+        idx = torch.randperm(n, generator=g)[:batch_size]
+        return losses.clip_loss(side(na, fa, idx), side(nb, fb, idx), torch.tensor(LOGIT_SCALE, device=dev))
+
+    model.train()
+    for name in fixed:              # a frozen path keeps its dropout off
+        model.heads[name].eval(), model.tokens[name].eval()
+    if not any(p.requires_grad for p in model.up.parameters()):
+        model.up.eval()
+    try:
+        history = train.fit(loss_fn, params, range(steps), steps=steps, lr=lr, weight_decay=weight_decay,
+                            warmup=warmup, desc=desc or f"{na}-{nb} pairs", progress=progress)
+    finally:
+        model.zero_grad(set_to_none=True)       # no stale gradients left on the parameters
+        model.cpu().eval()
+    return history
+

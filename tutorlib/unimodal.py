@@ -1,0 +1,199 @@
+"""Unimodal backbones for lesson 05: each one pretrained on its own modality alone.
+
+OneEncoder starts from encoders that have never seen another modality. Here they are
+the real all-MiniLM-L6-v2 for text and three tiny towers (image, audio, video) that
+this module pretrains once, each on its own inputs, with a *unimodal labelled*
+objective: predict the scene's attributes (shape, colour, size, position, and motion
+where the modality shows it) from that modality alone. No caption, no other
+modality, ever. The towers are then frozen and their *token outputs* are cached:
+
+    tower = unimodal.backbone("audio")               # pretrained on first use, cached
+    feats = unimodal.token_features("audio", ds)     # {"tokens": [N, L, w], "mask": None}
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from . import _checks, cache, models, train, world
+from ._core import device, get_seed, pick
+
+VERSION = 1
+BACKBONES = ("image", "audio", "video")
+LABELS = {"image": ("shape", "colour", "size", "position"),
+          "audio": ("shape", "colour", "size", "position", "motion"),
+          "video": ("shape", "colour", "size", "position", "motion")}
+
+
+def lesson_world(split: str = "train", n: int | None = None):
+    """The lesson's world: single-object scenes in all four modalities. ``n`` defaults
+    to 3,000 train / 500 test scenes in ``quick`` (30,000 / 2,000 in ``full``)."""
+    _checks.one_of("split", split, world.SPLITS)
+    if n is None:
+        n = pick(3000, 30000) if split == "train" else pick(500, 2000)
+    return world.load_world(split, n, modalities=world.MODALITIES, seed=0, two_object_frac=0.0)
+
+
+def inputs(ds, modality: str) -> torch.Tensor:
+    """A modality's raw inputs from a ``load_world`` dataset: uint8 images ``[N, 3, H, W]``,
+    log-mel spectrograms ``[N, M, T]`` or uint8 videos ``[N, T, 3, H, W]``."""
+    _checks.one_of("modality", modality, BACKBONES)
+    return world.tensors(ds, "mel" if modality == "audio" else modality)[
+        "mel" if modality == "audio" else modality]
+
+
+def labels(ds, modality: str) -> dict[str, torch.Tensor]:
+    """The attributes a backbone learns to predict: ``{name: [N] long}`` (first object)."""
+    _checks.one_of("modality", modality, BACKBONES)
+    t = world.tensors(ds, list(LABELS[modality]))
+    return {k: v.long() for k, v in t.items()}
+
+
+def recipe(modality: str, **overrides) -> dict:
+    """Hyperparameters of a backbone's pretraining in the current profile."""
+    _checks.one_of("modality", modality, BACKBONES)
+    r = dict(width=pick(64, 128), depth=pick(1, 2), steps=pick(200, 2000), batch_size=pick(64, 256),
+             lr=1e-3, weight_decay=0.01, warmup=30, seed=None)
+    unknown = set(overrides) - set(r)
+    if unknown:
+        raise ValueError(f"overrides: got unknown names {sorted(unknown)}, expected some of {sorted(r)}")
+    r.update(overrides)
+    r["seed"] = get_seed(r["seed"])
+    return r
+
+
+def make_backbone(modality: str, width: int | None = None, depth: int = 2) -> torch.nn.Module:
+    """A fresh tower whose pooled output (and token width) is ``width``."""
+    _checks.one_of("modality", modality, BACKBONES)
+    width = pick(64, 128) if width is None else _checks.positive_int("width", width)
+    tower = {"image": models.ImageTower, "audio": models.AudioTower, "video": models.VideoTower}[modality]
+    return tower(embed_dim=width, width=width, depth=_checks.positive_int("depth", depth))
+
+
+def _float(modality: str, x: torch.Tensor) -> torch.Tensor:
+    return x.float() if modality == "audio" else world.images_float(x)
+
+
+def _heads(modality: str, width: int) -> torch.nn.ModuleDict:
+    return torch.nn.ModuleDict({a: torch.nn.Linear(width, len(world.ATTRIBUTES[a]))
+                                for a in LABELS[modality]})
+
+
+@torch.no_grad()
+def _accuracy(modality, tower, heads, ds) -> dict[str, float]:
+    tower.eval()
+    x, y = inputs(ds, modality), labels(ds, modality)
+    pooled = torch.cat([tower(_float(modality, x[lo:lo + 500])) for lo in range(0, len(x), 500)])
+    return {a: (heads[a](pooled).argmax(1) == y[a]).float().mean().item() for a in heads}
+
+
+def pretrain(modality: str, ds=None, progress: bool = True, **overrides):
+    """Pretrain a backbone on ``modality`` alone: from the tower's pooled output, one
+    linear head per attribute in ``LABELS[modality]``, loss = the mean of their
+    cross-entropies. Returns ``(tower, heads, history)`` on the CPU."""
+    r = recipe(modality, **overrides)
+    ds = lesson_world("train") if ds is None else ds
+    torch.manual_seed(r["seed"])
+    tower, heads = make_backbone(modality, r["width"], r["depth"]), _heads(modality, r["width"])
+    x, y = inputs(ds, modality), labels(ds, modality)
+    g = torch.Generator().manual_seed(r["seed"])
+    dev = device()
+    tower.to(dev), heads.to(dev)
+
+    def loss_fn(step):
+        idx = torch.randint(len(x), (r["batch_size"],), generator=g)
+        pooled = tower(_float(modality, x[idx]).to(dev))
+        losses = {a: F.cross_entropy(heads[a](pooled), y[a][idx].to(dev)) for a in heads}
+        return {"loss": sum(losses.values()) / len(losses), **{a: v.item() for a, v in losses.items()}}
+
+    history = train.fit(loss_fn, list(tower.parameters()) + list(heads.parameters()), range(r["steps"]),
+                        steps=r["steps"], lr=r["lr"], weight_decay=r["weight_decay"],
+                        warmup=r["warmup"], desc=f"{modality} backbone (alone)", progress=progress)
+    return tower.cpu().eval(), heads.cpu().eval(), history
+
+
+def backbone(modality: str, retrain: bool = False, progress: bool = True, **overrides):
+    """The cached, frozen backbone of ``modality`` (pretrained on first use).
+
+    Returns the tower in eval mode with every parameter frozen, plus ``tower.accuracy``:
+    each attribute's test accuracy of the pretraining heads (what it learned alone).
+    """
+    r = recipe(modality, **overrides)
+    name = f"unimodal-{modality}-{cache.key(r, VERSION, world.config_of(lesson_world('train')))}.safetensors"
+    with cache.lock(name):
+        stored = None if retrain else cache.load_tensors(name)
+        tower = make_backbone(modality, r["width"], r["depth"])
+        if stored is not None:
+            try:
+                tower.load_state_dict({k[6:]: v for k, v in stored.items() if k.startswith("tower.")})
+                tower.accuracy = {k[9:]: v.item() for k, v in stored.items() if k.startswith("accuracy.")}
+                return tower.eval().requires_grad_(False)
+            except (RuntimeError, KeyError):
+                pass                                        # stale or damaged: rebuild
+        tower, heads, _ = pretrain(modality, progress=progress, **overrides)
+        accuracy = _accuracy(modality, tower, heads, lesson_world("test"))
+        tensors = {f"tower.{k}": v for k, v in tower.state_dict().items()}
+        tensors.update({f"accuracy.{a}": torch.tensor(v) for a, v in accuracy.items()})
+        cache.save_tensors(name, tensors)
+        tower.accuracy = accuracy
+        return tower.eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def _tower_tokens(modality, tower, x, batch_size, progress):
+    from tqdm.auto import tqdm
+    tower.eval()
+    out = []
+    for lo in tqdm(range(0, len(x), batch_size), desc=f"{modality} tokens", disable=not progress):
+        out.append(tower(_float(modality, x[lo:lo + batch_size]), return_tokens=True)[1].half())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def _text_tokens(texts, batch_size, progress):
+    from tqdm.auto import tqdm
+    minilm = models.MiniLMText()
+    batch = minilm.tokenizer(texts, padding=True, truncation=True, max_length=32, return_tensors="pt")
+    out = []
+    for lo in tqdm(range(0, len(texts), batch_size), desc="MiniLM tokens", disable=not progress):
+        part = {k: v[lo:lo + batch_size] for k, v in batch.items()}
+        out.append(minilm.model(**part).last_hidden_state.half())
+    return torch.cat(out), batch["attention_mask"].bool()
+
+
+def text_token_features(texts, batch_size: int = 256, progress: bool = True) -> dict:
+    """MiniLM token outputs of ``texts`` (not cached: for a handful of prompts):
+    ``{"tokens": [N, L, 384] float16, "mask": [N, L] bool}``."""
+    if isinstance(texts, str) or not isinstance(texts, (list, tuple)) or not texts \
+            or not all(isinstance(t, str) for t in texts):
+        raise ValueError(f"texts: got {type(texts).__name__}, expected a non-empty list of strings")
+    tokens, mask = _text_tokens(list(texts), _checks.positive_int("batch_size", batch_size), progress)
+    return {"tokens": tokens, "mask": mask}
+
+
+def token_features(modality: str, ds, batch_size: int = 256, progress: bool = True,
+                   **overrides) -> dict:
+    """The frozen backbone's token outputs for every row of ``ds``, cached on disk:
+    ``{"tokens": [N, L, width] float16, "mask": [N, L] bool or None}``. Text uses
+    MiniLM on the ``caption`` column (the mask marks real tokens); image, audio and
+    video use ``backbone(modality, **overrides)`` (every token is real: ``mask`` is None)."""
+    _checks.one_of("modality", modality, world.MODALITIES)
+    _checks.positive_int("batch_size", batch_size)
+    cfg = world.config_of(ds)
+    if modality != "text" and modality not in cfg["modalities"]:
+        raise ValueError(f"ds: has no {modality!r} column (modalities {cfg['modalities']}), "
+                         "expected a dataset from unimodal.lesson_world")
+    if modality == "text" and overrides:
+        raise ValueError(f"overrides: got {sorted(overrides)}, expected none for text (MiniLM is not trained here)")
+    parts = ("minilm-l6-v2", 32) if modality == "text" else (recipe(modality, **overrides), VERSION)
+    name = f"tokens-{modality}-{cache.key(parts, cfg)}.safetensors"
+
+    def build():
+        if modality == "text":
+            tokens, mask = _text_tokens(world.tensors(ds, "caption")["caption"], batch_size, progress)
+            return {"tokens": tokens, "mask": mask}
+        tower = backbone(modality, progress=progress, **overrides)
+        return {"tokens": _tower_tokens(modality, tower, inputs(ds, modality), batch_size, progress)}
+
+    found = cache.cached_tensors(name, build)
+    return {"tokens": found["tokens"], "mask": found.get("mask")}
