@@ -7,7 +7,7 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 QUIET  := TQDM_MININTERVAL=5
 NBVAL  := --nbval-lax --nbval-current-env --nbval-cell-timeout=900
 
-.PHONY: install lab test unit notebooks bench clean-notebooks
+.PHONY: install lab test unit notebooks bench clean-notebooks student
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,3 +33,6 @@ bench: install                  ## wall time and peak memory of every notebook, 
 
 clean-notebooks:                ## strip outputs and execution counts from every notebook
 	$(BIN)/python scripts/clean_notebooks.py notebooks/*.ipynb
+
+student: install                ## student copies of every notebook in student/ (solutions replaced by stubs)
+	$(BIN)/python scripts/student_copies.py

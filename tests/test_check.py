@@ -131,3 +131,8 @@ def test_checks_return_the_difference_without_echoing_it_in_a_notebook():
     d = check.close(torch.tensor([1.0, 2.0], dtype=torch.float64), torch.tensor([1.0, 2.0 + 1e-7], dtype=torch.float64))
     assert isinstance(d, float) and d == pytest.approx(1e-7, abs=1e-8)
     assert hasattr(d, "_ipython_display_") and d._ipython_display_() is None
+
+
+def test_function_with_one_trial_says_test_input(capsys):
+    check.function(lambda x: x + 1, lambda x: x + 1, lambda: torch.ones(2), trials=1, name="plus one")
+    assert "on its test input" in capsys.readouterr().out

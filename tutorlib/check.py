@@ -85,7 +85,8 @@ def function(learner, reference, make_inputs, trials: int = 3, atol: float = 1e-
             worst = max(worst, _compare(got, want, atol, rtol, f"{name}, trial {t + 1}: "))
     finally:
         torch.random.set_rng_state(g)
-    print(f"✅ {name} matches the reference on {trials} random inputs "
+    inputs = "its test input" if trials == 1 else f"{trials} random inputs"
+    print(f"✅ {name} matches the reference on {inputs} "
           f"(largest difference {worst:.2g}).")
     return Difference(worst)
 

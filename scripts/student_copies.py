@@ -1,0 +1,128 @@
+"""Write the student copies of the notebooks: every solution replaced by a stub.
+
+    python scripts/student_copies.py                # notebooks/*.ipynb -> student/
+    python scripts/student_copies.py --out DIR NB... # some notebooks, elsewhere
+
+In each code cell, the lines from ``### BEGIN SOLUTION`` to ``### END SOLUTION`` become
+``raise NotImplementedError(<the exercise's hint>)`` at the same indentation; everything
+else (the ``tutorlib.check`` calls included) is kept, and outputs are cleared. The hint is
+the exercise's own text: its title and its "Hint:" sentence (or its first sentences) from
+the markdown cell above. The instructor notebooks are only read; running the command again
+writes byte-identical copies.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+_HEADING = re.compile(r"^#+\s*(Exercise\s+\d+[^\n]*)$", re.M)
+
+
+def _plain(text: str) -> str:
+    """Markdown to one plain line: no backticks, math dollars, LaTeX commands or emphasis."""
+    text = re.sub(r"\\(?:dots|ldots)", "...", text)
+    text = re.sub(r"\\[,;! ]", " ", text)
+    text = re.sub(r"\\([A-Za-z]+)", r"\1", text)
+    text = re.sub(r"[`*$]", "", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _sentences(text: str, n: int = 2) -> str:
+    return " ".join(re.split(r"(?<=[.!?])\s+", _plain(text))[:n])
+
+
+def hint_of(markdown: str) -> str:
+    """The exercise's title and hint from the markdown cell that introduces it: its
+    first sentences after the heading, and its "Hint:" sentence."""
+    heads = list(_HEADING.finditer(markdown))
+    if not heads:
+        return "write this exercise (see the text above)"
+    head = heads[-1]
+    title = _plain(head.group(1))
+    body = markdown[head.end():]
+    m = re.search(r"Hint:\s*(.+?)(?:\n\s*\n|$)", body, re.S)
+    if m:
+        task = _sentences(body[:m.start()])
+        return f"{title}. {task + ' ' if task else ''}Hint: {_plain(m.group(1))}"
+    text = _sentences(body)
+    return f"{title}. {text}" if text else f"{title} (see the text above)"
+
+
+def stub_cell(source: str, hint: str) -> str:
+    """``source`` with each solution block replaced by a ``NotImplementedError`` stub."""
+    out, inside = [], False
+    for line in source.split("\n"):
+        if line.strip() == BEGIN:
+            if inside:
+                raise ValueError(f"source: got {BEGIN!r} twice without {END!r} between")
+            inside = True
+            indent = line[: len(line) - len(line.lstrip())]
+            out.append(f"{indent}# YOUR CODE HERE: replace the line below with your solution")
+            out.append(f"{indent}raise NotImplementedError({json.dumps(hint, ensure_ascii=False)})")
+        elif line.strip() == END:
+            if not inside:
+                raise ValueError(f"source: got {END!r} without {BEGIN!r} before it")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise ValueError(f"source: {BEGIN!r} is never closed by {END!r}")
+    return "\n".join(out)
+
+
+def student_notebook(nb: dict) -> dict:
+    """A student copy of a notebook (as JSON): solutions stubbed, outputs cleared."""
+    nb = json.loads(json.dumps(nb))                   # a deep copy: the input is left alone
+    markdown = ""                                     # the last markdown that opens an exercise
+    for cell in nb["cells"]:
+        src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        if cell["cell_type"] == "markdown":
+            if _HEADING.search(src):
+                markdown = src
+            continue
+        if cell["cell_type"] == "code":
+            if BEGIN in src:
+                src = stub_cell(src, hint_of(markdown))
+                markdown = ""                         # one heading, one exercise
+            cell["source"] = src
+            cell["outputs"], cell["execution_count"] = [], None
+    return nb
+
+
+def write_copies(notebooks, out: Path) -> list[Path]:
+    """Write the student copy of each notebook into ``out``; return the paths written."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in notebooks:
+        path = Path(path)
+        if path.suffix != ".ipynb" or not path.is_file():
+            raise ValueError(f"notebooks: got {str(path)!r}, expected an existing .ipynb file")
+        nb = student_notebook(json.loads(path.read_text(encoding="utf-8")))
+        target = out / path.name
+        text = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+        if not target.exists() or target.read_text(encoding="utf-8") != text:
+            tmp = target.with_suffix(".ipynb.tmp")
+            tmp.write_text(text, encoding="utf-8")
+            tmp.replace(target)
+        written.append(target)
+    return written
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("notebooks", nargs="*", help="notebooks to copy (default: notebooks/*.ipynb)")
+    ap.add_argument("--out", default=str(ROOT / "student"), help="folder to write (default: student/)")
+    args = ap.parse_args(argv)
+    notebooks = args.notebooks or sorted((ROOT / "notebooks").glob("*.ipynb"))
+    for p in write_copies(notebooks, Path(args.out)):
+        print(f"wrote {p}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
