@@ -139,6 +139,27 @@ def test_bad_inputs_say_what_was_wrong():
         progressive.fit_pairs(model, ("image", torch.randn(4, 5, 16)), ("text", feats("text", n=4)), steps=1)
     with pytest.raises(ValueError, match="modality.*'smell'"):
         progressive.fit_pairs(model, ("smell", feats("image")), ("text", feats("text")), steps=1)
+    empty_mask = torch.ones(2, 3, dtype=torch.bool)
+    empty_mask[1] = False
+    with pytest.raises(ValueError, match="mask: got 1 rows with no real token"):
+        model.encode("text", torch.randn(2, 3, 24), empty_mask)
+    with pytest.raises(ValueError, match="mask: got torch.bool of shape \\(2, 3, 1\\)"):
+        progressive.masked_mean(torch.randn(2, 3, 4), torch.ones(2, 3, 1, dtype=torch.bool))
+    with pytest.raises(ValueError, match="freeze: got True for the first modality"):
+        progressive.OneEncoder(16).add_modality("image", 16, freeze=True)
+    with pytest.raises(ValueError, match="dropout"):
+        progressive.OneEncoder(16, dropout=1.5)
+    with pytest.raises(ValueError, match="hidden"):
+        progressive.ModalityToken(16, hidden=(64,))
+    with pytest.raises(ValueError, match="a: got Tensor, expected a \\(modality name, features\\) pair"):
+        progressive.fit_pairs(model, torch.randn(3), ("text", feats("text")), steps=1)
+    with pytest.raises(ValueError, match="steps"):
+        progressive.fit_pairs(model, ("image", feats("image")), ("text", feats("text")), steps=0)
+    with pytest.raises(ValueError, match="feats: got 0 rows"):
+        progressive.embed(model, "image", {"tokens": torch.randn(0, 5, 16), "mask": None})
+    model.tokens["image"].requires_grad_(False), model.heads["image"].requires_grad_(False)
+    with pytest.raises(ValueError, match="targets would go stale"):
+        progressive.fit_pairs(model, ("image", feats("image")), ("text", feats("text")), steps=1)
     model.add_modality("audio", WIDTHS["audio"], freeze=True)
     with pytest.raises(ValueError, match="both frozen.*trainable now: \\['audio'\\]"):
         progressive.fit_pairs(model, ("image", feats("image")), ("text", feats("text")), steps=1)

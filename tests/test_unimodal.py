@@ -29,6 +29,14 @@ def test_token_features_shapes_and_cache(tmp_cache):
     assert img["tokens"].shape == (6, 17, 64) and img["tokens"].dtype == torch.float16 and img["mask"] is None
     assert any(p.name.startswith("tokens-image-") for p in cache.cache_dir().iterdir())
     assert torch.equal(unimodal.token_features("image", ds, progress=False, steps=2, batch_size=8)["tokens"], img["tokens"])
+    # a backbone whose weights changed (retrained on a GPU, say) gets new token features, not the old ones
+    entry = next(p.name for p in cache.cache_dir().iterdir() if p.name.startswith("unimodal-image-")
+                 and p.suffix == ".safetensors")
+    stored = cache.load_tensors(entry)
+    stored["tower.patch_embed.weight"] += 0.1
+    cache.save_tensors(entry, stored)
+    fresh = unimodal.token_features("image", ds, progress=False, steps=2, batch_size=8)
+    assert not torch.equal(fresh["tokens"], img["tokens"])
     txt = unimodal.token_features("text", ds, progress=False)
     assert txt["tokens"].shape[::2] == (6, 384) and txt["mask"].dtype == torch.bool
     assert txt["mask"].shape == txt["tokens"].shape[:2] and bool(txt["mask"][:, 0].all())
@@ -46,3 +54,7 @@ def test_bad_inputs_say_what_was_wrong():
         unimodal.token_features("audio", ds)
     with pytest.raises(ValueError, match="overrides"):
         unimodal.token_features("text", ds, steps=3)
+    with pytest.raises(ValueError, match="ds: has no 'audio' column"):
+        unimodal.pretrain("audio", ds, progress=False, steps=1)
+    with pytest.raises(ValueError, match="retrain"):
+        unimodal.backbone("image", retrain="yes")

@@ -17,11 +17,26 @@ modality's alignment layer and modality token, against a frozen modality's embed
     model.add_modality("audio", 64, freeze=True)                                # stage 2
     fit_pairs(model, ("audio", aud_feats), ("image", img_feats), steps=300)
 
-Official code: github.com/b-faye/OneEncoder ("contrastive learning/"). As there, the
-logit scale is fixed at e^2.5 (``LOGIT_SCALE`` = 2.5 in ``clip_loss``'s log convention),
-the token MLP is 64 -> 128 -> d with ReLUs and a LayerNorm, and the UP adds the
-modality token to every token. Two differences, both for padded text: the shared layer
-is given the padding mask, and the pooling is a mean over real tokens only.
+Official code: github.com/b-faye/OneEncoder ("contrastive learning/"). As there: the
+head's layer order; the logit scale fixed at e^2.5 (``LOGIT_SCALE`` = 2.5 in
+``clip_loss``'s log convention: the code clamps its temperature parameter to [2.5, 3]
+from 0.07); the modality token added to every token; LayerNorm, encoder, residual, mean;
+everything from earlier stages frozen; AdamW at lr 1e-3, weight decay 1e-3.
+
+Where this differs, on purpose (the lesson says so too):
+- the modality token goes through an MLP (64 -> 128 -> d, ReLUs, LayerNorm), as in the
+  official ``audio-image/`` scripts; there the token is 3-d and one MLP is shared by image
+  and text, here it is 32-d with one MLP per modality; the main scripts use a raw ``[1, d]``
+  token with no MLP;
+- one shared ``nn.TransformerEncoderLayer`` with feed-forward 4d (the main scripts stack 4
+  layers with PyTorch's default feed-forward 2048; the ``audio-image/`` config uses 1 layer);
+- the layer gets the padding mask and the pooling skips padding (the code pools all positions);
+- a frozen path (and a frozen UP) runs in eval mode, so a stage's targets have no dropout
+  (the code keeps the whole model in training mode);
+- warm-up and cosine decay (the code: ReduceLROnPlateau over epochs), smaller batches;
+- the official ``text_audio.py`` and ``text_video.py`` anchor the new modality on frozen
+  *text*; its ``audio-image/`` scripts, VIP-ANT and the lesson anchor it on frozen images.
+  ``fit_pairs`` takes either.
 """
 from __future__ import annotations
 
@@ -56,12 +71,16 @@ class AlignmentLayer(ProjectionHead):
 
 class ModalityToken(nn.Module):
     """A learnable ``[1, token_dim]`` vector through Linear-ReLU-Linear-ReLU-Linear-LayerNorm:
-    ``forward()`` -> ``[1, dim]``. As in the official code, the vector starts as
-    N(0, s^2) with s drawn uniformly from [0.1, 0.6]."""
+    ``forward()`` -> ``[1, dim]``. The MLP is that of the official ``audio-image/`` scripts
+    (there with a 3-d token shared by image and text); as in all the official code the
+    vector starts as N(0, s^2) with s drawn uniformly from [0.1, 0.6]."""
 
     def __init__(self, dim: int, token_dim: int = 32, hidden: tuple[int, int] = (64, 128)):
         super().__init__()
         _checks.positive_int("dim", dim), _checks.positive_int("token_dim", token_dim)
+        if not (isinstance(hidden, (tuple, list)) and len(hidden) == 2):
+            raise ValueError(f"hidden: got {hidden!r}, expected two layer widths such as (64, 128)")
+        _checks.positive_int("hidden[0]", hidden[0]), _checks.positive_int("hidden[1]", hidden[1])
         std = 0.1 + 0.5 * torch.rand(()).item()
         self.token = nn.Parameter(std * torch.randn(1, token_dim))
         self.mlp = nn.Sequential(nn.Linear(token_dim, hidden[0]), nn.ReLU(),
@@ -75,7 +94,20 @@ class ModalityToken(nn.Module):
 def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Mean over tokens ``[N, L, d]`` -> ``[N, d]``; ``mask`` ``[N, L]`` True marks real tokens
     (the same pooling as MiniLM's sentence embedding)."""
+    _checks.tensor("x", x, 3)
+    _check_mask(mask, x.shape[:2])
     return models._masked_mean(x, mask)
+
+
+def _check_mask(mask, shape) -> None:
+    if mask is None:
+        return
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.shape != shape:
+        got = f"{mask.dtype} of shape {tuple(mask.shape)}" if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise ValueError(f"mask: got {got}, expected a bool tensor of shape {tuple(shape)}")
+    if not bool(mask.any(1).all()):
+        raise ValueError(f"mask: got {int((~mask.any(1)).sum())} rows with no real token, expected "
+                         "at least one True per row (an all-padding row has no mean)")
 
 
 class UniversalProjection(nn.Module):
@@ -116,7 +148,10 @@ class OneEncoder(nn.Module):
 
     def __init__(self, dim: int = 128, heads: int = 4, token_dim: int = 32, dropout: float = 0.1):
         super().__init__()
-        self.dim, self.token_dim, self.dropout = _checks.positive_int("dim", dim), token_dim, dropout
+        _checks.positive_int("token_dim", token_dim)
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise ValueError(f"dropout: got {dropout!r}, expected a probability in [0, 1)")
+        self.dim, self.token_dim, self.dropout = _checks.positive_int("dim", dim), token_dim, float(dropout)
         self.heads = nn.ModuleDict()
         self.tokens = nn.ModuleDict()
         self.up = UniversalProjection(dim, heads, dropout)
@@ -131,6 +166,9 @@ class OneEncoder(nn.Module):
         if name in self.heads:
             raise ValueError(f"name: got {name!r}, expected a new modality (have {self.modalities})")
         _checks.positive_int("in_dim", in_dim)
+        if freeze and not self.heads:
+            raise ValueError("freeze: got True for the first modality, expected False (freezing "
+                             "would freeze an untrained Universal Projection)")
         if freeze:
             self.requires_grad_(False)
         head = (AlignmentLayer if freeze else ProjectionHead)(in_dim, self.dim, self.dropout)
@@ -144,9 +182,11 @@ class OneEncoder(nn.Module):
         if tokens.shape[-1] != self.heads[name].in_dim:
             raise ValueError(f"tokens: got width {tokens.shape[-1]} for modality {name!r}, "
                              f"expected {self.heads[name].in_dim} (the width its head was built for)")
-        if mask is not None and (mask.dtype != torch.bool or mask.shape != tokens.shape[:2]):
-            raise ValueError(f"mask: got {mask.dtype} of shape {tuple(mask.shape)}, expected a "
-                             f"bool tensor of shape {tuple(tokens.shape[:2])}")
+        _check_mask(mask, tokens.shape[:2])
+        dev = self.up.norm.weight.device
+        for arg, t in (("tokens", tokens), ("mask", mask)):
+            if t is not None and t.device != dev:
+                raise ValueError(f"{arg}: got a tensor on {t.device}, expected it on the model's device {dev}")
 
     def encode(self, name: str, tokens: torch.Tensor, mask: torch.Tensor | None = None,
                return_tokens: bool = False):
@@ -175,6 +215,8 @@ def embed(model: OneEncoder, name: str, feats: dict, batch_size: int = 1024) -> 
         raise ValueError(f"model: got {type(model).__name__}, expected a progressive.OneEncoder")
     tokens, mask = _features("feats", feats)
     _checks.positive_int("batch_size", batch_size)
+    if len(tokens) == 0:
+        raise ValueError("feats: got 0 rows, expected at least one item to embed")
     was_training, dev = model.training, model.up.norm.weight.device
     model.eval()
     out = [model.encode(name, tokens[lo:lo + batch_size].to(dev),
@@ -197,12 +239,18 @@ def fit_pairs(model: OneEncoder, a: tuple[str, dict], b: tuple[str, dict], *, st
     """
     if not isinstance(model, OneEncoder):
         raise ValueError(f"model: got {type(model).__name__}, expected a progressive.OneEncoder")
+    for arg, pair in (("a", a), ("b", b)):
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and isinstance(pair[0], str)):
+            raise ValueError(f"{arg}: got {type(pair).__name__}, expected a (modality name, features) pair")
     (na, fa), (nb, fb) = a, b
     for name in (na, nb):
         _checks.one_of("modality", name, model.modalities)
     fa, fb = _features("a", fa), _features("b", fb)
     _checks.same_rows("a's tokens", fa[0], "b's tokens", fb[0])
-    _checks.positive_int("batch_size", batch_size)
+    _checks.positive_int("steps", steps), _checks.positive_int("batch_size", batch_size)
+    _checks.positive_number("lr", lr), _checks.non_negative_number("weight_decay", weight_decay)
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup: got {warmup!r}, expected a number of steps >= 0")
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model: got no trainable parameters, expected a new modality to train "
@@ -216,6 +264,11 @@ def fit_pairs(model: OneEncoder, a: tuple[str, dict], b: tuple[str, dict], *, st
     if not (path_trains(na) or path_trains(nb)):
         raise ValueError(f"a, b: got modalities {na!r} and {nb!r}, both frozen, expected at least one "
                          f"with trainable parts (trainable now: {[n for n in model.modalities if path_trains(n)]})")
+    up_trains = any(p.requires_grad for p in model.up.parameters())
+    if up_trains and not (path_trains(na) and path_trains(nb)):
+        raise ValueError(f"a, b: got a frozen modality ({na if not path_trains(na) else nb!r}) while the "
+                         "Universal Projection trains, expected both sides trainable (stage 1) or "
+                         "the UP frozen too (a later stage): a frozen side's targets would go stale")
     fixed = {n: embed(model, n, {"tokens": f[0], "mask": f[1]}).to(dev)
              for n, f in ((na, fa), (nb, fb)) if not path_trains(n)}
     g = torch.Generator().manual_seed(get_seed(seed))
@@ -234,7 +287,7 @@ def fit_pairs(model: OneEncoder, a: tuple[str, dict], b: tuple[str, dict], *, st
     model.train()
     for name in fixed:              # a frozen path keeps its dropout off
         model.heads[name].eval(), model.tokens[name].eval()
-    if not any(p.requires_grad for p in model.up.parameters()):
+    if not up_trains:
         model.up.eval()
     try:
         history = train.fit(loss_fn, params, range(steps), steps=steps, lr=lr, weight_decay=weight_decay,

@@ -19,6 +19,7 @@ from . import _checks, cache, models, train, world
 from ._core import device, get_seed, pick
 
 VERSION = 1
+MAX_TEXT_TOKENS = 32      # MiniLM captions are cut at this many word pieces (ours have about 15)
 BACKBONES = ("image", "audio", "video")
 LABELS = {"image": ("shape", "colour", "size", "position"),
           "audio": ("shape", "colour", "size", "position", "motion"),
@@ -93,6 +94,9 @@ def pretrain(modality: str, ds=None, progress: bool = True, **overrides):
     cross-entropies. Returns ``(tower, heads, history)`` on the CPU."""
     r = recipe(modality, **overrides)
     ds = lesson_world("train") if ds is None else ds
+    if modality not in world.config_of(ds)["modalities"]:
+        raise ValueError(f"ds: has no {modality!r} column, expected a load_world dataset with "
+                         f"modalities including {modality!r}")
     torch.manual_seed(r["seed"])
     tower, heads = make_backbone(modality, r["width"], r["depth"]), _heads(modality, r["width"])
     x, y = inputs(ds, modality), labels(ds, modality)
@@ -119,6 +123,8 @@ def backbone(modality: str, retrain: bool = False, progress: bool = True, **over
     each attribute's test accuracy of the pretraining heads (what it learned alone).
     """
     r = recipe(modality, **overrides)
+    if not isinstance(retrain, bool):
+        raise ValueError(f"retrain: got {retrain!r}, expected True or False")
     name = f"unimodal-{modality}-{cache.key(r, VERSION, world.config_of(lesson_world('train')))}.safetensors"
     with cache.lock(name):
         stored = None if retrain else cache.load_tensors(name)
@@ -139,13 +145,25 @@ def backbone(modality: str, retrain: bool = False, progress: bool = True, **over
         return tower.eval().requires_grad_(False)
 
 
+def _weights_key(module: torch.nn.Module) -> str:
+    """A hash of a module's weights: token features are keyed by the backbone that made them."""
+    import hashlib
+    h = hashlib.sha256()
+    for k, v in sorted(module.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 @torch.no_grad()
 def _tower_tokens(modality, tower, x, batch_size, progress):
     from tqdm.auto import tqdm
-    tower.eval()
+    dev = device()
+    tower.to(dev).eval()
     out = []
     for lo in tqdm(range(0, len(x), batch_size), desc=f"{modality} tokens", disable=not progress):
-        out.append(tower(_float(modality, x[lo:lo + batch_size]), return_tokens=True)[1].half())
+        out.append(tower(_float(modality, x[lo:lo + batch_size]).to(dev), return_tokens=True)[1].half().cpu())
+    tower.cpu()
     return torch.cat(out)
 
 
@@ -153,11 +171,14 @@ def _tower_tokens(modality, tower, x, batch_size, progress):
 def _text_tokens(texts, batch_size, progress):
     from tqdm.auto import tqdm
     minilm = models.MiniLMText()
-    batch = minilm.tokenizer(texts, padding=True, truncation=True, max_length=32, return_tensors="pt")
+    dev = device()
+    minilm.to(dev)
+    batch = minilm.tokenizer(texts, padding=True, truncation=True, max_length=MAX_TEXT_TOKENS,
+                             return_tensors="pt")
     out = []
     for lo in tqdm(range(0, len(texts), batch_size), desc="MiniLM tokens", disable=not progress):
-        part = {k: v[lo:lo + batch_size] for k, v in batch.items()}
-        out.append(minilm.model(**part).last_hidden_state.half())
+        part = {k: v[lo:lo + batch_size].to(dev) for k, v in batch.items()}
+        out.append(minilm.model(**part).last_hidden_state.half().cpu())
     return torch.cat(out), batch["attention_mask"].bool()
 
 
@@ -185,14 +206,17 @@ def token_features(modality: str, ds, batch_size: int = 256, progress: bool = Tr
                          "expected a dataset from unimodal.lesson_world")
     if modality == "text" and overrides:
         raise ValueError(f"overrides: got {sorted(overrides)}, expected none for text (MiniLM is not trained here)")
-    parts = ("minilm-l6-v2", 32) if modality == "text" else (recipe(modality, **overrides), VERSION)
+    if modality == "text":
+        parts = ("all-minilm-l6-v2", MAX_TEXT_TOKENS, VERSION)
+    else:                       # keyed by the backbone's weights: a retrained backbone gets new tokens
+        tower = backbone(modality, progress=progress, **overrides)
+        parts = (modality, _weights_key(tower), VERSION)
     name = f"tokens-{modality}-{cache.key(parts, cfg)}.safetensors"
 
     def build():
         if modality == "text":
             tokens, mask = _text_tokens(world.tensors(ds, "caption")["caption"], batch_size, progress)
             return {"tokens": tokens, "mask": mask}
-        tower = backbone(modality, progress=progress, **overrides)
         return {"tokens": _tower_tokens(modality, tower, inputs(ds, modality), batch_size, progress)}
 
     found = cache.cached_tensors(name, build)
