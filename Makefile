@@ -12,12 +12,18 @@ NBVAL  := --nbval-lax --nbval-current-env --nbval-cell-timeout=900
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-install: $(BIN)/python          ## install tutorlib (editable) and the test tools into .venv
+install: $(VENV)/.installed     ## install tutorlib (editable) and the test tools into .venv
+
+# reinstalls only when the package's requirements change
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@
 
-lab: install                    ## open the course in JupyterLab
-	$(BIN)/jupyter lab notebooks/
+LAB_FLAGS ?=
+AS_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)   # JupyterLab refuses root (containers) without it
+lab: install                    ## open the course in JupyterLab (LAB_FLAGS="--no-browser --port=8890" to pass options)
+	$(BIN)/jupyter lab $(AS_ROOT) $(LAB_FLAGS) notebooks/
 
 test: install                   ## every test: unit tests, then every notebook end to end (quick profile)
 	$(OFFLINE) $(QUIET) TUTORLIB_PROFILE=quick MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider tests $(NBVAL) notebooks

@@ -1,0 +1,86 @@
+"""Write the repository's address (from pyproject.toml) into every notebook.
+
+    python scripts/set_repository.py          # rewrite the Colab set-up cells and badges
+    python scripts/set_repository.py --check  # exit 1 if any notebook disagrees
+
+``[project.urls] Repository`` in ``pyproject.toml`` is the one place that holds the
+address. Each notebook's first code cell (the Colab set-up cell, which installs the
+package on Colab only) and the Colab and Binder badges in its first markdown cell are
+generated from it, so a fork changes one line and runs this script.
+"""
+from __future__ import annotations
+
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SETUP = ('# Setup: on Colab this installs the course library; anywhere else it does nothing.\n'
+         'import sys, subprocess; "google.colab" in sys.modules and subprocess.run('
+         '[sys.executable, "-m", "pip", "install", "-q", "tutorlib @ git+{repo}"], check=True)')
+_BADGES = re.compile(r"\[!\[Open in Colab\].*?\n\[!\[Binder\][^\n]*", re.S)
+
+
+def repository() -> str:
+    """``https://github.com/OWNER/NAME`` from ``pyproject.toml``."""
+    urls = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]
+    repo = urls["Repository"].rstrip("/")
+    if not re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", repo):
+        raise ValueError(f"Repository: got {repo!r}, expected https://github.com/OWNER/NAME")
+    return repo
+
+
+def setup_cell(repo: str) -> str:
+    return SETUP.format(repo=repo)
+
+
+def badges(repo: str, name: str) -> str:
+    slug = repo.removeprefix("https://github.com/")
+    return (f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+            f"(https://colab.research.google.com/github/{slug}/blob/main/notebooks/{name})\n"
+            f"[![Binder](https://mybinder.org/badge_logo.svg)]"
+            f"(https://mybinder.org/v2/gh/{slug}/main?urlpath=lab/tree/notebooks/{name})")
+
+
+def _src(cell) -> str:
+    return cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+
+
+def updated(nb: dict, name: str, repo: str) -> dict:
+    """The notebook with its set-up cell and badges generated from ``repo``."""
+    code = next(c for c in nb["cells"] if c["cell_type"] == "code")
+    if "google.colab" not in _src(code):
+        raise ValueError(f"{name}: its first code cell is not the Colab set-up cell")
+    code["source"] = setup_cell(repo)
+    md = next(c for c in nb["cells"] if c["cell_type"] == "markdown")
+    text = _src(md)
+    if not _BADGES.search(text):
+        raise ValueError(f"{name}: its first markdown cell has no Colab and Binder badges")
+    md["source"] = _BADGES.sub(lambda m: badges(repo, name), text, count=1)
+    return nb
+
+
+def main(argv=None) -> int:
+    import nbformat
+    check = "--check" in (argv if argv is not None else sys.argv[1:])
+    repo, stale = repository(), []
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        before = [_src(c) for c in nb.cells]
+        nb = updated(nb, path.name, repo)
+        if [_src(c) for c in nb.cells] != before:
+            stale.append(path.name)
+            if not check:
+                nbformat.write(nb, path)
+    if check and stale:
+        print(f"notebooks whose set-up cell or badges do not use {repo}: {stale}; "
+              "run python scripts/set_repository.py")
+        return 1
+    print(f"{'checked' if check else 'wrote'} the address {repo} in every notebook"
+          + (f" (updated {stale})" if stale and not check else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Launching the course: JupyterLab as the README starts it, Colab's set-up cell, Binder."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import types
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
+sys.path.insert(0, str(ROOT / "scripts"))
+import set_repository  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str, timeout: float = 5.0):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.status, r.read()
+
+
+@pytest.fixture
+def lab():
+    """JupyterLab started the way the README's first command does (`make lab`), headless,
+    on a free localhost port with a token; yields its base URL and token."""
+    jupyter = ROOT / ".venv" / "bin" / "jupyter"
+    if not jupyter.exists():
+        pytest.skip("no .venv/bin/jupyter: run `make install` first (make test does)")
+    port, token = free_port(), "course-test-token"
+    flags = (f"--no-browser --ip=127.0.0.1 --port={port} --IdentityProvider.token={token} "
+             "--ServerApp.port_retries=0 --LabApp.news_url=None --ServerApp.disable_check_xsrf=False")
+    proc = subprocess.Popen(["make", "-s", "lab", f"LAB_FLAGS={flags}"], cwd=ROOT, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                if get(f"{base}/api/status?token={token}")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                out = proc.stdout.read() if proc.poll() is not None else ""
+                pytest.fail(f"JupyterLab did not start on port {port}: {out[-2000:]}")
+            time.sleep(0.5)
+        yield base, token
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_jupyterlab_from_make_lab_serves_every_notebook(lab):
+    base, token = lab
+    status, body = get(f"{base}/api/contents?token={token}")
+    listed = {item["name"]: item["type"] for item in json.loads(body)["content"]}
+    assert status == 200 and all(listed.get(name) == "notebook" for name in NOTEBOOKS), listed
+    for name in NOTEBOOKS:
+        status, body = get(f"{base}/api/contents/{name}?token={token}")
+        nb = json.loads(body)
+        assert status == 200 and nb["type"] == "notebook" and nb["content"]["cells"]
+        status, page = get(f"{base}/lab/tree/{name}?token={token}")
+        assert status == 200 and b"JupyterLab" in page
+    with pytest.raises(urllib.error.HTTPError):          # and nothing without the token
+        get(f"{base}/api/contents")
+
+
+def test_repository_address_lives_in_one_place():
+    repo = set_repository.repository()
+    assert set_repository.main(["--check"]) == 0, "run python scripts/set_repository.py"
+    import nbformat
+    for name in NOTEBOOKS:
+        nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
+        first_code = next(c for c in nb.cells if c.cell_type == "code")
+        assert first_code.source == set_repository.setup_cell(repo)
+        assert set_repository.badges(repo, name) in nb.cells[0].source
+    for doc in ("README.md", "lessons/README.md"):         # no second copy of the address to drift
+        assert "github.com/tutorlib" not in (ROOT / doc).read_text()
+
+
+@pytest.mark.parametrize("on_colab", [False, True])
+def test_colab_setup_cell_installs_only_on_colab(monkeypatch, on_colab):
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda *a, **kw: calls.append(a[0]))
+    if on_colab:
+        monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    else:
+        monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    exec(set_repository.setup_cell(set_repository.repository()), {})
+    if on_colab:
+        assert len(calls) == 1 and calls[0][-1] == f"tutorlib @ git+{set_repository.repository()}"
+    else:
+        assert calls == []
+
+
+def test_binder_installs_cpu_torch_then_tutorlib():
+    post = (ROOT / "binder" / "postBuild").read_text()
+    assert subprocess.run(["bash", "-n", str(ROOT / "binder" / "postBuild")]).returncode == 0
+    assert os.access(ROOT / "binder" / "postBuild", os.X_OK)
+    lines = [ln for ln in post.splitlines() if "pip install" in ln and not ln.lstrip().startswith("#")]
+    assert "torch --index-url https://download.pytorch.org/whl/cpu" in lines[0]
+    assert lines[-1].rstrip().endswith("-e .")
+    reqs = [ln for ln in (ROOT / "binder" / "requirements.txt").read_text().splitlines()
+            if ln.strip() and not ln.startswith("#")]
+    assert not any(ln.startswith("torch") for ln in reqs), "torch from PyPI would be the CUDA build"
+    assert (ROOT / "binder" / "runtime.txt").read_text().strip().startswith("python-3.")
