@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import sys
-import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,8 +23,10 @@ _BADGES = re.compile(r"\[!\[Open in Colab\].*?\n\[!\[Binder\][^\n]*", re.S)
 
 def repository() -> str:
     """``https://github.com/OWNER/NAME`` from ``pyproject.toml``."""
-    urls = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]
-    repo = urls["Repository"].rstrip("/")
+    m = re.search(r'^Repository\s*=\s*"([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M)
+    if m is None:                     # a regex, not tomllib: the course supports Python 3.10
+        raise ValueError("pyproject.toml: expected a Repository = \"https://github.com/...\" line under [project.urls]")
+    repo = m.group(1).rstrip("/")
     if not re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", repo):
         raise ValueError(f"Repository: got {repo!r}, expected https://github.com/OWNER/NAME")
     return repo
