@@ -1,6 +1,14 @@
 import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
 
 os.environ.setdefault("TUTORLIB_PROFILE", "quick")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -21,3 +29,62 @@ def tok():
     """The course tokenizer (training vocabulary), shared by the tests that need one."""
     from tutorlib import world
     return world.Tokenizer()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str, timeout: float = 5.0):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.status, r.read()
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """JupyterLab started the way the README's first command does (`make lab`), headless,
+    on a free localhost port with a token; yields its base URL and token. Its user settings
+    live in a temporary folder: notebooks render every cell (no windowing), so a browser
+    test can find any cell's output."""
+    jupyter = ROOT / ".venv" / "bin" / "jupyter"
+    if not jupyter.exists():
+        pytest.skip("no .venv/bin/jupyter: run `make install` first (make test does)")
+    port, token = free_port(), "course-test-token"
+    flags = (f"--no-browser --ip=127.0.0.1 --port={port} --IdentityProvider.token={token} "
+             "--ServerApp.port_retries=0 --LabApp.news_url=None --ServerApp.disable_check_xsrf=False")
+    settings = tmp_path / "lab-settings" / "@jupyterlab" / "notebook-extension"
+    settings.mkdir(parents=True)
+    (settings / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
+    docs = tmp_path / "lab-settings" / "@jupyterlab" / "docmanager-extension"
+    docs.mkdir(parents=True)                 # never save a test's outputs into the course's notebooks
+    (docs / "plugin.jupyterlab-settings").write_text('{"autosave": false}')
+    env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "lab-settings"),
+               JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "lab-workspaces"))
+    env.pop("MPLBACKEND", None)          # the kernel's figures render inline, as for a person
+    log = open(tmp_path / "lab.log", "w+")
+    proc = subprocess.Popen(["make", "-s", "lab", f"LAB_FLAGS={flags}"], cwd=ROOT, start_new_session=True,
+                            stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                if get(f"{base}/api/status?token={token}")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                log.seek(0)
+                pytest.fail(f"JupyterLab did not start on port {port}: {log.read()[-2000:]}")
+            time.sleep(0.5)
+        yield base, token
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        log.close()

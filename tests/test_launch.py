@@ -1,13 +1,10 @@
 """Launching the course: JupyterLab as the README starts it, Colab's set-up cell, Binder."""
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import types
-import urllib.request
+import urllib.error
 from pathlib import Path
 
 import pytest
@@ -16,52 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
 sys.path.insert(0, str(ROOT / "scripts"))
 import set_repository  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def get(url: str, timeout: float = 5.0):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return r.status, r.read()
-
-
-@pytest.fixture
-def lab():
-    """JupyterLab started the way the README's first command does (`make lab`), headless,
-    on a free localhost port with a token; yields its base URL and token."""
-    jupyter = ROOT / ".venv" / "bin" / "jupyter"
-    if not jupyter.exists():
-        pytest.skip("no .venv/bin/jupyter: run `make install` first (make test does)")
-    port, token = free_port(), "course-test-token"
-    flags = (f"--no-browser --ip=127.0.0.1 --port={port} --IdentityProvider.token={token} "
-             "--ServerApp.port_retries=0 --LabApp.news_url=None --ServerApp.disable_check_xsrf=False")
-    proc = subprocess.Popen(["make", "-s", "lab", f"LAB_FLAGS={flags}"], cwd=ROOT, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                if get(f"{base}/api/status?token={token}")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                out = proc.stdout.read() if proc.poll() is not None else ""
-                pytest.fail(f"JupyterLab did not start on port {port}: {out[-2000:]}")
-            time.sleep(0.5)
-        yield base, token
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+from conftest import get  # noqa: E402
 
 
 def test_jupyterlab_from_make_lab_serves_every_notebook(lab):
