@@ -7,7 +7,7 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 QUIET  := TQDM_MININTERVAL=5
 NBVAL  := --nbval-lax --nbval-current-env --nbval-cell-timeout=900
 
-.PHONY: install lab test unit notebooks bench clean-notebooks student
+.PHONY: install lab test unit notebooks bench clean-notebooks student test-rerun
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ test: install                   ## every test: unit tests, then every notebook e
 
 unit: install                   ## unit tests only
 	$(OFFLINE) TUTORLIB_PROFILE=quick $(BIN)/python -m pytest -p no:cacheprovider tests
+
+test-rerun: install             ## every notebook with each code cell run twice in a row (slow: about twice the notebooks' time)
+	$(OFFLINE) $(QUIET) TUTORLIB_PROFILE=quick MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider tests/test_rerun.py --rerun-notebooks -k twice
 
 notebooks: install              ## notebooks only
 	$(OFFLINE) $(QUIET) TUTORLIB_PROFILE=quick MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider $(NBVAL) notebooks

@@ -10,6 +10,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+def pytest_addoption(parser):
+    parser.addoption("--rerun-notebooks", action="store_true",
+                     help="run every notebook with each code cell executed twice in a row")
+
+
 os.environ.setdefault("TUTORLIB_PROFILE", "quick")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
