@@ -145,6 +145,10 @@ def test_bad_inputs_say_what_was_wrong():
         model.encode("text", torch.randn(2, 3, 24), empty_mask)
     with pytest.raises(ValueError, match="mask: got torch.bool of shape \\(2, 3, 1\\)"):
         progressive.masked_mean(torch.randn(2, 3, 4), torch.ones(2, 3, 1, dtype=torch.bool))
+    with pytest.raises(ValueError, match="mask: got torch.float32"):     # checked before the layer uses it
+        progressive.UniversalProjection(16).eval()(torch.randn(2, 3, 16), torch.randn(1, 16), torch.ones(2, 3))
+    with pytest.raises(ValueError, match="mask: got list"):
+        model.encode("text", torch.randn(2, 3, 24), [[True] * 3] * 2)
     with pytest.raises(ValueError, match="freeze: got True for the first modality"):
         progressive.OneEncoder(16).add_modality("image", 16, freeze=True)
     with pytest.raises(ValueError, match="dropout"):

@@ -129,10 +129,11 @@ class UniversalProjection(nn.Module):
 
     def forward(self, h: torch.Tensor, m: torch.Tensor, mask: torch.Tensor | None = None,
                 return_tokens: bool = False):
+        _check_mask(mask, h.shape[:2])                              # before the layer uses it
         z = h + m                                                   # the modality token on every token
         pad = None if mask is None else ~mask
         u = z + self.layer(self.norm(z), src_key_padding_mask=pad)  # residual around the shared layer
-        y = nn.functional.normalize(masked_mean(u, mask), dim=-1)
+        y = nn.functional.normalize(models._masked_mean(u, mask), dim=-1)
         return (y, u) if return_tokens else y
 
 
@@ -182,10 +183,9 @@ class OneEncoder(nn.Module):
         if tokens.shape[-1] != self.heads[name].in_dim:
             raise ValueError(f"tokens: got width {tokens.shape[-1]} for modality {name!r}, "
                              f"expected {self.heads[name].in_dim} (the width its head was built for)")
-        _check_mask(mask, tokens.shape[:2])
-        dev = self.up.norm.weight.device
+        dev = self.up.norm.weight.device                 # the mask itself is checked by self.up
         for arg, t in (("tokens", tokens), ("mask", mask)):
-            if t is not None and t.device != dev:
+            if isinstance(t, torch.Tensor) and t.device != dev:
                 raise ValueError(f"{arg}: got a tensor on {t.device}, expected it on the model's device {dev}")
 
     def encode(self, name: str, tokens: torch.Tensor, mask: torch.Tensor | None = None,

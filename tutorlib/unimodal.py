@@ -12,6 +12,8 @@ modality, ever. The towers are then frozen and their *token outputs* are cached:
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -167,10 +169,16 @@ def _tower_tokens(modality, tower, x, batch_size, progress):
     return torch.cat(out)
 
 
+@functools.lru_cache(maxsize=1)
+def _minilm() -> models.MiniLMText:
+    """MiniLM, loaded once per process (the lesson encodes captions and four prompt sets)."""
+    return models.MiniLMText()
+
+
 @torch.no_grad()
 def _text_tokens(texts, batch_size, progress):
     from tqdm.auto import tqdm
-    minilm = models.MiniLMText()
+    minilm = _minilm()
     dev = device()
     minilm.to(dev)
     batch = minilm.tokenizer(texts, padding=True, truncation=True, max_length=MAX_TEXT_TOKENS,
