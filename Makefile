@@ -7,7 +7,7 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 QUIET  := TQDM_MININTERVAL=5
 NBVAL  := --nbval-lax --nbval-current-env --nbval-cell-timeout=900
 
-.PHONY: install lab test unit notebooks bench clean-notebooks student test-rerun
+.PHONY: install lab test unit notebooks bench clean-notebooks student
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,16 +25,19 @@ AS_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)   # JupyterLab refuses
 lab: install                    ## open the course in JupyterLab (LAB_FLAGS="--no-browser --port=8890" to pass options)
 	$(BIN)/jupyter lab $(AS_ROOT) $(LAB_FLAGS) notebooks/
 
-test: install                   ## every test: unit tests, then every notebook end to end (quick profile)
-	$(OFFLINE) $(QUIET) TUTORLIB_PROFILE=quick MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider tests $(NBVAL) notebooks
+# `make test` spreads the test files over JOBS processes (pytest-xdist; one notebook stays in
+# one process), each torch on one thread: on 2 cores that is about 1.45x the throughput of
+# one process on two threads, while two processes of two threads each run 2x slower.
+JOBS   ?= 2
+PARALLEL := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS) --dist loadfile
+
+test: install                   ## every test: unit tests, then every notebook end to end with each cell run twice (quick profile)
+	$(OFFLINE) $(QUIET) TUTORLIB_PROFILE=quick MPLBACKEND=Agg $(PARALLEL) -p no:cacheprovider tests $(NBVAL) --rerun-notebooks notebooks
 
 unit: install                   ## unit tests only
 	$(OFFLINE) TUTORLIB_PROFILE=quick $(BIN)/python -m pytest -p no:cacheprovider tests
 
-test-rerun: install             ## every notebook with each code cell run twice in a row (slow: about twice the notebooks' time)
-	$(OFFLINE) $(QUIET) TUTORLIB_PROFILE=quick MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider tests/test_rerun.py --rerun-notebooks -k twice
-
-notebooks: install              ## notebooks only
+notebooks: install              ## notebooks only, each cell run once (the quick check while editing one)
 	$(OFFLINE) $(QUIET) TUTORLIB_PROFILE=quick MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider $(NBVAL) notebooks
 
 bench: install                  ## wall time and peak memory of every notebook, render and training throughput

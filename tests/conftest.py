@@ -12,7 +12,25 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def pytest_addoption(parser):
     parser.addoption("--rerun-notebooks", action="store_true",
-                     help="run every notebook with each code cell executed twice in a row")
+                     help="nbval runs each notebook code cell twice in a row, as a student "
+                          "pressing Shift-Enter again would (make test passes it)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """With --rerun-notebooks, every nbval cell runs twice in a row in the same kernel;
+    the test fails if either run fails."""
+    if not config.getoption("--rerun-notebooks"):
+        return
+    for item in items:
+        if type(item).__name__ == "IPyNbCell":
+            item.runtest = _twice(item.runtest)
+
+
+def _twice(runtest):
+    def run_twice():
+        runtest()
+        runtest()
+    return run_twice
 
 
 os.environ.setdefault("TUTORLIB_PROFILE", "quick")

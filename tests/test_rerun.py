@@ -1,16 +1,19 @@
 """Notebooks are safe to rerun and deterministic.
 
 * Every code cell run twice in a row (a student pressing Shift-Enter again) still passes:
-  opt-in, `make test-rerun` (it doubles the notebooks' run time, too long for every CI run).
+  `make test` runs nbval with ``--rerun-notebooks`` (tests/conftest.py), which executes each
+  notebook cell twice; the tests here check that the option really does that.
 * A notebook run twice, each time in a fresh kernel, prints the same numbers (timings aside).
 """
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 DETERMINISM = ["05_progressive_alignment.ipynb"]      # it trains four models: the strictest case
 TIMING = re.compile(r"\d\s?(s|ms|seconds?)\b|per second|it/s|s/it|\bwall\b", re.I)
 
@@ -38,18 +41,44 @@ def printed_lines(nb) -> list[str]:
     return lines
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_every_cell_can_run_twice_in_a_row(path, request):
-    if not request.config.getoption("--rerun-notebooks"):
-        pytest.skip("opt-in: make test-rerun (pytest --rerun-notebooks)")
+def run_nbval(tmp_path, cells, *options):
+    """nbval on a small notebook of ``cells`` in a fresh pytest, with this suite's conftest
+    (its --rerun-notebooks option) loaded as a plugin; returns (exit code, output)."""
     import nbformat
-    nb = nbformat.read(path, as_version=4)
-    c = client(nb)
-    with c.setup_kernel():
-        for index, cell in enumerate(nb.cells):
-            if cell.cell_type == "code":
-                c.execute_cell(cell, index)
-                c.execute_cell(cell, index)          # Shift-Enter again: must not fail
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    path = tmp_path / "tiny.ipynb"
+    nbformat.write(nb, path)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run([sys.executable, "-m", "pytest", "-p", "conftest", "-p", "no:cacheprovider", "-p", "no:xdist",
+                        "--rootdir", str(tmp_path), "-c", os.devnull, "--nbval-lax", "--nbval-current-env",
+                        *options, str(path)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    return r.returncode, r.stdout + r.stderr
+
+
+ONCE_ONLY = ['assert "ran" not in globals(), "this cell already ran once"\nran = True']
+
+
+def test_rerun_option_runs_every_notebook_cell_twice(tmp_path):
+    code, out = run_nbval(tmp_path, ONCE_ONLY, "--rerun-notebooks")
+    assert code == 1 and "this cell already ran once" in out, out[-2000:]
+
+
+def test_without_the_option_each_cell_runs_once(tmp_path):
+    code, out = run_nbval(tmp_path, ONCE_ONLY)
+    assert code == 0 and "1 passed" in out, out[-2000:]
+
+
+def test_make_test_runs_the_notebooks_with_every_cell_twice():
+    recipe = subprocess.run(["make", "-n", "-s", "test"], cwd=ROOT, capture_output=True, text=True).stdout
+    line = next((ln for ln in recipe.splitlines() if "pytest" in ln and "--nbval" in ln), "")
+    assert "--rerun-notebooks" in line and line.rstrip().endswith("notebooks"), recipe
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_a_rerun_safe_notebook_passes_twice(tmp_path):
+    cells = ["runs = globals().get('runs', 0) + 1\nprint('run', runs)", "x = [1, 2]\nassert sum(x) == 3"]
+    code, out = run_nbval(tmp_path, cells, "--rerun-notebooks")
+    assert code == 0 and "2 passed" in out, out[-2000:]
 
 
 @pytest.mark.parametrize("name", DETERMINISM)
