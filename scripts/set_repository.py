@@ -44,21 +44,18 @@ def badges(repo: str, name: str) -> str:
             f"(https://mybinder.org/v2/gh/{slug}/main?urlpath=lab/tree/notebooks/{name})")
 
 
-def _src(cell) -> str:
-    return cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
-
-
-def updated(nb: dict, name: str, repo: str) -> dict:
-    """The notebook with its set-up cell and badges generated from ``repo``."""
-    code = next(c for c in nb["cells"] if c["cell_type"] == "code")
-    if "google.colab" not in _src(code):
+def updated(nb, name: str, repo: str):
+    """The notebook (as ``nbformat.read`` gives it: each cell's source one string) with its
+    set-up cell and badges generated from ``repo``."""
+    code = next(c for c in nb.cells if c.cell_type == "code")
+    if "google.colab" not in code.source:
         raise ValueError(f"{name}: its first code cell is not the Colab set-up cell")
-    code["source"] = setup_cell(repo)
-    md = next(c for c in nb["cells"] if c["cell_type"] == "markdown")
-    text = _src(md)
+    code.source = setup_cell(repo)
+    md = next(c for c in nb.cells if c.cell_type == "markdown")
+    text = md.source
     if not _BADGES.search(text):
         raise ValueError(f"{name}: its first markdown cell has no Colab and Binder badges")
-    md["source"] = _BADGES.sub(lambda m: badges(repo, name), text, count=1)
+    md.source = _BADGES.sub(lambda m: badges(repo, name), text, count=1)
     return nb
 
 
@@ -68,9 +65,9 @@ def main(argv=None) -> int:
     repo, stale = repository(), []
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
         nb = nbformat.read(path, as_version=4)
-        before = [_src(c) for c in nb.cells]
+        before = [c.source for c in nb.cells]
         nb = updated(nb, path.name, repo)
-        if [_src(c) for c in nb.cells] != before:
+        if [c.source for c in nb.cells] != before:
             stale.append(path.name)
             if not check:
                 nbformat.write(nb, path)
