@@ -6,13 +6,13 @@ method lesson. Heavy libraries (transformers, datasets) load only when used.
 """
 from importlib import import_module
 
-from ._core import device, get_seed, pick, profile, seed_everything
+from ._core import device, get_seed, pick, profile, seed_everything, settings
 
 __version__ = "0.1.0"
-__all__ = ["device", "profile", "seed_everything", "pick", "get_seed", "cache", "world",
+__all__ = ["device", "profile", "settings", "seed_everything", "pick", "get_seed", "profiles", "cache", "world",
            "models", "losses", "metrics", "train", "plots", "check"]
 
-_SUBMODULES = {"cache", "world", "models", "losses", "metrics", "train", "plots", "check",
+_SUBMODULES = {"profiles", "ops", "cache", "world", "models", "losses", "metrics", "train", "plots", "check",
                "mixup", "prompts", "inversion", "progressive", "pretrained", "unimodal"}
 
 

@@ -34,8 +34,16 @@ def profile() -> str:
     return "full" if device().type == "cuda" else "quick"
 
 
+def settings():
+    """The current profile's shared settings, a frozen ``tutorlib.profiles.Profile``:
+    ``settings().image_size`` is 32 in ``quick`` and 64 in ``full``."""
+    from .profiles import PROFILES
+    return PROFILES[profile()]
+
+
 def pick(quick, full):
-    """The value for the current profile: ``pick(quick=..., full=...)``."""
+    """The value for the current profile: ``pick(quick=..., full=...)``. For a lesson's own
+    choices; the settings the library shares live in ``settings()``."""
     return quick if profile() == "quick" else full
 
 

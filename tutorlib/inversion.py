@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import _checks
+from . import _validate
 
 
 @contextlib.contextmanager
@@ -50,7 +50,7 @@ def encode_with_pseudo_tokens(text_tower: nn.Module, tokenizer, tokens: torch.Te
                               template: str = "a photo of {}") -> torch.Tensor:
     """The text tower on ``<bos> template-with-tokens <eos>``: pseudo-tokens ``[N, K, width]``
     (K word embeddings per query, in the slot ``{}``) -> text features ``[N, d]``."""
-    _checks.tensor("tokens", tokens, 3)
+    _validate.tensor("tokens", tokens, 3)
     if tokens.shape[2] != text_tower.width:
         raise ValueError(f"tokens: got width {tokens.shape[2]}, expected the text tower's "
                          f"word-embedding width {text_tower.width}")
@@ -72,7 +72,7 @@ def encode_pseudo_patches(image_tower: nn.Module, patches: torch.Tensor) -> torc
     positions in blocks (as nearest-neighbour interpolation does in the official code: K = 1
     is one patch repeated everywhere; K = 2 gives a...a b...b), with the class token and
     position embeddings added as usual -> image features ``[N, d]``."""
-    _checks.tensor("patches", patches, 3)
+    _validate.tensor("patches", patches, 3)
     P, K = image_tower.n_patches, patches.shape[1]
     if patches.shape[2] != image_tower.width or not 1 <= K <= P:
         raise ValueError(f"patches: got shape {tuple(patches.shape)}, expected [N, K, "
@@ -85,11 +85,11 @@ def _invert(encode, target: torch.Tensor, n_tokens: int, width: int, steps: int,
             weight_decay: float, batch_size: int, progress: bool, desc: str):
     """Optimise one ``[n_tokens, width]`` input per target row so that ``encode(inputs)``
     points where the target does (loss ``1 - cos``); batches of queries at once."""
-    _checks.positive_int("n_tokens", n_tokens)
-    _checks.positive_int("steps", steps)
-    _checks.positive_number("lr", lr)
-    _checks.positive_int("batch_size", batch_size)
-    _checks.non_negative_number("weight_decay", weight_decay)
+    _validate.positive_int("n_tokens", n_tokens)
+    _validate.positive_int("steps", steps)
+    _validate.positive_number("lr", lr)
+    _validate.positive_int("batch_size", batch_size)
+    _validate.non_negative_number("weight_decay", weight_decay)
     target = F.normalize(target.detach(), dim=-1)
     out, losses = [], torch.zeros(steps)
     bar = tqdm(total=steps * -(-len(target) // batch_size), desc=desc, disable=not progress)
@@ -115,7 +115,7 @@ def oti(text_tower: nn.Module, tokenizer, image_emb: torch.Tensor, template: str
     """Optimisation-based Text Inversion of image embeddings ``[N, d]``: pseudo-tokens
     ``w`` ``[N, n_tokens, width]`` from N(0, 0.02^2) minimising ``1 - cos(t(w), v)`` through
     the frozen text tower. Returns the tokens and the mean loss at each step ``[steps]``."""
-    _checks.tensor("image_emb", image_emb, 2)
+    _validate.tensor("image_emb", image_emb, 2)
     _template_ids(tokenizer, template)
     with _frozen(text_tower):
         return _invert(lambda w: encode_with_pseudo_tokens(text_tower, tokenizer, w, template),
@@ -130,8 +130,8 @@ def ovi(image_tower: nn.Module, text_emb: torch.Tensor, n_tokens: int = 1, steps
     embeddings ``[N, n_tokens, width]`` from N(0, 0.02^2), stretched over the patch positions,
     minimising ``1 - cos(f_I(u), t)`` through the frozen image tower. Returns the patches
     and the mean loss at each step ``[steps]``."""
-    _checks.tensor("text_emb", text_emb, 2)
-    _checks.positive_int("n_tokens", n_tokens)
+    _validate.tensor("text_emb", text_emb, 2)
+    _validate.positive_int("n_tokens", n_tokens)
     if n_tokens > image_tower.n_patches:
         raise ValueError(f"n_tokens: got {n_tokens}, expected at most the {image_tower.n_patches} "
                          "patch positions")
@@ -143,8 +143,8 @@ def ovi(image_tower: nn.Module, text_emb: torch.Tensor, n_tokens: int = 1, steps
 def nearest_words(text_tower: nn.Module, tokenizer, tokens: torch.Tensor, k: int = 3) -> list[list[str]]:
     """The ``k`` vocabulary words whose embeddings have the highest cosine with each
     pseudo-token ``[N, width]`` (special tokens left out): what did the query become?"""
-    _checks.tensor("tokens", tokens, 2)
-    _checks.positive_int("k", k)
+    _validate.tensor("tokens", tokens, 2)
+    _validate.positive_int("k", k)
     table = text_tower.token_embedding.weight.detach()
     if tokens.shape[1] != table.shape[1]:
         raise ValueError(f"tokens: got width {tokens.shape[1]}, expected {table.shape[1]}")

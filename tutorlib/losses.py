@@ -9,37 +9,21 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import _checks
-
-
-def _pair(image_emb, text_emb):
-    _checks.tensor("image_emb", image_emb, 2)
-    _checks.tensor("text_emb", text_emb, 2)
-    _checks.same_rows("image_emb", image_emb, "text_emb", text_emb)
-    _checks.same_width("image_emb", image_emb, "text_emb", text_emb)
-
-
-def _scalar(name, x) -> torch.Tensor:
-    if isinstance(x, (int, float)) and not isinstance(x, bool):
-        x = torch.tensor(float(x))
-    _checks.tensor(name, x)
-    if x.numel() != 1:
-        raise ValueError(f"{name}: got a tensor of shape {tuple(x.shape)}, expected a scalar")
-    return x.reshape(())
+from . import _validate
 
 
 def similarity(image_emb: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
     """Cosine similarities ``[N, M]`` of rows of ``[N, d]`` and ``[M, d]``."""
-    _checks.tensor("image_emb", image_emb, 2)
-    _checks.tensor("text_emb", text_emb, 2)
-    _checks.same_width("image_emb", image_emb, "text_emb", text_emb)
+    _validate.tensor("image_emb", image_emb, 2)
+    _validate.tensor("text_emb", text_emb, 2)
+    _validate.same_width("image_emb", image_emb, "text_emb", text_emb)
     return F.normalize(image_emb, dim=-1) @ F.normalize(text_emb, dim=-1).T
 
 
 def clip_logits(image_emb, text_emb, logit_scale):
     """``exp(logit_scale) * cos`` both ways: ``[N, N]`` image->text and its transpose."""
-    _pair(image_emb, text_emb)
-    logit_scale = _scalar("logit_scale", logit_scale)
+    _validate.pair(image_emb, text_emb)
+    logit_scale = _validate.scalar("logit_scale", logit_scale)
     logits = logit_scale.exp() * similarity(image_emb, text_emb)
     return logits, logits.T
 
@@ -50,7 +34,7 @@ def info_nce(logits: torch.Tensor) -> torch.Tensor:
 
         L = -1/N sum_i log( exp(l_ii) / sum_j exp(l_ij) )
     """
-    _checks.tensor("logits", logits, 2)
+    _validate.tensor("logits", logits, 2)
     if logits.shape[0] != logits.shape[1]:
         raise ValueError(f"logits: got shape {tuple(logits.shape)}, expected a square [N, N] matrix")
     return F.cross_entropy(logits, torch.arange(len(logits), device=logits.device))
@@ -71,7 +55,7 @@ def clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale,
     n = logits_i.shape[0]
     if targets is None:
         return (info_nce(logits_i) + info_nce(logits_t)) / 2
-    _checks.tensor("targets", targets, 2, floating=False)
+    _validate.tensor("targets", targets, 2, floating=False)
     if targets.shape != (n, n):
         raise ValueError(f"targets: got shape {tuple(targets.shape)}, expected [{n}, {n}]")
     t = targets.float()
@@ -87,11 +71,11 @@ def clip_loss_with_negatives(image_emb: torch.Tensor, text_emb: torch.Tensor,
     the image->text softmax of row i runs over the N batch captions *and* the K extra
     captions ``neg_text_emb`` ``[K, d]`` (e.g. attribute swaps); text->image is unchanged.
     """
-    _pair(image_emb, text_emb)
-    _checks.tensor("neg_text_emb", neg_text_emb, 2)
-    _checks.same_width("text_emb", text_emb, "neg_text_emb", neg_text_emb)
+    _validate.pair(image_emb, text_emb)
+    _validate.tensor("neg_text_emb", neg_text_emb, 2)
+    _validate.same_width("text_emb", text_emb, "neg_text_emb", neg_text_emb)
     logits_i, logits_t = clip_logits(image_emb, text_emb, logit_scale)
-    scale = _scalar("logit_scale", logit_scale).exp()
+    scale = _validate.scalar("logit_scale", logit_scale).exp()
     logits_neg = scale * similarity(image_emb, neg_text_emb)                 # [N, K]
     labels = torch.arange(len(logits_i), device=logits_i.device)
     return (F.cross_entropy(torch.cat([logits_i, logits_neg], 1), labels) + info_nce(logits_t)) / 2
@@ -106,9 +90,9 @@ def siglip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale,
 
     open_clip initialises logit_scale at ln 10 and the bias b at -10.
     """
-    _pair(image_emb, text_emb)
-    logit_scale = _scalar("logit_scale", logit_scale)
-    logit_bias = _scalar("logit_bias", logit_bias)
+    _validate.pair(image_emb, text_emb)
+    logit_scale = _validate.scalar("logit_scale", logit_scale)
+    logit_bias = _validate.scalar("logit_bias", logit_bias)
     logits = logit_scale.exp() * similarity(image_emb, text_emb) + logit_bias
     n = logits.shape[0]
     z = 2 * torch.eye(n, device=logits.device) - 1

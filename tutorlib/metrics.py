@@ -7,17 +7,17 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import _checks
+from . import _validate
 
 
 def _emb(name, x):
-    return F.normalize(_checks.tensor(name, x, 2).float(), dim=-1)
+    return F.normalize(_validate.tensor(name, x, 2).float(), dim=-1)
 
 
 def _self_mask(q: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """``[N, N]`` True on the diagonal: each query's own item, when query and gallery are
     the same set (row i = item i)."""
-    _checks.same_rows("query_emb", q, "gallery_emb", g)
+    _validate.same_rows("query_emb", q, "gallery_emb", g)
     return torch.eye(len(q), dtype=torch.bool, device=q.device)
 
 
@@ -32,13 +32,13 @@ def recall_at_k(query_emb: torch.Tensor, gallery_emb: torch.Tensor, k: int = 1,
     query's own item is left out of its ranking.
     """
     q, g = _emb("query_emb", query_emb), _emb("gallery_emb", gallery_emb)
-    _checks.same_width("query_emb", q, "gallery_emb", g)
-    _checks.positive_int("k", k)
+    _validate.same_width("query_emb", q, "gallery_emb", g)
+    _validate.positive_int("k", k)
     if positives is None and exclude_self:
         raise ValueError("exclude_self: got True without positives, expected a positives mask "
                          "(the default positives are the diagonal it would remove)")
     if positives is None:
-        _checks.same_rows("query_emb", q, "gallery_emb", g)
+        _validate.same_rows("query_emb", q, "gallery_emb", g)
         positives = torch.eye(len(q), dtype=torch.bool, device=q.device)
     elif positives.shape != (len(q), len(g)):
         raise ValueError(f"positives: got shape {tuple(positives.shape)}, expected [{len(q)}, {len(g)}]")
@@ -65,9 +65,9 @@ def zero_shot_accuracy(image_emb: torch.Tensor, class_emb: torch.Tensor,
     """Accuracy of predicting ``argmax_c cos(image_i, class_c)``: images ``[N, d]``,
     one prompt embedding per class ``[C, d]``, true class indices ``[N]``."""
     x, c = _emb("image_emb", image_emb), _emb("class_emb", class_emb)
-    _checks.same_width("image_emb", x, "class_emb", c)
-    _checks.tensor("labels", labels, 1, floating=False)
-    _checks.same_rows("image_emb", x, "labels", labels)
+    _validate.same_width("image_emb", x, "class_emb", c)
+    _validate.tensor("labels", labels, 1, floating=False)
+    _validate.same_rows("image_emb", x, "labels", labels)
     if bool((labels < 0).any()) or bool((labels >= len(c)).any()):
         raise ValueError(f"labels: expected class indices in 0..{len(c) - 1}")
     return ((x @ c.T).argmax(1) == labels.to(x.device)).float().mean().item()
@@ -76,8 +76,8 @@ def zero_shot_accuracy(image_emb: torch.Tensor, class_emb: torch.Tensor,
 def alignment(x: torch.Tensor, y: torch.Tensor, alpha: float = 2.0) -> float:
     """Wang & Isola (2020): E ||x_i - y_i||^alpha over matched, normalised pairs (lower: better aligned)."""
     x, y = _emb("x", x), _emb("y", y)
-    _checks.same_rows("x", x, "y", y)
-    _checks.same_width("x", x, "y", y)
+    _validate.same_rows("x", x, "y", y)
+    _validate.same_width("x", x, "y", y)
     return (x - y).norm(dim=1).pow(alpha).mean().item()
 
 
@@ -86,7 +86,7 @@ def uniformity(x: torch.Tensor, t: float = 2.0) -> float:
     x = _emb("x", x)
     if len(x) < 2:
         raise ValueError(f"x: got {len(x)} rows, expected at least 2")
-    _checks.positive_number("t", t)
+    _validate.positive_number("t", t)
     return torch.pdist(x).pow(2).mul(-t).exp().mean().log().item()
 
 
@@ -94,7 +94,7 @@ def modality_gap(x: torch.Tensor, y: torch.Tensor) -> float:
     """Liang et al. (2022): the distance between the centroids of the two modalities'
     normalised embeddings, ||mean(x_hat) - mean(y_hat)||."""
     x, y = _emb("x", x), _emb("y", y)
-    _checks.same_width("x", x, "y", y)
+    _validate.same_width("x", x, "y", y)
     return (x.mean(0) - y.mean(0)).norm().item()
 
 
@@ -104,10 +104,10 @@ def binding_accuracy(image_emb: torch.Tensor, true_emb: torch.Tensor, swapped_em
     swapped ``[N, d]`` ("a red circle and a blue square" vs "a blue circle and a red
     square"). Chance is 0.5; a bag-of-words text encoder sits exactly there."""
     x, t, s = _emb("image_emb", image_emb), _emb("true_emb", true_emb), _emb("swapped_emb", swapped_emb)
-    _checks.same_rows("image_emb", x, "true_emb", t)
-    _checks.same_rows("image_emb", x, "swapped_emb", s)
-    _checks.same_width("image_emb", x, "true_emb", t)
-    _checks.same_width("image_emb", x, "swapped_emb", s)
+    _validate.same_rows("image_emb", x, "true_emb", t)
+    _validate.same_rows("image_emb", x, "swapped_emb", s)
+    _validate.same_width("image_emb", x, "true_emb", t)
+    _validate.same_width("image_emb", x, "swapped_emb", s)
     return ((x * t).sum(-1) > (x * s).sum(-1)).float().mean().item()
 
 
@@ -122,12 +122,12 @@ def mean_average_precision(query_emb: torch.Tensor, gallery_emb: torch.Tensor,
     query's own item is left out of its ranking.
     """
     q, g = _emb("query_emb", query_emb), _emb("gallery_emb", gallery_emb)
-    _checks.same_width("query_emb", q, "gallery_emb", g)
+    _validate.same_width("query_emb", q, "gallery_emb", g)
     for name, lab, emb in (("query_labels", query_labels, q), ("gallery_labels", gallery_labels, g)):
-        _checks.tensor(name, lab, 1, floating=False)
+        _validate.tensor(name, lab, 1, floating=False)
         if lab.is_floating_point():
             raise ValueError(f"{name}: got dtype {lab.dtype}, expected integer class labels")
-        _checks.same_rows(name.replace("labels", "emb"), emb, name, lab)
+        _validate.same_rows(name.replace("labels", "emb"), emb, name, lab)
     sim = q @ g.T
     rel = query_labels.to(q.device)[:, None] == gallery_labels.to(q.device)[None, :]
     if exclude_self:

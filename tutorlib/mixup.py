@@ -13,8 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import _checks
-from .losses import _pair, _scalar
+from . import _validate
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, lam) -> torch.Tensor:
@@ -26,8 +25,8 @@ def slerp(a: torch.Tensor, b: torch.Tensor, lam) -> torch.Tensor:
     so ``lam = 1`` gives ``a`` and ``lam = 0`` gives ``b``, and every point stays on the
     sphere. ``<a, b>`` is clamped inside (-1, 1) and sin(theta) kept away from zero, so
     identical or opposite vectors give no NaN (identical vectors return that vector)."""
-    _checks.tensor("a", a, 2)
-    _checks.tensor("b", b, 2)
+    _validate.tensor("a", a, 2)
+    _validate.tensor("b", b, 2)
     if a.shape != b.shape:
         raise ValueError(f"a and b: got shapes {tuple(a.shape)} and {tuple(b.shape)}, expected the same")
     lam = torch.as_tensor(lam, dtype=a.dtype, device=a.device)
@@ -54,8 +53,8 @@ def m2mix_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, lam, tau: float 
     off it; text-anchored logits likewise with ``y_i``. The loss is the *sum* of the two
     cross-entropies at temperature ``tau``. Add it to the CLIP loss with a weight.
     """
-    _pair(image_emb, text_emb)
-    tau = _checks.positive_number("tau", tau)
+    _validate.pair(image_emb, text_emb)
+    tau = _validate.positive_number("tau", tau)
     x, y = F.normalize(image_emb, dim=-1), F.normalize(text_emb, dim=-1)
     m = slerp(x, y, lam)
     eye = torch.eye(len(x), dtype=torch.bool, device=x.device)
@@ -78,13 +77,13 @@ def _sym(logits, targets):
 def _unimodal_mix(image_emb, text_emb, lam, logit_scale, side: str) -> torch.Tensor:
     """Mix one modality with the batch in reverse order, ``slerp(v_i, v_{N-1-i}, lam)``;
     the mixed item matches partner i with weight lam and partner N-1-i with 1 - lam."""
-    _pair(image_emb, text_emb)
+    _validate.pair(image_emb, text_emb)
     x, y = F.normalize(image_emb, dim=-1), F.normalize(text_emb, dim=-1)
     if side == "image":
         x = slerp(x, torch.flip(x, dims=[0]), lam)
     else:
         y = slerp(y, torch.flip(y, dims=[0]), lam)
-    s = _scalar("logit_scale", logit_scale).exp()
+    s = _validate.scalar("logit_scale", logit_scale).exp()
     return _sym(s * x @ y.T, _mix_targets(len(x), float(lam), x.device))
 
 
@@ -101,9 +100,9 @@ def lmix_loss(image_emb, text_emb, lam, logit_scale) -> torch.Tensor:
 def vlmix_loss(image_emb, text_emb, lam, logit_scale) -> torch.Tensor:
     """VL-mix (m^3-mix): images and texts mixed with the same partner and weight; a mixed
     image matches its mixed text, and the reversed pair too (targets ``I + flip(I)``)."""
-    _pair(image_emb, text_emb)
+    _validate.pair(image_emb, text_emb)
     x, y = F.normalize(image_emb, dim=-1), F.normalize(text_emb, dim=-1)
     mx, my = slerp(x, torch.flip(x, dims=[0]), lam), slerp(y, torch.flip(y, dims=[0]), lam)
-    s = _scalar("logit_scale", logit_scale).exp()
+    s = _validate.scalar("logit_scale", logit_scale).exp()
     eye = torch.eye(len(x), device=x.device)
     return _sym(s * mx @ my.T, eye + torch.flip(eye, dims=[0]))

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from . import _checks
+from . import _validate
 from ._core import pick
 
 
@@ -89,12 +89,12 @@ class TextTower(nn.Module):
                  depth: int = 2, heads: int = 4, context_length: int = 40, pad_id: int = 0,
                  causal: bool = True, pool: str = "last"):
         super().__init__()
-        _checks.one_of("pool", pool, ("mean", "last"))
+        _validate.one_of("pool", pool, ("mean", "last"))
         self.pool = pool
         width = embed_dim if width is None else width
         for name, v in (("vocab_size", vocab_size), ("embed_dim", embed_dim), ("width", width),
                         ("depth", depth), ("heads", heads), ("context_length", context_length)):
-            _checks.positive_int(name, v)
+            _validate.positive_int(name, v)
         self.context_length, self.pad_id, self.width = context_length, pad_id, width
         self.token_embedding = nn.Embedding(vocab_size, width)
         self.positional_embedding = nn.Parameter(0.01 * torch.randn(context_length, width))
@@ -107,7 +107,7 @@ class TextTower(nn.Module):
         if (ids is None) == (embeds is None):
             raise ValueError("ids, embeds: pass exactly one of them")
         if ids is not None:
-            _checks.tensor("ids", ids, 2, floating=False)
+            _validate.tensor("ids", ids, 2, floating=False)
             if ids.is_floating_point() or ids.dtype == torch.bool:
                 raise ValueError(f"ids: got dtype {ids.dtype}, expected integer token ids")
             if ids.shape[1] > self.context_length:
@@ -117,7 +117,7 @@ class TextTower(nn.Module):
             ids, mask = ids[:, :int(mask.sum(1).max())], mask[:, :int(mask.sum(1).max())]  # drop all-pad tail
             embeds = self.token_embedding(ids)
         else:
-            _checks.tensor("embeds", embeds, 3)
+            _validate.tensor("embeds", embeds, 3)
             if embeds.shape[1] > self.context_length or embeds.shape[2] != self.width:
                 raise ValueError(f"embeds: got shape {tuple(embeds.shape)}, expected "
                                  f"[N, <= {self.context_length}, {self.width}]")
@@ -164,7 +164,7 @@ class ImageTower(nn.Module):
         for name, v in (("image_size", image_size), ("patch_size", patch_size),
                         ("embed_dim", embed_dim), ("width", width), ("depth", depth),
                         ("heads", heads), ("channels", channels)):
-            _checks.positive_int(name, v)
+            _validate.positive_int(name, v)
         if image_size % patch_size:
             raise ValueError(f"image_size: got {image_size}, expected a multiple of "
                              f"patch_size={patch_size}")
@@ -178,7 +178,7 @@ class ImageTower(nn.Module):
 
     def patchify(self, images: torch.Tensor) -> torch.Tensor:
         """``[N, 3, H, W]`` -> patch embeddings ``[N, P, width]``."""
-        _checks.tensor("images", images, 4)
+        _validate.tensor("images", images, 4)
         if images.shape[-1] != self.image_size or images.shape[-2] != self.image_size:
             raise ValueError(f"images: got shape {tuple(images.shape)}, expected "
                              f"[N, 3, {self.image_size}, {self.image_size}]")
@@ -191,7 +191,7 @@ class ImageTower(nn.Module):
         if patches is None:
             patches = self.patchify(images)
         else:
-            _checks.tensor("patches", patches, 3)
+            _validate.tensor("patches", patches, 3)
             if patches.shape[1:] != (self.n_patches, self.width):
                 raise ValueError(f"patches: got shape {tuple(patches.shape)}, expected "
                                  f"[N, {self.n_patches}, {self.width}]")
@@ -223,7 +223,7 @@ class AudioTower(nn.Module):
         width = embed_dim if width is None else width
         for name, v in (("n_mels", n_mels), ("n_frames", n_frames), ("embed_dim", embed_dim),
                         ("width", width), ("depth", depth), ("heads", heads)):
-            _checks.positive_int(name, v)
+            _validate.positive_int(name, v)
         self.n_mels, self.n_frames, self.width = n_mels, n_frames, width
         self.norm = nn.BatchNorm1d(n_mels, affine=False)   # log-mel scales vary a lot
         self.frame_embed = nn.Linear(n_mels, width)
@@ -232,7 +232,7 @@ class AudioTower(nn.Module):
         self.proj = nn.Linear(width, embed_dim, bias=False)
 
     def forward(self, mel: torch.Tensor, return_tokens: bool = False):
-        _checks.tensor("mel", mel, 3)
+        _validate.tensor("mel", mel, 3)
         if mel.shape[1] != self.n_mels or mel.shape[2] > self.n_frames:
             raise ValueError(f"mel: got shape {tuple(mel.shape)}, expected "
                              f"[N, {self.n_mels}, <= {self.n_frames}]")
@@ -255,7 +255,7 @@ class VideoTower(nn.Module):
         width = embed_dim if width is None else width
         for name, v in (("image_size", image_size), ("frames", frames), ("patch_size", patch_size),
                         ("embed_dim", embed_dim), ("width", width), ("depth", depth), ("heads", heads)):
-            _checks.positive_int(name, v)
+            _validate.positive_int(name, v)
         if image_size % patch_size:
             raise ValueError(f"image_size: got {image_size}, expected a multiple of "
                              f"patch_size={patch_size}")
@@ -268,7 +268,7 @@ class VideoTower(nn.Module):
         self.proj = nn.Linear(width, embed_dim, bias=False)
 
     def forward(self, video: torch.Tensor, return_tokens: bool = False):
-        _checks.tensor("video", video, 5)
+        _validate.tensor("video", video, 5)
         n, t = video.shape[:2]
         if t != self.frames or video.shape[2:] != (3, self.image_size, self.image_size):
             raise ValueError(f"video: got shape {tuple(video.shape)}, expected "

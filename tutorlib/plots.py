@@ -4,7 +4,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import torch
 
-from . import _checks
+from . import _validate
 
 MODALITY_COLOURS = {"image": "tab:blue", "text": "tab:orange", "audio": "tab:green",
                     "video": "tab:purple"}
@@ -19,8 +19,8 @@ def _img(x: torch.Tensor):
 
 def scene_grid(images: torch.Tensor, captions=None, cols: int = 6, size: float = 1.8):
     """A grid of images ``[N, 3, H, W]`` with their captions underneath."""
-    _checks.tensor("images", images, 4, floating=False)
-    _checks.positive_int("cols", cols)
+    _validate.tensor("images", images, 4, floating=False)
+    _validate.positive_int("cols", cols)
     n = len(images)
     if captions is not None and len(captions) != n:
         raise ValueError(f"captions: got {len(captions)}, expected one per image ({n})")
@@ -44,7 +44,7 @@ def _wrap(text: str, width: int = 24) -> str:
 def similarity_matrix(sim: torch.Tensor, row_labels=None, col_labels=None,
                       title: str = "cosine similarity"):
     """Heatmap of a similarity matrix ``[N, M]`` (rows: e.g. images; columns: texts)."""
-    _checks.tensor("sim", sim, 2)
+    _validate.tensor("sim", sim, 2)
     fig, ax = plt.subplots(figsize=(0.45 * sim.shape[1] + 3, 0.45 * sim.shape[0] + 1.5))
     im = ax.imshow(sim.detach().cpu().numpy(), cmap="viridis")
     fig.colorbar(im, ax=ax, fraction=0.046)
@@ -64,7 +64,7 @@ def embedding_map(embeddings: dict, labels=None, title: str = "embeddings (PCA o
     if not isinstance(embeddings, dict) or not embeddings:
         raise ValueError("embeddings: expected a dict of modality name -> [N, d] tensor")
     names = list(embeddings)
-    xs = [torch.nn.functional.normalize(_checks.tensor(f"embeddings[{k!r}]", embeddings[k], 2)
+    xs = [torch.nn.functional.normalize(_validate.tensor(f"embeddings[{k!r}]", embeddings[k], 2)
                                         .detach().float().cpu(), dim=-1) for k in names]
     widths = {x.shape[1] for x in xs}
     if len(widths) != 1:
@@ -92,7 +92,7 @@ def embedding_map(embeddings: dict, labels=None, title: str = "embeddings (PCA o
 
 def filmstrip(video: torch.Tensor, title: str | None = None):
     """The frames of one video ``[T, 3, H, W]`` side by side."""
-    _checks.tensor("video", video, 4, floating=False)
+    _validate.tensor("video", video, 4, floating=False)
     t = len(video)
     fig, axes = plt.subplots(1, t, figsize=(1.6 * t, 1.9), squeeze=False)
     for i, ax in enumerate(axes[0]):
@@ -107,7 +107,7 @@ def filmstrip(video: torch.Tensor, title: str | None = None):
 
 def spectrogram(mel: torch.Tensor, title: str | None = None, ax=None):
     """A log-mel spectrogram ``[M, T]`` (mel bands up, time right)."""
-    _checks.tensor("mel", mel, 2)
+    _validate.tensor("mel", mel, 2)
     fig = None
     if ax is None:
         fig, ax = plt.subplots(figsize=(3.2, 2.4))

@@ -17,7 +17,7 @@ import math
 
 import torch
 
-from . import _checks, cache, losses, metrics, models, train, world
+from . import _validate, cache, losses, metrics, models, train, world
 from ._core import device, get_seed, pick
 
 VERSION = 2          # bump when the recipe changes: old cache entries are then ignored
@@ -44,7 +44,7 @@ def clip_batches(data: dict, batch_size: int = 64, partial_frac: float = 0.5, se
     """A ``batches(step)`` function for ``train.fit``: random scenes, each with its full
     caption or (with probability ``partial_frac``) its partial caption, and the soft
     target matrix ``[B, B]``: ``targets[i, j]`` is True when scene i satisfies caption j."""
-    _checks.positive_int("batch_size", batch_size)
+    _validate.positive_int("batch_size", batch_size)
     if not 0.0 <= partial_frac <= 1.0:
         raise ValueError(f"partial_frac: got {partial_frac!r}, expected a number in [0, 1]")
     g = torch.Generator().manual_seed(get_seed(seed))
@@ -86,12 +86,12 @@ def train_mini_clip(data: dict | None = None, progress: bool = True, **overrides
     ``tutorlib.device()`` (a GPU when there is one); the model comes back on the CPU.
     """
     r = recipe(**overrides)
-    _checks.one_of("loss", r["loss"], ("soft", "plain"))
+    _validate.one_of("loss", r["loss"], ("soft", "plain"))
     torch.manual_seed(get_seed(r["seed"]))
     data = training_data() if data is None else data
     model = models.mini_clip(embed_dim=r["embed_dim"], depth=r["depth"])
     if r["temperature"] is not None:
-        t = _checks.positive_number("temperature", r["temperature"])
+        t = _validate.positive_number("temperature", r["temperature"])
         model.logit_scale.data.fill_(math.log(1 / t))
         model.logit_scale.requires_grad_(False)
     plain = r["loss"] == "plain"
@@ -214,10 +214,10 @@ def finetune(model, data: dict, objective=None, *, steps: int, batch_size: int =
     temperature 0.1: ``loss = objective(...) + intra_weight * clip_loss(view1, view2, ln 10)``.
     """
     import copy
-    _checks.positive_int("steps", steps)
-    _checks.positive_int("batch_size", batch_size)
+    _validate.positive_int("steps", steps)
+    _validate.positive_int("batch_size", batch_size)
     seed = get_seed(seed)
-    _checks.non_negative_number("intra_weight", intra_weight)
+    _validate.non_negative_number("intra_weight", intra_weight)
     if not 0.0 < float(keep_patches) < 1.0:
         raise ValueError(f"keep_patches: got {keep_patches!r}, expected a fraction in (0, 1)")
     if intra_weight and image_blocks == 0:

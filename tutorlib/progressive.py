@@ -43,7 +43,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import _checks, losses, models, train
+from . import _validate, losses, models, train
 from ._core import device, get_seed
 
 LOGIT_SCALE = 2.5          # ln of the fixed scale e^2.5 ~ 12.2 of the official code
@@ -55,7 +55,7 @@ class ProjectionHead(nn.Module):
 
     def __init__(self, in_dim: int, dim: int, dropout: float = 0.1):
         super().__init__()
-        _checks.positive_int("in_dim", in_dim), _checks.positive_int("dim", dim)
+        _validate.positive_int("in_dim", in_dim), _validate.positive_int("dim", dim)
         self.in_dim, self.dim = in_dim, dim
         self.net = nn.Sequential(nn.Linear(in_dim, dim), nn.GELU(), nn.Linear(dim, dim),
                                  nn.Dropout(dropout), nn.LayerNorm(dim))
@@ -77,10 +77,10 @@ class ModalityToken(nn.Module):
 
     def __init__(self, dim: int, token_dim: int = 32, hidden: tuple[int, int] = (64, 128)):
         super().__init__()
-        _checks.positive_int("dim", dim), _checks.positive_int("token_dim", token_dim)
+        _validate.positive_int("dim", dim), _validate.positive_int("token_dim", token_dim)
         if not (isinstance(hidden, (tuple, list)) and len(hidden) == 2):
             raise ValueError(f"hidden: got {hidden!r}, expected two layer widths such as (64, 128)")
-        _checks.positive_int("hidden[0]", hidden[0]), _checks.positive_int("hidden[1]", hidden[1])
+        _validate.positive_int("hidden[0]", hidden[0]), _validate.positive_int("hidden[1]", hidden[1])
         std = 0.1 + 0.5 * torch.rand(()).item()
         self.token = nn.Parameter(std * torch.randn(1, token_dim))
         self.mlp = nn.Sequential(nn.Linear(token_dim, hidden[0]), nn.ReLU(),
@@ -94,7 +94,7 @@ class ModalityToken(nn.Module):
 def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Mean over tokens ``[N, L, d]`` -> ``[N, d]``; ``mask`` ``[N, L]`` True marks real tokens
     (the same pooling as MiniLM's sentence embedding)."""
-    _checks.tensor("x", x, 3)
+    _validate.tensor("x", x, 3)
     _check_mask(mask, x.shape[:2])
     return models._masked_mean(x, mask)
 
@@ -120,7 +120,7 @@ class UniversalProjection(nn.Module):
 
     def __init__(self, dim: int, heads: int = 4, dropout: float = 0.1):
         super().__init__()
-        _checks.positive_int("dim", dim), _checks.positive_int("heads", heads)
+        _validate.positive_int("dim", dim), _validate.positive_int("heads", heads)
         if dim % heads:
             raise ValueError(f"heads: got {heads}, expected a divisor of dim={dim}")
         self.dim = dim
@@ -149,10 +149,10 @@ class OneEncoder(nn.Module):
 
     def __init__(self, dim: int = 128, heads: int = 4, token_dim: int = 32, dropout: float = 0.1):
         super().__init__()
-        _checks.positive_int("token_dim", token_dim)
+        _validate.positive_int("token_dim", token_dim)
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
             raise ValueError(f"dropout: got {dropout!r}, expected a probability in [0, 1)")
-        self.dim, self.token_dim, self.dropout = _checks.positive_int("dim", dim), token_dim, float(dropout)
+        self.dim, self.token_dim, self.dropout = _validate.positive_int("dim", dim), token_dim, float(dropout)
         self.heads = nn.ModuleDict()
         self.tokens = nn.ModuleDict()
         self.up = UniversalProjection(dim, heads, dropout)
@@ -166,7 +166,7 @@ class OneEncoder(nn.Module):
             raise ValueError(f"name: got {name!r}, expected a modality name such as 'audio'")
         if name in self.heads:
             raise ValueError(f"name: got {name!r}, expected a new modality (have {self.modalities})")
-        _checks.positive_int("in_dim", in_dim)
+        _validate.positive_int("in_dim", in_dim)
         if freeze and not self.heads:
             raise ValueError("freeze: got True for the first modality, expected False (freezing "
                              "would freeze an untrained Universal Projection)")
@@ -178,8 +178,8 @@ class OneEncoder(nn.Module):
         return self
 
     def _check(self, name, tokens, mask):
-        _checks.one_of("modality", name, self.modalities)
-        _checks.tensor("tokens", tokens, 3)
+        _validate.one_of("modality", name, self.modalities)
+        _validate.tensor("tokens", tokens, 3)
         if tokens.shape[-1] != self.heads[name].in_dim:
             raise ValueError(f"tokens: got width {tokens.shape[-1]} for modality {name!r}, "
                              f"expected {self.heads[name].in_dim} (the width its head was built for)")
@@ -214,7 +214,7 @@ def embed(model: OneEncoder, name: str, feats: dict, batch_size: int = 1024) -> 
     if not isinstance(model, OneEncoder):
         raise ValueError(f"model: got {type(model).__name__}, expected a progressive.OneEncoder")
     tokens, mask = _features("feats", feats)
-    _checks.positive_int("batch_size", batch_size)
+    _validate.positive_int("batch_size", batch_size)
     if len(tokens) == 0:
         raise ValueError("feats: got 0 rows, expected at least one item to embed")
     was_training, dev = model.training, model.up.norm.weight.device
@@ -244,11 +244,11 @@ def fit_pairs(model: OneEncoder, a: tuple[str, dict], b: tuple[str, dict], *, st
             raise ValueError(f"{arg}: got {type(pair).__name__}, expected a (modality name, features) pair")
     (na, fa), (nb, fb) = a, b
     for name in (na, nb):
-        _checks.one_of("modality", name, model.modalities)
+        _validate.one_of("modality", name, model.modalities)
     fa, fb = _features("a", fa), _features("b", fb)
-    _checks.same_rows("a's tokens", fa[0], "b's tokens", fb[0])
-    _checks.positive_int("steps", steps), _checks.positive_int("batch_size", batch_size)
-    _checks.positive_number("lr", lr), _checks.non_negative_number("weight_decay", weight_decay)
+    _validate.same_rows("a's tokens", fa[0], "b's tokens", fb[0])
+    _validate.positive_int("steps", steps), _validate.positive_int("batch_size", batch_size)
+    _validate.positive_number("lr", lr), _validate.non_negative_number("weight_decay", weight_decay)
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"warmup: got {warmup!r}, expected a number of steps >= 0")
     params = [p for p in model.parameters() if p.requires_grad]

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import _checks
+from . import _validate
 
 POSITIONS = ("end", "middle", "front")
 
@@ -45,7 +45,7 @@ class PromptLearner(nn.Module):
         if not isinstance(classnames, (list, tuple)) or not classnames or \
                 not all(isinstance(c, str) and c.strip() for c in classnames):
             raise ValueError(f"classnames: got {classnames!r}, expected a non-empty list of class names")
-        _checks.one_of("position", position, POSITIONS)
+        _validate.one_of("position", position, POSITIONS)
         width = text_tower.token_embedding.weight.shape[1]
         embed = text_tower.token_embedding.weight.detach()
         if init is not None:
@@ -54,7 +54,7 @@ class PromptLearner(nn.Module):
                 raise ValueError(f"init: got {init!r}, expected at least one word")
             ctx = embed[ids].clone()
         else:
-            _checks.positive_int("n_ctx", n_ctx)
+            _validate.positive_int("n_ctx", n_ctx)
             ctx = 0.02 * torch.randn(n_ctx, width)
         self.ctx = nn.Parameter(ctx)                                       # [M, width]
         self.position, self.classnames = position, list(classnames)
@@ -120,9 +120,9 @@ class PromptLearner(nn.Module):
 def class_logits(image_emb: torch.Tensor, class_emb: torch.Tensor, logit_scale) -> torch.Tensor:
     """``exp(logit_scale) * cos(image_i, class_c)`` ``[N, C]``: CoOp's classifier, at the
     frozen model's scale."""
-    _checks.tensor("image_emb", image_emb, 2)
-    _checks.tensor("class_emb", class_emb, 2)
-    _checks.same_width("image_emb", image_emb, "class_emb", class_emb)
+    _validate.tensor("image_emb", image_emb, 2)
+    _validate.tensor("class_emb", class_emb, 2)
+    _validate.same_width("image_emb", image_emb, "class_emb", class_emb)
     scale = torch.as_tensor(logit_scale).exp()
     return scale * F.normalize(image_emb, dim=-1) @ F.normalize(class_emb, dim=-1).T
 
@@ -157,7 +157,7 @@ class VisualPrompts(nn.Module):
         super().__init__()
         if not isinstance(learner, PromptLearner):
             raise ValueError(f"learner: got {type(learner).__name__}, expected a PromptLearner")
-        _checks.positive_int("image_width", image_width)
+        _validate.positive_int("image_width", image_width)
         self.learner = [learner]                     # not a submodule: its ctx is trained once
         self.proj = nn.Linear(learner.ctx.shape[1], image_width)
         nn.init.normal_(self.proj.weight, std=0.02)
@@ -182,14 +182,14 @@ def encode_image_with_prompts(image_tower: nn.Module, images: torch.Tensor | Non
     if (images is None) == (states is None):
         raise ValueError("images, states: pass exactly one of them")
     if states is not None:
-        _checks.tensor("states", states, 3)
+        _validate.tensor("states", states, 3)
         if states.shape[1:] != (1 + image_tower.n_patches, image_tower.width):
             raise ValueError(f"states: got shape {tuple(states.shape)}, expected "
                              f"[N, {1 + image_tower.n_patches}, {image_tower.width}] "
                              "(image_tower.hidden's output)")
     x = image_tower.hidden(images, layer) if states is None else states   # [N, 1 + P, width]
     if prompts is not None:
-        _checks.tensor("prompts", prompts, 2)
+        _validate.tensor("prompts", prompts, 2)
         if prompts.shape[1] != image_tower.width:
             raise ValueError(f"prompts: got width {prompts.shape[1]}, expected the tower's {image_tower.width}")
         x = torch.cat([x, prompts.expand(len(x), -1, -1)], 1)
@@ -200,8 +200,8 @@ def feature_shift(prompted: torch.Tensor, frozen: torch.Tensor) -> torch.Tensor:
     """RESTORE's feature shift of one modality: the mean distance between the normalised
     features with and without prompts, ``mean_i ||f(x_i; P) - f(x_i; none)||`` (a scalar
     tensor, differentiable). Inputs ``[N, d]``, rows paired."""
-    _checks.tensor("prompted", prompted, 2)
-    _checks.tensor("frozen", frozen, 2)
+    _validate.tensor("prompted", prompted, 2)
+    _validate.tensor("frozen", frozen, 2)
     if prompted.shape != frozen.shape:
         raise ValueError(f"prompted, frozen: got shapes {tuple(prompted.shape)} and "
                          f"{tuple(frozen.shape)}, expected the same")
@@ -225,7 +225,7 @@ def prompt_gram_shift(prompt: torch.Tensor, initial: torch.Tensor) -> torch.Tens
     The code sums the squared text-minus-visual difference of this ratio over its prompt
     layers as the consistency loss."""
     for name, v in (("prompt", prompt), ("initial", initial)):
-        _checks.tensor(name, v, 2)
+        _validate.tensor(name, v, 2)
     if prompt.shape != initial.shape:
         raise ValueError(f"prompt, initial: got shapes {tuple(prompt.shape)} and "
                          f"{tuple(initial.shape)}, expected the same")
@@ -242,11 +242,11 @@ class SurgeryAdapter(nn.Module):
 
     def __init__(self, dim: int, r: float = 0.2, hidden: int | None = None):
         super().__init__()
-        _checks.positive_int("dim", dim)
+        _validate.positive_int("dim", dim)
         if not 0.0 <= float(r) <= 1.0:
             raise ValueError(f"r: got {r!r}, expected a ratio in [0, 1]")
         hidden = hidden or dim // 4
-        _checks.positive_int("hidden", hidden)
+        _validate.positive_int("hidden", hidden)
         self.r = float(r)
         self.ln = nn.LayerNorm(dim)
         self.ffn = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
@@ -254,6 +254,6 @@ class SurgeryAdapter(nn.Module):
         nn.init.zeros_(self.ffn[2].bias)
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
-        _checks.tensor("f", f, 2)
+        _validate.tensor("f", f, 2)
         g = f + self.ffn(self.ln(f))
         return self.r * g + (1 - self.r) * f

@@ -15,7 +15,7 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from . import _checks
+from . import _validate
 
 
 def _cycle(batches):
@@ -52,8 +52,8 @@ def fit(loss_fn, params, batches, *, steps: int, lr: float = 1e-3, weight_decay:
     """
     if not callable(loss_fn):
         raise ValueError(f"loss_fn: got {type(loss_fn).__name__}, expected a callable")
-    _checks.positive_int("steps", steps)
-    _checks.positive_number("lr", lr)
+    _validate.positive_int("steps", steps)
+    _validate.positive_number("lr", lr)
     if optimizer is None:
         params = list(params)
         if not params:

@@ -17,7 +17,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from . import _checks, cache, models, train, world
+from . import _validate, cache, models, train, world
 from ._core import device, get_seed, pick
 
 VERSION = 1
@@ -31,7 +31,7 @@ LABELS = {"image": ("shape", "colour", "size", "position"),
 def lesson_world(split: str = "train", n: int | None = None):
     """The lesson's world: single-object scenes in all four modalities. ``n`` defaults
     to 3,000 train / 500 test scenes in ``quick`` (30,000 / 2,000 in ``full``)."""
-    _checks.one_of("split", split, world.SPLITS)
+    _validate.one_of("split", split, world.SPLITS)
     if n is None:
         n = pick(3000, 30000) if split == "train" else pick(500, 2000)
     return world.load_world(split, n, modalities=world.MODALITIES, seed=0, two_object_frac=0.0)
@@ -40,21 +40,21 @@ def lesson_world(split: str = "train", n: int | None = None):
 def inputs(ds, modality: str) -> torch.Tensor:
     """A modality's raw inputs from a ``load_world`` dataset: uint8 images ``[N, 3, H, W]``,
     log-mel spectrograms ``[N, M, T]`` or uint8 videos ``[N, T, 3, H, W]``."""
-    _checks.one_of("modality", modality, BACKBONES)
+    _validate.one_of("modality", modality, BACKBONES)
     return world.tensors(ds, "mel" if modality == "audio" else modality)[
         "mel" if modality == "audio" else modality]
 
 
 def labels(ds, modality: str) -> dict[str, torch.Tensor]:
     """The attributes a backbone learns to predict: ``{name: [N] long}`` (first object)."""
-    _checks.one_of("modality", modality, BACKBONES)
+    _validate.one_of("modality", modality, BACKBONES)
     t = world.tensors(ds, list(LABELS[modality]))
     return {k: v.long() for k, v in t.items()}
 
 
 def recipe(modality: str, **overrides) -> dict:
     """Hyperparameters of a backbone's pretraining in the current profile."""
-    _checks.one_of("modality", modality, BACKBONES)
+    _validate.one_of("modality", modality, BACKBONES)
     r = dict(width=pick(64, 128), depth=pick(1, 2), steps=pick(200, 2000), batch_size=pick(64, 256),
              lr=1e-3, weight_decay=0.01, warmup=30, seed=None)
     unknown = set(overrides) - set(r)
@@ -67,10 +67,10 @@ def recipe(modality: str, **overrides) -> dict:
 
 def make_backbone(modality: str, width: int | None = None, depth: int = 2) -> torch.nn.Module:
     """A fresh tower whose pooled output (and token width) is ``width``."""
-    _checks.one_of("modality", modality, BACKBONES)
-    width = pick(64, 128) if width is None else _checks.positive_int("width", width)
+    _validate.one_of("modality", modality, BACKBONES)
+    width = pick(64, 128) if width is None else _validate.positive_int("width", width)
     tower = {"image": models.ImageTower, "audio": models.AudioTower, "video": models.VideoTower}[modality]
-    return tower(embed_dim=width, width=width, depth=_checks.positive_int("depth", depth))
+    return tower(embed_dim=width, width=width, depth=_validate.positive_int("depth", depth))
 
 
 def _float(modality: str, x: torch.Tensor) -> torch.Tensor:
@@ -196,7 +196,7 @@ def text_token_features(texts, batch_size: int = 256, progress: bool = True) -> 
     if isinstance(texts, str) or not isinstance(texts, (list, tuple)) or not texts \
             or not all(isinstance(t, str) for t in texts):
         raise ValueError(f"texts: got {type(texts).__name__}, expected a non-empty list of strings")
-    tokens, mask = _text_tokens(list(texts), _checks.positive_int("batch_size", batch_size), progress)
+    tokens, mask = _text_tokens(list(texts), _validate.positive_int("batch_size", batch_size), progress)
     return {"tokens": tokens, "mask": mask}
 
 
@@ -206,8 +206,8 @@ def token_features(modality: str, ds, batch_size: int = 256, progress: bool = Tr
     ``{"tokens": [N, L, width] float16, "mask": [N, L] bool or None}``. Text uses
     MiniLM on the ``caption`` column (the mask marks real tokens); image, audio and
     video use ``backbone(modality, **overrides)`` (every token is real: ``mask`` is None)."""
-    _checks.one_of("modality", modality, world.MODALITIES)
-    _checks.positive_int("batch_size", batch_size)
+    _validate.one_of("modality", modality, world.MODALITIES)
+    _validate.positive_int("batch_size", batch_size)
     cfg = world.config_of(ds)
     if modality != "text" and modality not in cfg["modalities"]:
         raise ValueError(f"ds: has no {modality!r} column (modalities {cfg['modalities']}), "

@@ -21,7 +21,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
-from . import _checks
+from . import _validate
 from ._core import get_seed, pick
 
 # --------------------------------------------------------------------------- vocabulary
@@ -125,7 +125,7 @@ def make_scenes(shape, colour, size="large", position="center", motion="still",
                         ("position", position), ("motion", motion)):
         options = ATTRIBUTES[name]
         if isinstance(value, str):
-            _checks.one_of(name, value, options)
+            _validate.one_of(name, value, options)
             value = options.index(value)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < len(options):
             raise ValueError(f"{name}: got {value!r}, expected a name in {options} "
@@ -142,7 +142,7 @@ def sample_scenes(n: int, seed: int = 0, *, two_object_frac: float = 0.3,
     pairs no object may have; ``only_pairs`` forces object 0 to one of these pairs.
     Two-object scenes put their objects in different grid cells.
     """
-    _checks.positive_int("n", n)
+    _validate.positive_int("n", n)
     seed = get_seed(seed)
     if not 0.0 <= float(two_object_frac) <= 1.0:
         raise ValueError(f"two_object_frac: got {two_object_frac!r}, expected a number in [0, 1]")
@@ -257,7 +257,7 @@ def render_images(scenes: Scenes, image_size: int | None = None, *, frame: float
     """
     if not isinstance(scenes, Scenes):
         raise ValueError(f"scenes: got {type(scenes).__name__}, expected a world.Scenes")
-    size = pick(32, 64) if image_size is None else _checks.positive_int("image_size", image_size)
+    size = pick(32, 64) if image_size is None else _validate.positive_int("image_size", image_size)
     if size < 8:
         raise ValueError(f"image_size: got {size}, expected at least 8 pixels")
     out = torch.empty(len(scenes), 3, size, size)
@@ -293,7 +293,7 @@ def _render_chunk(sc: Scenes, size: int, frame: float, img: torch.Tensor) -> Non
 def render_video(scenes: Scenes, image_size: int | None = None,
                  frames: int | None = None) -> torch.Tensor:
     """Each object moves by its motion: ``[N, T, 3, H, W]`` (T = 4 quick, 8 full)."""
-    t = pick(4, 8) if frames is None else _checks.positive_int("frames", frames)
+    t = pick(4, 8) if frames is None else _validate.positive_int("frames", frames)
     return torch.stack([render_images(scenes, image_size, frame=f * 4 / t) for f in range(t)], 1)
 
 
@@ -338,8 +338,8 @@ def render_audio(scenes: Scenes, sample_rate: int | None = None,
     swell/decay (right/left) from motion. Two-object scenes sum both tones."""
     if not isinstance(scenes, Scenes):
         raise ValueError(f"scenes: got {type(scenes).__name__}, expected a world.Scenes")
-    sr = pick(8000, 16000) if sample_rate is None else _checks.positive_int("sample_rate", sample_rate)
-    dur = pick(0.25, 0.5) if duration is None else _checks.positive_number("duration", duration)
+    sr = pick(8000, 16000) if sample_rate is None else _validate.positive_int("sample_rate", sample_rate)
+    dur = pick(0.25, 0.5) if duration is None else _validate.positive_number("duration", duration)
     n_samples = int(round(sr * dur))
     cum_glide, env = _audio_curves(sr, n_samples, dur)
     wave = torch.zeros(len(scenes), n_samples)
@@ -371,11 +371,11 @@ def log_mel(wave: torch.Tensor, sample_rate: int | None = None, n_mels: int | No
 
     The mel filter bank comes from ``transformers.audio_utils.mel_filter_bank``.
     """
-    _checks.tensor("wave", wave, 2)
-    sr = pick(8000, 16000) if sample_rate is None else _checks.positive_int("sample_rate", sample_rate)
-    n_mels = 32 if n_mels is None else _checks.positive_int("n_mels", n_mels)
-    n_fft = pick(256, 512) if n_fft is None else _checks.positive_int("n_fft", n_fft)
-    hop = pick(64, 128) if hop is None else _checks.positive_int("hop", hop)
+    _validate.tensor("wave", wave, 2)
+    sr = pick(8000, 16000) if sample_rate is None else _validate.positive_int("sample_rate", sample_rate)
+    n_mels = 32 if n_mels is None else _validate.positive_int("n_mels", n_mels)
+    n_fft = pick(256, 512) if n_fft is None else _validate.positive_int("n_fft", n_fft)
+    hop = pick(64, 128) if hop is None else _validate.positive_int("hop", hop)
     k = (sr, n_mels, n_fft)
     if k not in _MEL_CACHE:
         from transformers.audio_utils import mel_filter_bank
@@ -477,7 +477,7 @@ def captions(scenes: Scenes, seed: int = 0, *, style: str = "full",
     """
     if not isinstance(scenes, Scenes):
         raise ValueError(f"scenes: got {type(scenes).__name__}, expected a world.Scenes")
-    _checks.one_of("style", style, ("full", "partial", "canonical"))
+    _validate.one_of("style", style, ("full", "partial", "canonical"))
     rng = random.Random(get_seed(seed))
     attrs = scene_attributes(scenes).tolist()                   # [N][2][4] plain ints
     texts, specs = [], []
@@ -499,7 +499,7 @@ def swap_captions(scenes: Scenes, seed: int = 0, attribute: str = "colour",
     two-object scenes whose swapped caption is *false* of the scene. Others cannot be
     negatives: one object, equal values, or a swap that says the same thing ("a red
     star and a blue star" -> "a blue star and a red star")."""
-    _checks.one_of("attribute", attribute, ("shape", "colour", "size"))
+    _validate.one_of("attribute", attribute, ("shape", "colour", "size"))
     swapped = Scenes(**{f.name: getattr(scenes, f.name).clone() for f in fields(scenes)})
     col = getattr(swapped, attribute)
     col[:] = col.flip(1).where(scenes.shape[:, 1:2] >= 0, col)
@@ -522,8 +522,8 @@ def matches(attrs: torch.Tensor, specs: torch.Tensor) -> torch.Tensor:
     """Which scene satisfies which caption: ``[N, 2, 4]`` attributes and ``[M, 9]`` specs
     -> ``[N, M]`` bool. A caption holds if some object meets A's requirements, another
     (if B is named) meets B's, and the named relation holds between them."""
-    _checks.tensor("attrs", attrs, 3, floating=False)
-    _checks.tensor("specs", specs, 2, floating=False)
+    _validate.tensor("attrs", attrs, 3, floating=False)
+    _validate.tensor("specs", specs, 2, floating=False)
     if attrs.shape[1:] != (2, 4) or specs.shape[1] != SPEC_WIDTH:
         raise ValueError(f"attrs, specs: got shapes {tuple(attrs.shape)} and {tuple(specs.shape)}, "
                          f"expected [N, 2, 4] and [M, {SPEC_WIDTH}]")
@@ -554,7 +554,7 @@ def prompts(attribute: str, held_out: bool = False) -> list[str]:
     """One zero-shot prompt per class of ``attribute``, in the partial-caption form the
     models were trained on ("a red object", "a star", "an object in the top left").
     ``held_out=True`` words them with the paraphrase split's synonyms ("a scarlet item")."""
-    _checks.one_of("attribute", attribute, ("shape", "colour", "size", "position"))
+    _validate.one_of("attribute", attribute, ("shape", "colour", "size", "position"))
     noun = NOUNS[1][0] if held_out else NOUNS[0][0]
     pick_ = (lambda w: SYNONYMS[w][1][0]) if held_out else (lambda w: SYNONYMS[w][0][0])
     if attribute == "shape":
@@ -593,7 +593,7 @@ class Tokenizer:
     """
 
     def __init__(self, context_length: int = 40):
-        self.context_length = _checks.positive_int("context_length", context_length)
+        self.context_length = _validate.positive_int("context_length", context_length)
         self.vocab = list(SPECIALS) + _training_words()
         self.index = {w: i for i, w in enumerate(self.vocab)}
         self.pad_id, self.unk_id, self.bos_id, self.eos_id = 0, 1, 2, 3
@@ -632,17 +632,17 @@ class Tokenizer:
 def world_config(split: str, n: int, modalities, seed: int, image_size: int | None = None,
                  two_object_frac: float | None = None) -> dict:
     """The full, explicit config a dataset is built (and cached) from."""
-    _checks.one_of("split", split, SPLITS)
-    _checks.positive_int("n", n)
+    _validate.one_of("split", split, SPLITS)
+    _validate.positive_int("n", n)
     mods = (modalities,) if isinstance(modalities, str) else tuple(modalities)
     for m in mods:
-        _checks.one_of("modalities", m, MODALITIES)
+        _validate.one_of("modalities", m, MODALITIES)
     if not mods:
         raise ValueError("modalities: got an empty list, expected some of " + str(MODALITIES))
     if two_object_frac is None:
         two_object_frac = 0.0 if split in ("base", "novel") else 0.3
     return dict(split=split, n=n, modalities=sorted(set(mods)), seed=get_seed(seed),
-                image_size=pick(32, 64) if image_size is None else _checks.positive_int("image_size", image_size),
+                image_size=pick(32, 64) if image_size is None else _validate.positive_int("image_size", image_size),
                 frames=pick(4, 8), sample_rate=pick(8000, 16000), duration=pick(0.25, 0.5),
                 two_object_frac=float(two_object_frac), version=1)
 
@@ -787,7 +787,7 @@ def tensors(ds, columns=None) -> dict[str, torch.Tensor]:
 
 def images_float(x: torch.Tensor) -> torch.Tensor:
     """Integer images or videos (0..255, as stored) to floats in ``[0, 1]``; floats pass through."""
-    _checks.tensor("x", x, None, floating=False)
+    _validate.tensor("x", x, None, floating=False)
     return x.float() if x.is_floating_point() else x.float() / 255
 
 

@@ -1,4 +1,5 @@
-"""Small input checks shared by the public functions: each names the argument."""
+"""Argument validation shared by the public functions: each error names the argument,
+what it got and what it expected. (Grading exercises is `tutorlib.check`.)"""
 from __future__ import annotations
 
 import math
@@ -53,3 +54,21 @@ def non_negative_number(name: str, x) -> float:
 def one_of(name: str, x, options) -> None:
     if x not in options:
         raise ValueError(f"{name}: got {x!r}, expected one of {tuple(options)}")
+
+
+def pair(image_emb, text_emb) -> None:
+    """Two ``[N, d]`` embedding batches, row i of one paired with row i of the other."""
+    tensor("image_emb", image_emb, 2)
+    tensor("text_emb", text_emb, 2)
+    same_rows("image_emb", image_emb, "text_emb", text_emb)
+    same_width("image_emb", image_emb, "text_emb", text_emb)
+
+
+def scalar(name: str, x) -> torch.Tensor:
+    """A number or a one-element tensor, as a 0-d tensor."""
+    if isinstance(x, (int, float)) and not isinstance(x, bool):
+        x = torch.tensor(float(x))
+    tensor(name, x)
+    if x.numel() != 1:
+        raise ValueError(f"{name}: got a tensor of shape {tuple(x.shape)}, expected a scalar")
+    return x.reshape(())
