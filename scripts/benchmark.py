@@ -65,7 +65,7 @@ def throughput(repeats: int = 5) -> dict:
 
     torch.set_num_threads(os.cpu_count() or 1)       # training uses the whole machine
     torch.manual_seed(0)
-    model = models.mini_clip()
+    model = models.build_mini_clip()
     tok = world.Tokenizer()
     x = world.render_images(scenes[:256])
     ids = tok(world.captions(scenes[:256])[0])

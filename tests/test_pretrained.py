@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from tutorlib import cache, pretrained, world
+from tutorlib import cache, pretrained, profiles, world
+from tutorlib.pretrained import finetuning
 
 
 @pytest.fixture(scope="module")
@@ -83,13 +84,14 @@ def test_training_reduces_the_loss_and_fixed_temperature_stays(small):
 
 
 def test_mini_clip_is_cached_and_rebuilt_when_damaged(small, tmp_cache, monkeypatch):
+    from tutorlib.pretrained import training
     calls = []
-    real = pretrained.train_mini_clip
+    real = training.train_mini_clip
 
     def counting(*a, **k):
         calls.append(1)
         return real(small, *a[1:], **k)
-    monkeypatch.setattr(pretrained, "train_mini_clip", counting)
+    monkeypatch.setattr(training, "train_mini_clip", counting)
     kw = dict(steps=3, warmup=1, batch_size=8, embed_dim=16, depth=1, progress=False)
     a = pretrained.mini_clip(**kw)
     b = pretrained.mini_clip(**kw)
@@ -112,17 +114,6 @@ def test_evaluate_reports_everything(small):
     assert 0 < r["chance@1"] < 0.1
 
 
-def test_prompts_one_per_class_and_held_out_words():
-    for attr in ("shape", "colour", "size", "position"):
-        assert len(world.prompts(attr)) == len(world.ATTRIBUTES[attr])
-    assert world.prompts("colour")[0] == "a red object"
-    assert "scarlet" in world.prompts("colour", held_out=True)[0]
-    tok = world.Tokenizer()
-    assert tok.unk_id not in tok(world.prompts("position")).flatten().tolist()
-    with pytest.raises(ValueError, match="attribute"):
-        world.prompts("motion")
-
-
 @pytest.fixture(scope="module")
 def tiny_model(small):
     model, _ = pretrained.train_mini_clip(small, progress=False, steps=2, warmup=1, batch_size=8,
@@ -137,7 +128,7 @@ def _changed(before, after):
 @pytest.mark.parametrize("image_blocks, text_blocks", [(1, 1), (0, 2)])
 def test_finetune_trains_only_what_it_says(small, tiny_model, image_blocks, text_blocks):
     before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
-    tuned, history = pretrained.finetune(tiny_model, small, steps=3, batch_size=8, pool=64,
+    tuned, history = pretrained.finetune(tiny_model, small, steps=3, batch_size=8, n_scenes=64,
                                          image_blocks=image_blocks, text_blocks=text_blocks, progress=False)
     assert len(history["loss"]) == 3
     changed = _changed(tiny_model, tuned)
@@ -161,7 +152,7 @@ def test_finetune_passes_the_batch_negatives(small, tiny_model):
     def objective(img, txt, scale, neg):
         seen.append(None if neg is None else neg.shape)
         return ((img - txt) ** 2).mean() + (0 if neg is None else neg.mean() * 0)
-    pretrained.finetune(tiny_model, small, objective, steps=2, batch_size=8, pool=64,
+    pretrained.finetune(tiny_model, small, objective, steps=2, batch_size=8, n_scenes=64,
                         negative_ids=ids, negative_valid=valid, progress=False)
     assert all(s is not None and s[1] == 16 and s[0] <= 8 for s in seen)
 
@@ -177,14 +168,37 @@ def test_finetune_intra_modal_term_adds_to_the_loss(small, tiny_model):
     """SLIP-style views: the intra term is added (a zero objective leaves only it), and
     views keep the class token plus the asked fraction of patches."""
     zero = lambda img, txt, scale, neg: (img * 0).sum() + (txt * 0).sum()
-    _, plain = pretrained.finetune(tiny_model, small, zero, steps=2, batch_size=8, pool=64, progress=False)
-    _, slip = pretrained.finetune(tiny_model, small, zero, steps=2, batch_size=8, pool=64,
+    _, plain = pretrained.finetune(tiny_model, small, zero, steps=2, batch_size=8, n_scenes=64, progress=False)
+    _, slip = pretrained.finetune(tiny_model, small, zero, steps=2, batch_size=8, n_scenes=64,
                                   intra_weight=1.0, progress=False)
     assert plain["loss"] == [0.0, 0.0] and all(v > 0 for v in slip["loss"])
     h = torch.randn(3, 17, 4)
-    view = pretrained._keep_tokens(h, 0.25, torch.Generator().manual_seed(0))
+    view = finetuning._keep_tokens(h, 0.25, torch.Generator().manual_seed(0))
     assert view.shape == (3, 5, 4) and torch.equal(view[:, 0], h[:, 0])
     with pytest.raises(ValueError, match="intra_weight"):
         pretrained.finetune(tiny_model, small, steps=1, intra_weight=-1, progress=False)
     with pytest.raises(ValueError, match="keep_patches"):
         pretrained.finetune(tiny_model, small, steps=1, intra_weight=1, keep_patches=1.5, progress=False)
+
+
+SETTINGS_OF_THE_MINI_CLIP = ("image_size", "train_scenes", "embed_dim", "depth", "clip_steps",
+                             "clip_batch_size")
+
+
+@pytest.mark.parametrize("field", SETTINGS_OF_THE_MINI_CLIP)
+def test_cache_name_follows_every_profile_setting_it_depends_on(field, monkeypatch):
+    """The cached mini-CLIP's entry reads the profile: change a setting, get a new entry
+    (a stale model is never served after a change of world or recipe)."""
+    monkeypatch.setenv("TUTORLIB_PROFILE", "quick")
+    before = pretrained.cache_name()
+    changed = profiles.QUICK.replace(**{field: 2 * getattr(profiles.QUICK, field)})
+    monkeypatch.setitem(profiles.PROFILES, "quick", changed)
+    assert pretrained.cache_name() != before
+    assert pretrained.recipe()["steps"] == changed.clip_steps
+
+
+def test_cache_name_ignores_settings_it_does_not_use(monkeypatch):
+    monkeypatch.setenv("TUTORLIB_PROFILE", "quick")
+    before = pretrained.cache_name()
+    monkeypatch.setitem(profiles.PROFILES, "quick", profiles.QUICK.replace(backbone_steps=7))
+    assert pretrained.cache_name() == before

@@ -20,7 +20,7 @@ def feats(modality, n=12, seed=0):
 
 def stage1_model(dim=16):
     torch.manual_seed(0)
-    return progressive.OneEncoder(dim, heads=4, token_dim=8, dropout=0.0) \
+    return progressive.OneEncoder(dim, attn_heads=4, token_dim=8, dropout=0.0) \
         .add_modality("image", WIDTHS["image"]).add_modality("text", WIDTHS["text"])
 
 
@@ -35,11 +35,11 @@ def test_shapes_and_unit_norm_for_every_modality():
         assert torch.allclose(y.norm(dim=-1), torch.ones(12), atol=1e-5)
     assert isinstance(model.heads["audio"], progressive.AlignmentLayer)
     assert not isinstance(model.heads["image"], progressive.AlignmentLayer)
-    assert model.tokens["audio"]().shape == (1, 16)
+    assert model.modality_tokens["audio"]().shape == (1, 16)
 
 
 def test_universal_projection_is_the_equation():
-    up = progressive.UniversalProjection(16, heads=4, dropout=0.0).eval()
+    up = progressive.UniversalProjection(16, attn_heads=4, dropout=0.0).eval()
     h, t = torch.randn(3, 5, 16), torch.randn(1, 16)
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]], dtype=torch.bool)
     z = h + t
@@ -80,7 +80,7 @@ def test_later_stage_leaves_stage1_bit_identical_and_gets_no_gradient():
     stage1_count = sum(p.numel() for p in model.parameters())
     model.add_modality("audio", WIDTHS["audio"], freeze=True)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert trainable and all(n.startswith(("heads.audio.", "tokens.audio.")) for n in trainable)
+    assert trainable and all(n.startswith(("heads.audio.", "modality_tokens.audio.")) for n in trainable)
     # one backward: only the audio pieces receive a gradient
     targets = progressive.embed(model, "image", feats("image"))
     losses.clip_loss(model.encode("audio", feats("audio")["tokens"]), targets, torch.tensor(2.5)).backward()
@@ -93,13 +93,13 @@ def test_later_stage_leaves_stage1_bit_identical_and_gets_no_gradient():
     assert all(torch.equal(v, state[k]) for k, v in before.items())
     assert any(not torch.equal(v, state[k]) for k, v in audio_before.items())     # audio did train
     assert torch.equal(progressive.embed(model, "image", feats("image", seed=3)), img_before)
-    new = sum(p.numel() for m in (model.heads["audio"], model.tokens["audio"]) for p in m.parameters())
+    new = sum(p.numel() for m in (model.heads["audio"], model.modality_tokens["audio"]) for p in m.parameters())
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == new < stage1_count
 
 
 def test_fit_pairs_learns_a_pairing():
     torch.manual_seed(0)
-    model = progressive.OneEncoder(16, heads=4, token_dim=8, dropout=0.0) \
+    model = progressive.OneEncoder(16, attn_heads=4, token_dim=8, dropout=0.0) \
         .add_modality("image", 16).add_modality("audio", 12)
     a = torch.randn(64, 4, 16)
     b = {"tokens": a[:, :, :12] * 2 + 0.05 * torch.randn(64, 4, 12), "mask": None}
@@ -129,8 +129,8 @@ def test_bad_inputs_say_what_was_wrong():
         model.encode("image", torch.randn(3, 16))
     with pytest.raises(ValueError, match="new modality"):
         model.add_modality("image", 16)
-    with pytest.raises(ValueError, match="heads"):
-        progressive.UniversalProjection(10, heads=4)
+    with pytest.raises(ValueError, match="attn_heads"):
+        progressive.UniversalProjection(10, attn_heads=4)
     with pytest.raises(ValueError, match="in_dim"):
         model.add_modality("audio", 0)
     with pytest.raises(ValueError, match="b's tokens"):
@@ -161,7 +161,7 @@ def test_bad_inputs_say_what_was_wrong():
         progressive.fit_pairs(model, ("image", feats("image")), ("text", feats("text")), steps=0)
     with pytest.raises(ValueError, match="feats: got 0 rows"):
         progressive.embed(model, "image", {"tokens": torch.randn(0, 5, 16), "mask": None})
-    model.tokens["image"].requires_grad_(False), model.heads["image"].requires_grad_(False)
+    model.modality_tokens["image"].requires_grad_(False), model.heads["image"].requires_grad_(False)
     with pytest.raises(ValueError, match="targets would go stale"):
         progressive.fit_pairs(model, ("image", feats("image")), ("text", feats("text")), steps=1)
     model.add_modality("audio", WIDTHS["audio"], freeze=True)

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from tutorlib import cache, unimodal, world
+from tutorlib import cache, profiles, unimodal, world
 
 
 def test_pretraining_learns_from_one_modality_only():
@@ -33,7 +33,7 @@ def test_token_features_shapes_and_cache(tmp_cache):
     entry = next(p.name for p in cache.cache_dir().iterdir() if p.name.startswith("unimodal-image-")
                  and p.suffix == ".safetensors")
     stored = cache.load_tensors(entry)
-    stored["tower.patch_embed.weight"] += 0.1
+    stored["module.patch_embed.weight"] += 0.1
     cache.save_tensors(entry, stored)
     fresh = unimodal.token_features("image", ds, progress=False, steps=2, batch_size=8)
     assert not torch.equal(fresh["tokens"], img["tokens"])
@@ -58,3 +58,17 @@ def test_bad_inputs_say_what_was_wrong():
         unimodal.pretrain("audio", ds, progress=False, steps=1)
     with pytest.raises(ValueError, match="retrain"):
         unimodal.backbone("image", retrain="yes")
+
+
+@pytest.mark.parametrize("field", ["backbone_width", "backbone_depth", "backbone_steps",
+                                   "backbone_batch_size", "modality_train_scenes", "image_size",
+                                   "sample_rate", "hop", "video_frames"])
+def test_backbone_cache_name_follows_the_profile(field, monkeypatch):
+    """A backbone's cache entry reads the profile (its recipe and its world), and is
+    computed without building the world."""
+    monkeypatch.setenv("TUTORLIB_PROFILE", "quick")
+    before = unimodal.cache_name("audio")
+    monkeypatch.setitem(profiles.PROFILES, "quick",
+                        profiles.QUICK.replace(**{field: 2 * getattr(profiles.QUICK, field)}))
+    monkeypatch.setattr(world, "load_world", lambda *a, **k: pytest.fail("the key built the world"))
+    assert unimodal.cache_name("audio") != before

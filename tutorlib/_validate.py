@@ -57,18 +57,34 @@ def one_of(name: str, x, options) -> None:
 
 
 def pair(image_emb, text_emb) -> None:
-    """Two ``[N, d]`` embedding batches, row i of one paired with row i of the other."""
-    tensor("image_emb", image_emb, 2)
-    tensor("text_emb", text_emb, 2)
+    """Two ``[N, d]`` embedding batches, row i of one paired with row i of the other
+    (shapes and types only: ``finite`` checks the values)."""
+    tensor("image_emb", image_emb, 2, finite=False)
+    tensor("text_emb", text_emb, 2, finite=False)
     same_rows("image_emb", image_emb, "text_emb", text_emb)
     same_width("image_emb", image_emb, "text_emb", text_emb)
 
 
-def scalar(name: str, x) -> torch.Tensor:
+def scalar(name: str, x, *, finite: bool = True) -> torch.Tensor:
     """A number or a one-element tensor, as a 0-d tensor."""
     if isinstance(x, (int, float)) and not isinstance(x, bool):
         x = torch.tensor(float(x))
-    tensor(name, x)
+    tensor(name, x, finite=finite)
     if x.numel() != 1:
         raise ValueError(f"{name}: got a tensor of shape {tuple(x.shape)}, expected a scalar")
     return x.reshape(())
+
+
+def finite(**named: torch.Tensor) -> None:
+    """Every floating tensor in ``named`` free of NaN and inf, checked with one device
+    synchronisation for all of them (each ``isfinite`` read on a GPU waits for the GPU);
+    the error names the first offender."""
+    values = [t for t in named.values() if t.is_floating_point()]
+    if not values:
+        return
+    dev = values[0].device
+    if bool(torch.stack([torch.isfinite(t).all().to(dev) for t in values]).all()):
+        return
+    for name, t in named.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name}: contains NaN or infinite values")

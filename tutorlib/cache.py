@@ -121,3 +121,28 @@ def cached_folder(name: str, build) -> Path:
             if tmp.exists():
                 shutil.rmtree(tmp)
         return path
+
+
+def cached_module(name: str, empty, build, *, retrain: bool = False):
+    """A trained module through the cache: lock entry ``name``, load it into ``empty()``
+    (a new module of the right shape), or, if it is missing, damaged or stale (the
+    weights do not fit), call ``build()`` -> ``(module, extras)``, save both and return them.
+
+    ``extras`` is a dict of tensors stored beside the weights (a training history, test
+    accuracies). Returns ``(module, extras)``; ``retrain=True`` always builds."""
+    if not isinstance(retrain, bool):
+        raise ValueError(f"retrain: got {retrain!r}, expected True or False")
+    with lock(name):
+        stored = None if retrain else load_tensors(name)
+        if stored is not None:
+            module = empty()
+            try:
+                module.load_state_dict({k[7:]: v for k, v in stored.items() if k.startswith("module.")})
+                return module, {k[6:]: v for k, v in stored.items() if k.startswith("extra.")}
+            except (RuntimeError, KeyError):
+                pass                                    # stale or damaged: rebuild
+        module, extras = build()
+        tensors = {f"module.{k}": v for k, v in module.state_dict().items()}
+        tensors.update({f"extra.{k}": v for k, v in extras.items()})
+        save_tensors(name, tensors)
+        return module, extras

@@ -24,6 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import _validate
+from .models.interface import PromptableImage, PromptableText, require
 
 
 @contextlib.contextmanager
@@ -50,6 +51,7 @@ def encode_with_pseudo_tokens(text_tower: nn.Module, tokenizer, tokens: torch.Te
                               template: str = "a photo of {}") -> torch.Tensor:
     """The text tower on ``<bos> template-with-tokens <eos>``: pseudo-tokens ``[N, K, width]``
     (K word embeddings per query, in the slot ``{}``) -> text features ``[N, d]``."""
+    require("text_tower", text_tower, PromptableText)
     _validate.tensor("tokens", tokens, 3)
     if tokens.shape[2] != text_tower.width:
         raise ValueError(f"tokens: got width {tokens.shape[2]}, expected the text tower's "
@@ -72,6 +74,7 @@ def encode_pseudo_patches(image_tower: nn.Module, patches: torch.Tensor) -> torc
     positions in blocks (as nearest-neighbour interpolation does in the official code: K = 1
     is one patch repeated everywhere; K = 2 gives a...a b...b), with the class token and
     position embeddings added as usual -> image features ``[N, d]``."""
+    require("image_tower", image_tower, PromptableImage)
     _validate.tensor("patches", patches, 3)
     P, K = image_tower.n_patches, patches.shape[1]
     if patches.shape[2] != image_tower.width or not 1 <= K <= P:

@@ -3,6 +3,9 @@
 Shapes: embeddings ``[N, d]``, row i of one modality paired with row i of the other.
 ``logit_scale`` is the *log* of the inverse temperature (CLIP: initialised at
 ln(1/0.07) and clamped to [0, ln 100]).
+
+Each public loss checks shapes and types, and the values for NaN or inf once per call
+(one device synchronisation); the helpers it calls inside do not check again.
 """
 from __future__ import annotations
 
@@ -12,19 +15,29 @@ import torch.nn.functional as F
 from . import _validate
 
 
+def _cos(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.normalize(x, dim=-1) @ F.normalize(y, dim=-1).T
+
+
 def similarity(image_emb: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
     """Cosine similarities ``[N, M]`` of rows of ``[N, d]`` and ``[M, d]``."""
     _validate.tensor("image_emb", image_emb, 2)
     _validate.tensor("text_emb", text_emb, 2)
     _validate.same_width("image_emb", image_emb, "text_emb", text_emb)
-    return F.normalize(image_emb, dim=-1) @ F.normalize(text_emb, dim=-1).T
+    return _cos(image_emb, text_emb)
+
+
+def _checked(image_emb, text_emb, logit_scale, **more) -> torch.Tensor:
+    """Shapes, types and (once, for all) finiteness of a loss's inputs; the scale as 0-d."""
+    _validate.pair(image_emb, text_emb)
+    logit_scale = _validate.scalar("logit_scale", logit_scale, finite=False)
+    _validate.finite(image_emb=image_emb, text_emb=text_emb, logit_scale=logit_scale, **more)
+    return logit_scale
 
 
 def clip_logits(image_emb, text_emb, logit_scale):
     """``exp(logit_scale) * cos`` both ways: ``[N, N]`` image->text and its transpose."""
-    _validate.pair(image_emb, text_emb)
-    logit_scale = _validate.scalar("logit_scale", logit_scale)
-    logits = logit_scale.exp() * similarity(image_emb, text_emb)
+    logits = _checked(image_emb, text_emb, logit_scale).exp() * _cos(image_emb, text_emb)
     return logits, logits.T
 
 
@@ -37,6 +50,10 @@ def info_nce(logits: torch.Tensor) -> torch.Tensor:
     _validate.tensor("logits", logits, 2)
     if logits.shape[0] != logits.shape[1]:
         raise ValueError(f"logits: got shape {tuple(logits.shape)}, expected a square [N, N] matrix")
+    return _info_nce(logits)
+
+
+def _info_nce(logits: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, torch.arange(len(logits), device=logits.device))
 
 
@@ -51,18 +68,23 @@ def clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale,
     a row of ``targets[i]`` marks every caption image i satisfies (rows are
     normalised to sum to one; columns for the text->image direction).
     """
-    logits_i, logits_t = clip_logits(image_emb, text_emb, logit_scale)
-    n = logits_i.shape[0]
+    scale = _checked(image_emb, text_emb, logit_scale).exp()
+    logits_i = scale * _cos(image_emb, text_emb)
     if targets is None:
-        return (info_nce(logits_i) + info_nce(logits_t)) / 2
-    _validate.tensor("targets", targets, 2, floating=False)
+        return (_info_nce(logits_i) + _info_nce(logits_i.T)) / 2
+    t = _soft_targets(targets, len(logits_i))
+    return (F.cross_entropy(logits_i, t / t.sum(1, keepdim=True))
+            + F.cross_entropy(logits_i.T, (t / t.sum(0, keepdim=True)).T)) / 2
+
+
+def _soft_targets(targets, n: int) -> torch.Tensor:
+    _validate.tensor("targets", targets, 2, floating=False, finite=False)
     if targets.shape != (n, n):
         raise ValueError(f"targets: got shape {tuple(targets.shape)}, expected [{n}, {n}]")
     t = targets.float()
-    if bool((t.sum(1) == 0).any()) or bool((t.sum(0) == 0).any()):
+    if bool((t.sum(1) == 0).any() | (t.sum(0) == 0).any()):
         raise ValueError("targets: every row and column needs at least one positive")
-    return (F.cross_entropy(logits_i, t / t.sum(1, keepdim=True))
-            + F.cross_entropy(logits_t, (t / t.sum(0, keepdim=True)).T)) / 2
+    return t
 
 
 def clip_loss_with_negatives(image_emb: torch.Tensor, text_emb: torch.Tensor,
@@ -71,14 +93,13 @@ def clip_loss_with_negatives(image_emb: torch.Tensor, text_emb: torch.Tensor,
     the image->text softmax of row i runs over the N batch captions *and* the K extra
     captions ``neg_text_emb`` ``[K, d]`` (e.g. attribute swaps); text->image is unchanged.
     """
-    _validate.pair(image_emb, text_emb)
-    _validate.tensor("neg_text_emb", neg_text_emb, 2)
+    _validate.tensor("neg_text_emb", neg_text_emb, 2, finite=False)
+    scale = _checked(image_emb, text_emb, logit_scale, neg_text_emb=neg_text_emb).exp()
     _validate.same_width("text_emb", text_emb, "neg_text_emb", neg_text_emb)
-    logits_i, logits_t = clip_logits(image_emb, text_emb, logit_scale)
-    scale = _validate.scalar("logit_scale", logit_scale).exp()
-    logits_neg = scale * similarity(image_emb, neg_text_emb)                 # [N, K]
+    logits_i = scale * _cos(image_emb, text_emb)
+    logits_neg = scale * _cos(image_emb, neg_text_emb)                       # [N, K]
     labels = torch.arange(len(logits_i), device=logits_i.device)
-    return (F.cross_entropy(torch.cat([logits_i, logits_neg], 1), labels) + info_nce(logits_t)) / 2
+    return (F.cross_entropy(torch.cat([logits_i, logits_neg], 1), labels) + _info_nce(logits_i.T)) / 2
 
 
 def siglip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale,
@@ -90,10 +111,9 @@ def siglip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale,
 
     open_clip initialises logit_scale at ln 10 and the bias b at -10.
     """
-    _validate.pair(image_emb, text_emb)
-    logit_scale = _validate.scalar("logit_scale", logit_scale)
-    logit_bias = _validate.scalar("logit_bias", logit_bias)
-    logits = logit_scale.exp() * similarity(image_emb, text_emb) + logit_bias
+    logit_bias = _validate.scalar("logit_bias", logit_bias, finite=False)
+    logit_scale = _checked(image_emb, text_emb, logit_scale, logit_bias=logit_bias)
+    logits = logit_scale.exp() * _cos(image_emb, text_emb) + logit_bias
     n = logits.shape[0]
     z = 2 * torch.eye(n, device=logits.device) - 1
     return -F.logsigmoid(z * logits).sum() / n

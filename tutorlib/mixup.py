@@ -25,14 +25,20 @@ def slerp(a: torch.Tensor, b: torch.Tensor, lam) -> torch.Tensor:
     so ``lam = 1`` gives ``a`` and ``lam = 0`` gives ``b``, and every point stays on the
     sphere. ``<a, b>`` is clamped inside (-1, 1) and sin(theta) kept away from zero, so
     identical or opposite vectors give no NaN (identical vectors return that vector)."""
-    _validate.tensor("a", a, 2)
-    _validate.tensor("b", b, 2)
+    _validate.tensor("a", a, 2, finite=False)
+    _validate.tensor("b", b, 2, finite=False)
     if a.shape != b.shape:
         raise ValueError(f"a and b: got shapes {tuple(a.shape)} and {tuple(b.shape)}, expected the same")
-    lam = torch.as_tensor(lam, dtype=a.dtype, device=a.device)
+    _validate.finite(a=a, b=b)
+    return _slerp(a, b, lam)
+
+
+def _slerp(a: torch.Tensor, b: torch.Tensor, lam) -> torch.Tensor:
+    """``slerp`` once its inputs are checked (``lam`` is checked here, on the CPU if a number)."""
+    lam = torch.as_tensor(lam, dtype=a.dtype)
     if lam.numel() not in (1, len(a)) or not bool(((lam >= 0) & (lam <= 1)).all()):
         raise ValueError(f"lam: expected a number (or one per row) in [0, 1], got {lam.tolist()}")
-    lam = lam.reshape(-1, 1)
+    lam = lam.to(a.device).reshape(-1, 1)
     a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
     eps = 1e-6 if a.dtype == torch.float64 else 1e-4
     cos = (a * b).sum(-1, keepdim=True).clamp(-1 + eps, 1 - eps)
@@ -54,9 +60,10 @@ def m2mix_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, lam, tau: float 
     cross-entropies at temperature ``tau``. Add it to the CLIP loss with a weight.
     """
     _validate.pair(image_emb, text_emb)
+    _validate.finite(image_emb=image_emb, text_emb=text_emb)
     tau = _validate.positive_number("tau", tau)
     x, y = F.normalize(image_emb, dim=-1), F.normalize(text_emb, dim=-1)
-    m = slerp(x, y, lam)
+    m = _slerp(x, y, lam)
     eye = torch.eye(len(x), dtype=torch.bool, device=x.device)
     pos = (x * y).sum(-1)
     logits_x = torch.where(eye, pos[:, None], x @ m.T) / tau
@@ -77,14 +84,15 @@ def _sym(logits, targets):
 def _unimodal_mix(image_emb, text_emb, lam, logit_scale, side: str) -> torch.Tensor:
     """Mix one modality with the batch in reverse order, ``slerp(v_i, v_{N-1-i}, lam)``;
     the mixed item matches partner i with weight lam and partner N-1-i with 1 - lam."""
+    s = _validate.scalar("logit_scale", logit_scale, finite=False)
     _validate.pair(image_emb, text_emb)
+    _validate.finite(image_emb=image_emb, text_emb=text_emb, logit_scale=s)
     x, y = F.normalize(image_emb, dim=-1), F.normalize(text_emb, dim=-1)
     if side == "image":
-        x = slerp(x, torch.flip(x, dims=[0]), lam)
+        x = _slerp(x, torch.flip(x, dims=[0]), lam)
     else:
-        y = slerp(y, torch.flip(y, dims=[0]), lam)
-    s = _validate.scalar("logit_scale", logit_scale).exp()
-    return _sym(s * x @ y.T, _mix_targets(len(x), float(lam), x.device))
+        y = _slerp(y, torch.flip(y, dims=[0]), lam)
+    return _sym(s.exp() * x @ y.T, _mix_targets(len(x), float(lam), x.device))
 
 
 def vmix_loss(image_emb, text_emb, lam, logit_scale) -> torch.Tensor:
@@ -100,9 +108,11 @@ def lmix_loss(image_emb, text_emb, lam, logit_scale) -> torch.Tensor:
 def vlmix_loss(image_emb, text_emb, lam, logit_scale) -> torch.Tensor:
     """VL-mix (m^3-mix): images and texts mixed with the same partner and weight; a mixed
     image matches its mixed text, and the reversed pair too (targets ``I + flip(I)``)."""
+    s = _validate.scalar("logit_scale", logit_scale, finite=False)
     _validate.pair(image_emb, text_emb)
+    _validate.finite(image_emb=image_emb, text_emb=text_emb, logit_scale=s)
+    s = s.exp()
     x, y = F.normalize(image_emb, dim=-1), F.normalize(text_emb, dim=-1)
-    mx, my = slerp(x, torch.flip(x, dims=[0]), lam), slerp(y, torch.flip(y, dims=[0]), lam)
-    s = _validate.scalar("logit_scale", logit_scale).exp()
+    mx, my = _slerp(x, torch.flip(x, dims=[0]), lam), _slerp(y, torch.flip(y, dims=[0]), lam)
     eye = torch.eye(len(x), device=x.device)
     return _sym(s * mx @ my.T, eye + torch.flip(eye, dims=[0]))

@@ -43,7 +43,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import _validate, losses, models, train
+from . import _validate, losses, train
+from .ops import check_mask, in_chunks, masked_mean, mean_over_tokens  # noqa: F401 (masked_mean: the lesson's reference)
 from ._core import device, get_seed
 
 LOGIT_SCALE = 2.5          # ln of the fixed scale e^2.5 ~ 12.2 of the official code
@@ -91,54 +92,36 @@ class ModalityToken(nn.Module):
         return self.mlp(self.token)
 
 
-def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean over tokens ``[N, L, d]`` -> ``[N, d]``; ``mask`` ``[N, L]`` True marks real tokens
-    (the same pooling as MiniLM's sentence embedding)."""
-    _validate.tensor("x", x, 3)
-    _check_mask(mask, x.shape[:2])
-    return models._masked_mean(x, mask)
-
-
-def _check_mask(mask, shape) -> None:
-    if mask is None:
-        return
-    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.shape != shape:
-        got = f"{mask.dtype} of shape {tuple(mask.shape)}" if isinstance(mask, torch.Tensor) else type(mask).__name__
-        raise ValueError(f"mask: got {got}, expected a bool tensor of shape {tuple(shape)}")
-    if not bool(mask.any(1).all()):
-        raise ValueError(f"mask: got {int((~mask.any(1)).sum())} rows with no real token, expected "
-                         "at least one True per row (an all-padding row has no mean)")
-
-
 class UniversalProjection(nn.Module):
     """The shared encoder every modality goes through:
     z = h + m;  u = z + Layer(LayerNorm(z));  y = normalise(masked_mean(u)).
 
     ``forward(h [N, L, dim], m [1, dim], mask [N, L] or None)`` -> ``[N, dim]`` (unit
     norm); ``return_tokens=True`` also returns u ``[N, L, dim]``. ``Layer`` is one
-    ``nn.TransformerEncoderLayer`` (``heads`` heads, feed-forward ``4 * dim``)."""
+    ``nn.TransformerEncoderLayer`` (``attn_heads`` attention heads, feed-forward ``4 * dim``)."""
 
-    def __init__(self, dim: int, heads: int = 4, dropout: float = 0.1):
+    def __init__(self, dim: int, attn_heads: int = 4, dropout: float = 0.1):
         super().__init__()
-        _validate.positive_int("dim", dim), _validate.positive_int("heads", heads)
-        if dim % heads:
-            raise ValueError(f"heads: got {heads}, expected a divisor of dim={dim}")
+        _validate.positive_int("dim", dim), _validate.positive_int("attn_heads", attn_heads)
+        if dim % attn_heads:
+            raise ValueError(f"attn_heads: got {attn_heads}, expected a divisor of dim={dim}")
         self.dim = dim
         self.norm = nn.LayerNorm(dim)
-        self.layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout, batch_first=True)
+        self.layer = nn.TransformerEncoderLayer(dim, attn_heads, 4 * dim, dropout, batch_first=True)
 
     def forward(self, h: torch.Tensor, m: torch.Tensor, mask: torch.Tensor | None = None,
                 return_tokens: bool = False):
-        _check_mask(mask, h.shape[:2])                              # before the layer uses it
+        check_mask(mask, h.shape[:2])                              # before the layer uses it
         z = h + m                                                   # the modality token on every token
         pad = None if mask is None else ~mask
         u = z + self.layer(self.norm(z), src_key_padding_mask=pad)  # residual around the shared layer
-        y = nn.functional.normalize(models._masked_mean(u, mask), dim=-1)
+        y = nn.functional.normalize(mean_over_tokens(u, mask), dim=-1)
         return (y, u) if return_tokens else y
 
 
 class OneEncoder(nn.Module):
-    """Heads and modality tokens per modality around one Universal Projection.
+    """Projection heads (``self.heads``) and modality tokens (``self.modality_tokens``),
+    one of each per modality, around one Universal Projection (``self.up``).
 
     ``add_modality(name, in_dim)`` adds a projection head and a modality token;
     ``freeze=True`` first freezes every part already there and adds an
@@ -147,15 +130,15 @@ class OneEncoder(nn.Module):
     ``[N, dim]`` unit-norm embeddings of backbone tokens ``[N, L, in_dim]``.
     """
 
-    def __init__(self, dim: int = 128, heads: int = 4, token_dim: int = 32, dropout: float = 0.1):
+    def __init__(self, dim: int = 128, attn_heads: int = 4, token_dim: int = 32, dropout: float = 0.1):
         super().__init__()
         _validate.positive_int("token_dim", token_dim)
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
             raise ValueError(f"dropout: got {dropout!r}, expected a probability in [0, 1)")
         self.dim, self.token_dim, self.dropout = _validate.positive_int("dim", dim), token_dim, float(dropout)
         self.heads = nn.ModuleDict()
-        self.tokens = nn.ModuleDict()
-        self.up = UniversalProjection(dim, heads, dropout)
+        self.modality_tokens = nn.ModuleDict()
+        self.up = UniversalProjection(dim, attn_heads, dropout)
 
     @property
     def modalities(self) -> list[str]:
@@ -174,7 +157,7 @@ class OneEncoder(nn.Module):
             self.requires_grad_(False)
         head = (AlignmentLayer if freeze else ProjectionHead)(in_dim, self.dim, self.dropout)
         self.heads[name] = head.to(self.up.norm.weight.device)
-        self.tokens[name] = ModalityToken(self.dim, self.token_dim).to(self.up.norm.weight.device)
+        self.modality_tokens[name] = ModalityToken(self.dim, self.token_dim).to(self.up.norm.weight.device)
         return self
 
     def _check(self, name, tokens, mask):
@@ -192,7 +175,7 @@ class OneEncoder(nn.Module):
                return_tokens: bool = False):
         self._check(name, tokens, mask)
         h = self.heads[name](tokens.float())
-        return self.up(h, self.tokens[name](), mask, return_tokens)
+        return self.up(h, self.modality_tokens[name](), mask, return_tokens)
 
 
 def _features(name: str, feats) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -219,11 +202,52 @@ def embed(model: OneEncoder, name: str, feats: dict, batch_size: int = 1024) -> 
         raise ValueError("feats: got 0 rows, expected at least one item to embed")
     was_training, dev = model.training, model.up.norm.weight.device
     model.eval()
-    out = [model.encode(name, tokens[lo:lo + batch_size].to(dev),
-                        None if mask is None else mask[lo:lo + batch_size].to(dev)).cpu()
-           for lo in range(0, len(tokens), batch_size)]
+    out = in_chunks(lambda rows: model.encode(name, tokens[rows].to(dev),
+                                              None if mask is None else mask[rows].to(dev)).cpu(),
+                    torch.arange(len(tokens)), batch_size)
     model.train(was_training)
-    return torch.cat(out)
+    return out
+
+
+def _path_trains(model: OneEncoder, name: str) -> bool:
+    """Whether modality ``name`` has a trainable head or modality token."""
+    parts = [*model.heads[name].parameters(), *model.modality_tokens[name].parameters()]
+    return any(p.requires_grad for p in parts)
+
+
+def _check_pairs(model, a, b, steps, batch_size, lr, weight_decay, warmup):
+    """Validate ``fit_pairs``'s arguments; return both sides as (name, (tokens, mask))."""
+    if not isinstance(model, OneEncoder):
+        raise ValueError(f"model: got {type(model).__name__}, expected a progressive.OneEncoder")
+    for arg, pair in (("a", a), ("b", b)):
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and isinstance(pair[0], str)):
+            raise ValueError(f"{arg}: got {type(pair).__name__}, expected a (modality name, features) pair")
+        _validate.one_of("modality", pair[0], model.modalities)
+    fa, fb = _features("a", a[1]), _features("b", b[1])
+    _validate.same_rows("a's tokens", fa[0], "b's tokens", fb[0])
+    _validate.positive_int("steps", steps), _validate.positive_int("batch_size", batch_size)
+    _validate.positive_number("lr", lr), _validate.non_negative_number("weight_decay", weight_decay)
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup: got {warmup!r}, expected a number of steps >= 0")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError("model: got no trainable parameters, expected a new modality to train "
+                         "(add one with add_modality)")
+    return (a[0], fa), (b[0], fb)
+
+
+def _check_stage(model, na: str, nb: str) -> bool:
+    """At least one side trains; if the UP trains, both do. Returns whether the UP trains."""
+    ta, tb = _path_trains(model, na), _path_trains(model, nb)
+    if not (ta or tb):
+        trainable = [n for n in model.modalities if _path_trains(model, n)]
+        raise ValueError(f"a, b: got modalities {na!r} and {nb!r}, both frozen, expected at least one "
+                         f"with trainable parts (trainable now: {trainable})")
+    up_trains = any(p.requires_grad for p in model.up.parameters())
+    if up_trains and not (ta and tb):
+        raise ValueError(f"a, b: got a frozen modality ({na if not ta else nb!r}) while the "
+                         "Universal Projection trains, expected both sides trainable (stage 1) or "
+                         "the UP frozen too (a later stage): a frozen side's targets would go stale")
+    return up_trains
 
 
 def fit_pairs(model: OneEncoder, a: tuple[str, dict], b: tuple[str, dict], *, steps: int,
@@ -237,42 +261,15 @@ def fit_pairs(model: OneEncoder, a: tuple[str, dict], b: tuple[str, dict], *, st
     once, in eval mode, and used as a fixed target. Runs on ``tutorlib.device()``; the
     model ends on the CPU in eval mode, with no gradients left. Returns ``train.fit``'s history.
     """
-    if not isinstance(model, OneEncoder):
-        raise ValueError(f"model: got {type(model).__name__}, expected a progressive.OneEncoder")
-    for arg, pair in (("a", a), ("b", b)):
-        if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and isinstance(pair[0], str)):
-            raise ValueError(f"{arg}: got {type(pair).__name__}, expected a (modality name, features) pair")
-    (na, fa), (nb, fb) = a, b
-    for name in (na, nb):
-        _validate.one_of("modality", name, model.modalities)
-    fa, fb = _features("a", fa), _features("b", fb)
-    _validate.same_rows("a's tokens", fa[0], "b's tokens", fb[0])
-    _validate.positive_int("steps", steps), _validate.positive_int("batch_size", batch_size)
-    _validate.positive_number("lr", lr), _validate.non_negative_number("weight_decay", weight_decay)
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup: got {warmup!r}, expected a number of steps >= 0")
+    (na, fa), (nb, fb) = _check_pairs(model, a, b, steps, batch_size, lr, weight_decay, warmup)
     params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("model: got no trainable parameters, expected a new modality to train "
-                         "(add one with add_modality)")
     dev = device()
     model.to(dev)
-
-    def path_trains(name):
-        return any(p.requires_grad for p in [*model.heads[name].parameters(), *model.tokens[name].parameters()])
-
-    if not (path_trains(na) or path_trains(nb)):
-        raise ValueError(f"a, b: got modalities {na!r} and {nb!r}, both frozen, expected at least one "
-                         f"with trainable parts (trainable now: {[n for n in model.modalities if path_trains(n)]})")
-    up_trains = any(p.requires_grad for p in model.up.parameters())
-    if up_trains and not (path_trains(na) and path_trains(nb)):
-        raise ValueError(f"a, b: got a frozen modality ({na if not path_trains(na) else nb!r}) while the "
-                         "Universal Projection trains, expected both sides trainable (stage 1) or "
-                         "the UP frozen too (a later stage): a frozen side's targets would go stale")
+    up_trains = _check_stage(model, na, nb)
     fixed = {n: embed(model, n, {"tokens": f[0], "mask": f[1]}).to(dev)
-             for n, f in ((na, fa), (nb, fb)) if not path_trains(n)}
+             for n, f in ((na, fa), (nb, fb)) if not _path_trains(model, n)}
     g = torch.Generator().manual_seed(get_seed(seed))
-    n = len(fa[0])
+    scale = torch.tensor(LOGIT_SCALE, device=dev)
 
     def side(name, feats, idx):
         if name in fixed:
@@ -281,19 +278,17 @@ def fit_pairs(model: OneEncoder, a: tuple[str, dict], b: tuple[str, dict], *, st
         return model.encode(name, tokens.to(dev), None if mask is None else mask.to(dev))
 
     def loss_fn(step):
-        idx = torch.randperm(n, generator=g)[:batch_size]
-        return losses.clip_loss(side(na, fa, idx), side(nb, fb, idx), torch.tensor(LOGIT_SCALE, device=dev))
+        idx = torch.randperm(len(fa[0]), generator=g)[:batch_size]
+        return losses.clip_loss(side(na, fa, idx), side(nb, fb, idx), scale)
 
     model.train()
     for name in fixed:              # a frozen path keeps its dropout off
-        model.heads[name].eval(), model.tokens[name].eval()
+        model.heads[name].eval(), model.modality_tokens[name].eval()
     if not up_trains:
         model.up.eval()
     try:
-        history = train.fit(loss_fn, params, range(steps), steps=steps, lr=lr, weight_decay=weight_decay,
-                            warmup=warmup, desc=desc or f"{na}-{nb} pairs", progress=progress)
+        return train.fit(loss_fn, params, range(steps), steps=steps, lr=lr, weight_decay=weight_decay,
+                         warmup=warmup, desc=desc or f"{na}-{nb} pairs", progress=progress)
     finally:
         model.zero_grad(set_to_none=True)       # no stale gradients left on the parameters
         model.cpu().eval()
-    return history
-

@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _validate
+from .models.interface import PromptableImage, PromptableText, require
 
-POSITIONS = ("end", "middle", "front")
+CLASS_POSITIONS = ("end", "middle", "front")   # where the class name sits among the context
 
 
 class PromptLearner(nn.Module):
@@ -45,7 +46,8 @@ class PromptLearner(nn.Module):
         if not isinstance(classnames, (list, tuple)) or not classnames or \
                 not all(isinstance(c, str) and c.strip() for c in classnames):
             raise ValueError(f"classnames: got {classnames!r}, expected a non-empty list of class names")
-        _validate.one_of("position", position, POSITIONS)
+        _validate.one_of("position", position, CLASS_POSITIONS)
+        require("text_tower", text_tower, PromptableText)
         width = text_tower.token_embedding.weight.shape[1]
         embed = text_tower.token_embedding.weight.detach()
         if init is not None:
@@ -176,6 +178,7 @@ def encode_image_with_prompts(image_tower: nn.Module, images: torch.Tensor | Non
     ``prompts=None`` gives the frozen tower's own features. The blocks before ``layer``
     do not see the prompts, so their output can be computed once and passed as
     ``states=image_tower.hidden(images, layer)`` (with ``images=None``) to save time."""
+    require("image_tower", image_tower, PromptableImage)
     depth = len(image_tower.encoder.blocks)
     if not isinstance(layer, int) or isinstance(layer, bool) or not 0 <= layer < depth:
         raise ValueError(f"layer: got {layer!r}, expected a block index in 0..{depth - 1}")

@@ -39,16 +39,35 @@ def _cycle(batches):
     return gen()
 
 
+def lr_factor(step: int, steps: int, warmup: int) -> float:
+    """The schedule: linear warm-up to 1 over ``warmup`` steps, then cosine decay to 0."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+
+def _scalar_loss(out, step: int) -> tuple[torch.Tensor, float]:
+    """The loss tensor in ``loss_fn``'s output and its value (read once: one device sync)."""
+    loss = out["loss"] if isinstance(out, dict) else out
+    if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+        raise ValueError("loss_fn: expected it to return a scalar tensor or a dict with 'loss'")
+    value = loss.item()
+    if not math.isfinite(value):
+        raise FloatingPointError(f"loss_fn: the loss became {value} at step {step}; try a lower lr")
+    return loss, value
+
+
 def fit(loss_fn, params, batches, *, steps: int, lr: float = 1e-3, weight_decay: float = 0.0,
         warmup: int = 0, optimizer: torch.optim.Optimizer | None = None, after_step=None,
         log_every: int = 10, desc: str = "training", progress: bool = True) -> dict[str, list]:
     """Run ``steps`` AdamW steps of ``loss_fn`` over ``batches``; return the history.
 
     ``params``: tensors, or param groups (dicts, e.g. ``{"params": [...], "lr": ...,
-    "weight_decay": 0}``). Learning rate: linear warm-up over ``warmup`` steps, then
-    cosine decay to zero. ``after_step(step)`` runs after each update (e.g. to clamp
-    the logit scale). The history has ``loss``, every other scalar ``loss_fn``
-    returned, ``lr`` and the wall ``time`` in seconds.
+    "weight_decay": 0}``). Learning rate: ``lr_factor`` (linear warm-up over ``warmup``
+    steps, then cosine decay to zero). ``after_step(step)`` runs after each update (e.g.
+    to clamp the logit scale). The history has ``loss``, every other scalar ``loss_fn``
+    returned, ``lr`` and the wall ``time`` in seconds. The loss is checked for NaN or inf
+    at every step (not the tensors that made it).
     """
     if not callable(loss_fn):
         raise ValueError(f"loss_fn: got {type(loss_fn).__name__}, expected a callable")
@@ -61,34 +80,25 @@ def fit(loss_fn, params, batches, *, steps: int, lr: float = 1e-3, weight_decay:
         optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     base = [g["lr"] for g in optimizer.param_groups]
     history: dict[str, list] = {"loss": [], "lr": [], "time": []}
-    stream = _cycle(batches)
-    start = time.perf_counter()
+    stream, start = _cycle(batches), time.perf_counter()
     bar = tqdm(range(steps), desc=desc, disable=not progress, leave=True)
     for step in bar:
-        scale = (step + 1) / warmup if step < warmup else \
-            0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
         for group, lr0 in zip(optimizer.param_groups, base):
-            group["lr"] = lr0 * scale
+            group["lr"] = lr0 * lr_factor(step, steps, warmup)
         out = loss_fn(next(stream))
-        loss = out["loss"] if isinstance(out, dict) else out
-        if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
-            raise ValueError("loss_fn: expected it to return a scalar tensor or a dict with 'loss'")
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss_fn: the loss became {loss.item()} at step {step}; "
-                                     "try a lower lr")
+        loss, value = _scalar_loss(out, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if after_step is not None:
             after_step(step)
-        history["loss"].append(loss.item())
+        history["loss"].append(value)
         history["lr"].append(optimizer.param_groups[0]["lr"])
         history["time"].append(time.perf_counter() - start)
-        if isinstance(out, dict):
-            for k, v in out.items():
-                if k != "loss":
-                    history.setdefault(k, []).append(float(v))
+        for k, v in (out.items() if isinstance(out, dict) else ()):
+            if k != "loss":
+                history.setdefault(k, []).append(float(v))
         if step % log_every == 0 or step == steps - 1:
-            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)   # redrawn at tqdm's own pace
+            bar.set_postfix(loss=f"{value:.3f}", refresh=False)   # redrawn at tqdm's own pace
     bar.close()
     return history

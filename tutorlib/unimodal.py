@@ -18,7 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from . import _validate, cache, models, train, world
-from ._core import device, get_seed, pick
+from ._core import device, get_seed, settings
+from .minilm import MiniLMText
+from .ops import in_chunks
 
 VERSION = 1
 MAX_TEXT_TOKENS = 32      # MiniLM captions are cut at this many word pieces (ours have about 15)
@@ -28,13 +30,20 @@ LABELS = {"image": ("shape", "colour", "size", "position"),
           "video": ("shape", "colour", "size", "position", "motion")}
 
 
-def lesson_world(split: str = "train", n: int | None = None):
-    """The lesson's world: single-object scenes in all four modalities. ``n`` defaults
-    to 3,000 train / 500 test scenes in ``quick`` (30,000 / 2,000 in ``full``)."""
+def lesson_world_config(split: str = "train", n: int | None = None) -> dict:
+    """The config of ``lesson_world(split, n)``, without building it (for cache keys)."""
     _validate.one_of("split", split, world.SPLITS)
     if n is None:
-        n = pick(3000, 30000) if split == "train" else pick(500, 2000)
-    return world.load_world(split, n, modalities=world.MODALITIES, seed=0, two_object_frac=0.0)
+        n = settings().modality_train_scenes if split == "train" else settings().modality_test_scenes
+    return world.world_config(split, n, world.MODALITIES, seed=0, two_object_frac=0.0)
+
+
+def lesson_world(split: str = "train", n: int | None = None):
+    """The lesson's world: single-object scenes in all four modalities. ``n`` defaults
+    to ``settings().modality_train_scenes`` for train (3,000 in ``quick``, 30,000 in
+    ``full``) and ``modality_test_scenes`` otherwise (500 / 2,000)."""
+    cfg = lesson_world_config(split, n)
+    return world.load_world(split, cfg["n"], modalities=world.MODALITIES, seed=0, two_object_frac=0.0)
 
 
 def inputs(ds, modality: str) -> torch.Tensor:
@@ -55,8 +64,9 @@ def labels(ds, modality: str) -> dict[str, torch.Tensor]:
 def recipe(modality: str, **overrides) -> dict:
     """Hyperparameters of a backbone's pretraining in the current profile."""
     _validate.one_of("modality", modality, BACKBONES)
-    r = dict(width=pick(64, 128), depth=pick(1, 2), steps=pick(200, 2000), batch_size=pick(64, 256),
-             lr=1e-3, weight_decay=0.01, warmup=30, seed=None)
+    cfg = settings()
+    r = dict(width=cfg.backbone_width, depth=cfg.backbone_depth, steps=cfg.backbone_steps,
+             batch_size=cfg.backbone_batch_size, lr=1e-3, weight_decay=0.01, warmup=30, seed=None)
     unknown = set(overrides) - set(r)
     if unknown:
         raise ValueError(f"overrides: got unknown names {sorted(unknown)}, expected some of {sorted(r)}")
@@ -68,7 +78,7 @@ def recipe(modality: str, **overrides) -> dict:
 def make_backbone(modality: str, width: int | None = None, depth: int = 2) -> torch.nn.Module:
     """A fresh tower whose pooled output (and token width) is ``width``."""
     _validate.one_of("modality", modality, BACKBONES)
-    width = pick(64, 128) if width is None else _validate.positive_int("width", width)
+    width = settings().backbone_width if width is None else _validate.positive_int("width", width)
     tower = {"image": models.ImageTower, "audio": models.AudioTower, "video": models.VideoTower}[modality]
     return tower(embed_dim=width, width=width, depth=_validate.positive_int("depth", depth))
 
@@ -86,7 +96,7 @@ def _heads(modality: str, width: int) -> torch.nn.ModuleDict:
 def _accuracy(modality, tower, heads, ds) -> dict[str, float]:
     tower.eval()
     x, y = inputs(ds, modality), labels(ds, modality)
-    pooled = torch.cat([tower(_float(modality, x[lo:lo + 500])) for lo in range(0, len(x), 500)])
+    pooled = in_chunks(lambda b: tower(_float(modality, b)), x, 500)
     return {a: (heads[a](pooled).argmax(1) == y[a]).float().mean().item() for a in heads}
 
 
@@ -118,6 +128,13 @@ def pretrain(modality: str, ds=None, progress: bool = True, **overrides):
     return tower.cpu().eval(), heads.cpu().eval(), history
 
 
+def cache_name(modality: str, **overrides) -> str:
+    """The cache entry of ``backbone(modality, **overrides)``: a hash of the recipe,
+    ``VERSION`` and the config of the lesson's training world (not built for this)."""
+    r = recipe(modality, **overrides)
+    return f"unimodal-{modality}-{cache.key(r, VERSION, lesson_world_config('train'))}.safetensors"
+
+
 def backbone(modality: str, retrain: bool = False, progress: bool = True, **overrides):
     """The cached, frozen backbone of ``modality`` (pretrained on first use).
 
@@ -125,26 +142,16 @@ def backbone(modality: str, retrain: bool = False, progress: bool = True, **over
     each attribute's test accuracy of the pretraining heads (what it learned alone).
     """
     r = recipe(modality, **overrides)
-    if not isinstance(retrain, bool):
-        raise ValueError(f"retrain: got {retrain!r}, expected True or False")
-    name = f"unimodal-{modality}-{cache.key(r, VERSION, world.config_of(lesson_world('train')))}.safetensors"
-    with cache.lock(name):
-        stored = None if retrain else cache.load_tensors(name)
-        tower = make_backbone(modality, r["width"], r["depth"])
-        if stored is not None:
-            try:
-                tower.load_state_dict({k[6:]: v for k, v in stored.items() if k.startswith("tower.")})
-                tower.accuracy = {k[9:]: v.item() for k, v in stored.items() if k.startswith("accuracy.")}
-                return tower.eval().requires_grad_(False)
-            except (RuntimeError, KeyError):
-                pass                                        # stale or damaged: rebuild
+
+    def build():
         tower, heads, _ = pretrain(modality, progress=progress, **overrides)
         accuracy = _accuracy(modality, tower, heads, lesson_world("test"))
-        tensors = {f"tower.{k}": v for k, v in tower.state_dict().items()}
-        tensors.update({f"accuracy.{a}": torch.tensor(v) for a, v in accuracy.items()})
-        cache.save_tensors(name, tensors)
-        tower.accuracy = accuracy
-        return tower.eval().requires_grad_(False)
+        return tower, {a: torch.tensor(v) for a, v in accuracy.items()}
+    tower, extras = cache.cached_module(cache_name(modality, **overrides),
+                                        lambda: make_backbone(modality, r["width"], r["depth"]),
+                                        build, retrain=retrain)
+    tower.accuracy = {a: v.item() for a, v in extras.items()}
+    return tower.eval().requires_grad_(False)
 
 
 def _weights_key(module: torch.nn.Module) -> str:
@@ -159,35 +166,24 @@ def _weights_key(module: torch.nn.Module) -> str:
 
 @torch.no_grad()
 def _tower_tokens(modality, tower, x, batch_size, progress):
-    from tqdm.auto import tqdm
     dev = device()
     tower.to(dev).eval()
-    out = []
-    for lo in tqdm(range(0, len(x), batch_size), desc=f"{modality} tokens", disable=not progress):
-        out.append(tower(_float(modality, x[lo:lo + batch_size]).to(dev), return_tokens=True)[1].half().cpu())
+    out = in_chunks(lambda b: tower(_float(modality, b).to(dev), return_tokens=True)[1].half().cpu(),
+                    x, batch_size, desc=f"{modality} tokens", progress=progress)
     tower.cpu()
-    return torch.cat(out)
+    return out
 
 
 @functools.lru_cache(maxsize=1)
-def _minilm() -> models.MiniLMText:
+def _minilm() -> MiniLMText:
     """MiniLM, loaded once per process (the lesson encodes captions and four prompt sets)."""
-    return models.MiniLMText()
+    return MiniLMText()
 
 
-@torch.no_grad()
 def _text_tokens(texts, batch_size, progress):
-    from tqdm.auto import tqdm
-    minilm = _minilm()
-    dev = device()
-    minilm.to(dev)
-    batch = minilm.tokenizer(texts, padding=True, truncation=True, max_length=MAX_TEXT_TOKENS,
-                             return_tensors="pt")
-    out = []
-    for lo in tqdm(range(0, len(texts), batch_size), desc="MiniLM tokens", disable=not progress):
-        part = {k: v[lo:lo + batch_size].to(dev) for k, v in batch.items()}
-        out.append(minilm.model(**part).last_hidden_state.half().cpu())
-    return torch.cat(out), batch["attention_mask"].bool()
+    minilm = _minilm().to(device())
+    tokens, mask = minilm.tokens(texts, MAX_TEXT_TOKENS, batch_size, progress)
+    return tokens.half(), mask
 
 
 def text_token_features(texts, batch_size: int = 256, progress: bool = True) -> dict:

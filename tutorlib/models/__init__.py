@@ -1,0 +1,21 @@
+"""The towers: small encoders for each modality.
+
+Every tower maps a batch to embeddings ``[N, embed_dim]`` (not normalised; the losses
+normalise). The text and image towers also accept *embeddings* instead of ids or
+pixels, so that prompt vectors (CoOp) and pseudo-tokens (inversion) can be injected:
+
+    TextTower(...)(ids)               or  TextTower(...)(embeds=..., mask=...)
+    ImageTower(...)(images)           or  ImageTower(...)(patches=...)   # before positions
+
+What a tower must offer for that is declared in ``models.interface`` (``PromptableText``,
+``PromptableImage``). The real pretrained text encoder (MiniLM) is ``tutorlib.minilm``.
+"""
+from .audio_video import AudioTower, VideoTower
+from .blocks import Block, Encoder
+from .clip import MiniCLIP, build_mini_clip, count_parameters
+from .image import ImageTower
+from .interface import PromptableImage, PromptableText
+from .text import TextTower
+
+__all__ = ["Block", "Encoder", "TextTower", "ImageTower", "AudioTower", "VideoTower", "MiniCLIP",
+           "build_mini_clip", "count_parameters", "PromptableText", "PromptableImage"]

@@ -1,0 +1,53 @@
+"""A mini-CLIP: an image tower and a text tower with a learnable temperature."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .._core import settings
+from .image import ImageTower
+from .text import TextTower
+
+
+class MiniCLIP(nn.Module):
+    """An image tower and a text tower with a learnable ``logit_scale`` (the log of the
+    inverse temperature, initialised at ln(1/0.07) as in CLIP)."""
+
+    def __init__(self, image_tower: nn.Module, text_tower: nn.Module,
+                 logit_scale: float = math.log(1 / 0.07)):
+        super().__init__()
+        self.image_tower, self.text_tower = image_tower, text_tower
+        self.logit_scale = nn.Parameter(torch.tensor(float(logit_scale)))
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        return self.image_tower(images)
+
+    def encode_text(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.text_tower(ids)
+
+    def forward(self, images, ids):
+        return self.encode_image(images), self.encode_text(ids), self.logit_scale
+
+
+def build_mini_clip(embed_dim: int | None = None, depth: int | None = None, tokenizer=None,
+                    image_size: int | None = None) -> MiniCLIP:
+    """A new, *untrained* mini-CLIP of the course's shape: tiny ViT + word-level text
+    tower, ``settings().embed_dim`` wide and ``settings().depth`` deep (128 and 2 in
+    ``quick``, 256 and 4 in ``full``). The trained, cached one is ``pretrained.mini_clip()``."""
+    from ..world import Tokenizer
+    tok = tokenizer or Tokenizer()
+    embed_dim = settings().embed_dim if embed_dim is None else embed_dim
+    depth = settings().depth if depth is None else depth
+    return MiniCLIP(ImageTower(image_size, embed_dim=embed_dim, depth=depth),
+                    TextTower(len(tok), embed_dim=embed_dim, depth=depth,
+                              context_length=tok.context_length))
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable) parameters of ``module``."""
+    if not isinstance(module, nn.Module):
+        raise ValueError(f"module: got {type(module).__name__}, expected a torch.nn.Module")
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+

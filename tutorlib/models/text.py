@@ -1,0 +1,86 @@
+"""The text tower: word embeddings -> causal transformer -> last real token -> projection."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .. import _validate
+from ..ops import mean_over_tokens
+from .blocks import Encoder
+
+
+class TextTower(nn.Module):
+    """Word embeddings + positions -> transformer -> the last real token -> projection.
+
+    As in CLIP's text tower, attention is causal (each word sees only the words before
+    it) and the caption is read off its last token, which has seen every word in order.
+    This matters for *binding*: "a red circle and a blue square" and "a blue circle and
+    a red square" hold the same words, so a bag of words (``causal=False, pool="mean"``
+    with weak positions) cannot tell them apart (lesson 02).
+
+    ``forward(ids)`` with ids ``[N, L]`` (0 = padding), or ``forward(embeds=[N, L, width],
+    mask=[N, L] bool, True for real tokens)``. Returns ``[N, embed_dim]``.
+    ``return_tokens=True`` also returns the token outputs ``[N, L, width]``.
+    """
+
+    def __init__(self, vocab_size: int, embed_dim: int = 128, width: int | None = None,
+                 depth: int = 2, heads: int = 4, context_length: int = 40, pad_id: int = 0,
+                 causal: bool = True, pool: str = "last"):
+        super().__init__()
+        _validate.one_of("pool", pool, ("mean", "last"))
+        self.pool = pool
+        width = embed_dim if width is None else width
+        for name, v in (("vocab_size", vocab_size), ("embed_dim", embed_dim), ("width", width),
+                        ("depth", depth), ("heads", heads), ("context_length", context_length)):
+            _validate.positive_int(name, v)
+        self.context_length, self.pad_id, self.width = context_length, pad_id, width
+        self.token_embedding = nn.Embedding(vocab_size, width)
+        self.positional_embedding = nn.Parameter(0.01 * torch.randn(context_length, width))
+        self.encoder = Encoder(width, depth, heads, causal=causal)
+        self.proj = nn.Linear(width, embed_dim, bias=False)
+        nn.init.normal_(self.token_embedding.weight, std=0.02)
+
+    def forward(self, ids: torch.Tensor | None = None, *, embeds: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None, return_tokens: bool = False):
+        if (ids is None) == (embeds is None):
+            raise ValueError("ids, embeds: pass exactly one of them")
+        if ids is not None:
+            _validate.tensor("ids", ids, 2, floating=False)
+            if ids.is_floating_point() or ids.dtype == torch.bool:
+                raise ValueError(f"ids: got dtype {ids.dtype}, expected integer token ids")
+            if ids.shape[1] > self.context_length:
+                raise ValueError(f"ids: got length {ids.shape[1]}, expected at most "
+                                 f"context_length={self.context_length}")
+            mask = ids != self.pad_id
+            ids, mask = ids[:, :int(mask.sum(1).max())], mask[:, :int(mask.sum(1).max())]  # drop all-pad tail
+            embeds = self.token_embedding(ids)
+        else:
+            _validate.tensor("embeds", embeds, 3)
+            if embeds.shape[1] > self.context_length or embeds.shape[2] != self.width:
+                raise ValueError(f"embeds: got shape {tuple(embeds.shape)}, expected "
+                                 f"[N, <= {self.context_length}, {self.width}]")
+            if mask is None:
+                mask = torch.ones(embeds.shape[:2], dtype=torch.bool, device=embeds.device)
+        x = embeds + self.positional_embedding[:embeds.shape[1]]
+        return self.from_hidden(x, mask, 0, return_tokens)
+
+    def hidden(self, ids: torch.Tensor, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token states before block ``stop`` (after blocks ``0:stop``) ``[N, L, width]``,
+        and the mask: precompute them once to fine-tune only blocks ``stop:``."""
+        mask = ids != self.pad_id
+        keep = int(mask.sum(1).max())
+        ids, mask = ids[:, :keep], mask[:, :keep]
+        x = self.token_embedding(ids) + self.positional_embedding[:keep]
+        return self.encoder(x, ~mask, stop=stop), mask
+
+    def from_hidden(self, x: torch.Tensor, mask: torch.Tensor, start: int, return_tokens: bool = False):
+        """Finish the forward pass from the states before block ``start``."""
+        x = self.encoder(x, pad_mask=~mask, start=start)
+        if self.pool == "last":             # the last real token has seen the whole caption
+            last = mask.long().cumsum(1).argmax(1)
+            pooled = x[torch.arange(len(x), device=x.device), last]
+        else:
+            pooled = mean_over_tokens(x, mask)
+        out = self.proj(pooled)
+        return (out, x) if return_tokens else out
+

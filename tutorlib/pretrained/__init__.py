@@ -1,0 +1,25 @@
+"""The course's "pretrained" mini-CLIP: trained once, deterministically, then cached.
+
+Lesson 01 builds every piece of this recipe by hand; lessons 02-04 load the result:
+
+    model = pretrained.mini_clip()           # from the cache, or trained (about a minute)
+    model, history = pretrained.train_mini_clip(steps=100, loss="plain", temperature=0.01)
+
+The recipe (``quick``; ``full`` trains longer on a larger world with wider towers):
+batches of ``settings().clip_batch_size`` scenes, each with its full caption or a partial one ("a red object");
+a CLIP loss whose soft targets count every caption a scene satisfies as a positive;
+AdamW with the text tower at 0.1x the image tower's learning rate; a learnable
+temperature clamped to [0, ln 100] and excluded from weight decay.
+
+    data.py         training_data, clip_batches     what a batch holds
+    training.py     recipe, train_mini_clip, mini_clip, cache_name
+    evaluation.py   embed, evaluate                 retrieval and zero-shot
+    finetuning.py   finetune                        the last blocks, lessons 02 and 04
+"""
+from .data import clip_batches, training_data
+from .evaluation import embed, evaluate
+from .finetuning import finetune
+from .training import VERSION, cache_name, mini_clip, recipe, train_mini_clip
+
+__all__ = ["training_data", "clip_batches", "recipe", "train_mini_clip", "mini_clip", "cache_name",
+           "embed", "evaluate", "finetune", "VERSION"]

@@ -1,0 +1,103 @@
+"""The recipe of the course mini-CLIP, its training, and its cache entry."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .. import _validate, cache, losses, models, train, world
+from .._core import device, get_seed, settings
+from .data import clip_batches, training_data
+
+VERSION = 2          # bump when the recipe changes: old cache entries are then ignored
+
+
+def _to(batch, dev):
+    return tuple(t.to(dev, non_blocking=True) for t in batch)
+
+
+def recipe(**overrides) -> dict:
+    """The hyperparameters of the course mini-CLIP in the current profile. The seed
+    defaults to ``TUTORLIB_SEED``, so a whole course reruns under another seed."""
+    cfg = settings()
+    r = dict(steps=cfg.clip_steps, batch_size=cfg.clip_batch_size, lr=1e-3, text_lr_ratio=0.1,
+             weight_decay=0.1, warmup=50, partial_frac=0.5, loss="soft", temperature=None,
+             embed_dim=cfg.embed_dim, depth=cfg.depth, seed=None)
+    unknown = set(overrides) - set(r)
+    if unknown:
+        raise ValueError(f"overrides: got unknown names {sorted(unknown)}, expected some of {sorted(r)}")
+    r.update(overrides)
+    r["seed"] = get_seed(r["seed"])          # None: TUTORLIB_SEED (default 0)
+    return r
+
+
+def _param_groups(model, r: dict) -> list[dict]:
+    """The text tower at ``text_lr_ratio`` times the image tower's lr; a learnable
+    temperature at the full lr and without weight decay."""
+    groups = [{"params": model.image_tower.parameters(), "lr": r["lr"]},
+              {"params": model.text_tower.parameters(), "lr": r["lr"] * r["text_lr_ratio"]}]
+    if model.logit_scale.requires_grad:
+        groups.append({"params": [model.logit_scale], "lr": r["lr"], "weight_decay": 0.0})
+    return groups
+
+
+def train_mini_clip(data: dict | None = None, progress: bool = True, **overrides):
+    """Train a mini-CLIP from scratch with ``recipe(**overrides)``; return ``(model, history)``.
+
+    ``loss="soft"`` uses the soft targets of ``clip_batches``; ``loss="plain"`` the
+    diagonal InfoNCE of the original CLIP with full captions only. ``temperature=t``
+    fixes the temperature at ``t`` (logit_scale = ln 1/t, not learned). Training runs on
+    ``tutorlib.device()`` (a GPU when there is one); the model comes back on the CPU.
+    """
+    r = recipe(**overrides)
+    _validate.one_of("loss", r["loss"], ("soft", "plain"))
+    torch.manual_seed(get_seed(r["seed"]))
+    data = training_data() if data is None else data
+    model = models.build_mini_clip(embed_dim=r["embed_dim"], depth=r["depth"])
+    if r["temperature"] is not None:
+        t = _validate.positive_number("temperature", r["temperature"])
+        model.logit_scale.data.fill_(math.log(1 / t))
+        model.logit_scale.requires_grad_(False)
+    plain = r["loss"] == "plain"
+    batches = clip_batches(data, r["batch_size"], 0.0 if plain else r["partial_frac"], r["seed"])
+    dev = device()
+    model.to(dev)
+
+    def loss_fn(batch):
+        images, ids, targets = (t.to(dev, non_blocking=True) for t in batch)
+        img, txt, scale = model(images, ids)
+        loss = losses.clip_loss(img, txt, scale, targets=None if plain else targets)
+        return {"loss": loss, "logit_scale": scale.item()}
+
+    history = train.fit(loss_fn, _param_groups(model, r), batches, steps=r["steps"], lr=r["lr"],
+                        weight_decay=r["weight_decay"], warmup=r["warmup"],
+                        after_step=lambda step: losses.clamp_logit_scale_(model.logit_scale),
+                        desc=f"mini-CLIP ({r['loss']} loss)", progress=progress)
+    return model.cpu().eval(), history
+
+
+def cache_name(**overrides) -> str:
+    """The cache entry of ``mini_clip(**overrides)``: a hash of the recipe, ``VERSION`` and
+    the config of the world it trains on (so a change to either trains a new model)."""
+    r = recipe(**overrides)
+    data_cfg = world.world_config("train", settings().train_scenes, ("image", "text"), 0)
+    return f"mini-clip-{cache.key(r, VERSION, data_cfg)}.safetensors"
+
+
+def mini_clip(retrain: bool = False, progress: bool = True, **overrides):
+    """The cached course mini-CLIP (``recipe(**overrides)``), trained on first use.
+
+    Returns the model in eval mode with ``model.history`` (the training history).
+    ``retrain=True`` trains again and replaces the cache entry. A damaged entry is
+    rebuilt, never trusted.
+    """
+    r = recipe(**overrides)
+
+    def build():
+        model, history = train_mini_clip(progress=progress, **overrides)
+        return model, {k: torch.tensor(v, dtype=torch.float64) for k, v in history.items()}
+    model, extras = cache.cached_module(
+        cache_name(**overrides), lambda: models.build_mini_clip(embed_dim=r["embed_dim"], depth=r["depth"]),
+        build, retrain=retrain)
+    model.history = {k: v.tolist() for k, v in extras.items()}
+    return model.eval()
