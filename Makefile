@@ -31,11 +31,13 @@ lab: install                    ## open the course in JupyterLab (LAB_FLAGS="--n
 JOBS   ?= 2
 PARALLEL := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS) --dist loadfile
 
-test: install                   ## every test: unit tests, then every notebook end to end with each cell run twice (quick profile)
+test: install                   ## everything: unit and slow tests, and every notebook end to end with each cell run twice (quick profile)
 	$(OFFLINE) $(QUIET) TUTORLIB_PROFILE=quick MPLBACKEND=Agg $(PARALLEL) -p no:cacheprovider tests $(NBVAL) --rerun-notebooks notebooks
 
-unit: install                   ## unit tests only
-	$(OFFLINE) TUTORLIB_PROFILE=quick $(BIN)/python -m pytest -p no:cacheprovider tests
+# Tests marked slow (the marker is registered in tests/conftest.py) run a whole notebook, start
+# JupyterLab or drive a browser: `make test` runs them, `make unit` leaves them out.
+unit: install                   ## the library's tests alone, in a couple of minutes: no slow tests, no notebooks
+	$(OFFLINE) TUTORLIB_PROFILE=quick $(BIN)/python -m pytest -p no:cacheprovider -m "not slow" tests
 
 notebooks: install              ## notebooks only, each cell run once (the quick check while editing one)
 	$(OFFLINE) $(QUIET) TUTORLIB_PROFILE=quick MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider $(NBVAL) notebooks

@@ -10,6 +10,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow: an integration test that runs a whole notebook, starts JupyterLab or drives a "
+                   "browser (minutes); `make unit` leaves these out with -m 'not slow', `make test` runs them")
+
+
 def pytest_addoption(parser):
     parser.addoption("--rerun-notebooks", action="store_true",
                      help="nbval runs each notebook code cell twice in a row, as a student "
@@ -40,9 +47,37 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+# TUTORLIB_CACHE as the user started pytest with it (None: the default ~/.cache/tutorlib)
+USER_CACHE = os.environ.get("TUTORLIB_CACHE")
+
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory):
+    """One temporary cache folder for this pytest process (each pytest-xdist worker has its
+    own basetemp, so its own folder): what the Python tests build, they build once."""
+    return tmp_path_factory.mktemp("tutorlib-cache")
+
+
+@pytest.fixture(autouse=True)
+def temporary_cache(request, monkeypatch):
+    """Every Python test function runs with TUTORLIB_CACHE set to the session's temporary
+    folder, so that no test writes into the user's cache. monkeypatch restores the variable
+    after each test: it never reaches the kernels nbval starts for the notebooks (nbval's
+    cells take no fixtures; they keep the user's cache). A module- or session-scoped fixture
+    that already set its own TUTORLIB_CACHE (test_world, test_pretrained) keeps it, and a
+    test that sets one (tmp_cache, monkeypatch.setenv) overrides this one. Tests marked
+    slow run whole notebooks in fresh kernels, as a student would: like the nbval items they
+    use the notebooks' own cache (building it twice would add minutes to `make test`)."""
+    if not isinstance(request.node, pytest.Function) or request.node.get_closest_marker("slow"):
+        return
+    if os.environ.get("TUTORLIB_CACHE") != USER_CACHE:
+        return                                # a wider-scoped fixture chose its own folder
+    monkeypatch.setenv("TUTORLIB_CACHE", str(request.getfixturevalue("session_cache")))
+
+
 @pytest.fixture
-def tmp_cache(tmp_path, monkeypatch):
-    """A fresh, empty TUTORLIB_CACHE for one test."""
+def tmp_cache(tmp_path, monkeypatch, temporary_cache):
+    """A fresh, empty TUTORLIB_CACHE for one test (set after the session one, so it wins)."""
     monkeypatch.setenv("TUTORLIB_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
 

@@ -12,6 +12,8 @@ import pytest
 NOTEBOOK = "00_the_world.ipynb"
 SCREENSHOTS = os.environ.get("TUTORLIB_SCREENSHOTS")     # a folder to keep a copy in (optional)
 
+pytestmark = pytest.mark.slow
+
 
 def chromium() -> str:
     for name in ("chromium", "chromium-browser"):

@@ -108,8 +108,8 @@ def test_atomic_write_leaves_no_tmp(tmp_cache):
 
 
 def test_failed_save_leaves_no_tmp_and_no_entry(tmp_cache, monkeypatch):
-    with pytest.raises(Exception):
-        cache.save_tensors("bad", {"x": object()})   # not a tensor -> ValueError
+    with pytest.raises(ValueError, match="tensors"):
+        cache.save_tensors("bad", {"x": object()})   # not a tensor
 
     def half_written(tensors, path, metadata=None):  # the disk fills up mid-write
         with open(path, "wb") as f:

@@ -100,9 +100,9 @@ def test_rng_state_is_restored_and_inputs_seeded():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="learner"):
         check.function(None, reference, make_inputs)
-    with pytest.raises(ValueError, match="reference"):
+    with pytest.raises(ValueError, match=r"^reference:"):
         check.function(reference, 3, make_inputs)
-    with pytest.raises(ValueError, match="make_inputs"):
+    with pytest.raises(ValueError, match=r"^make_inputs:"):
         check.function(reference, reference, [1, 2])
 
 
@@ -121,7 +121,7 @@ def test_close_tuples_and_numbers(capsys):
         check.close(a, (a, b))
     with pytest.raises(check.ExerciseError, match="shape"):
         check.close((a, b), (a, b.flatten()))
-    with pytest.raises(check.ExerciseError, match="expected"):
+    with pytest.raises(check.ExerciseError, match=r"^your result: expected a tensor .*got str"):
         check.close("1.5", 1.5)
     with pytest.raises(check.ExerciseError, match="differ"):
         check.close(1.0, 1.5)

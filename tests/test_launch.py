@@ -16,6 +16,7 @@ import set_repository  # noqa: E402
 from conftest import get  # noqa: E402
 
 
+@pytest.mark.slow
 def test_jupyterlab_from_make_lab_serves_every_notebook(lab):
     base, token = lab
     status, body = get(f"{base}/api/contents?token={token}")

@@ -1,4 +1,5 @@
-"""tutorlib.losses: CLIP and SigLIP losses against independent implementations."""
+"""tutorlib.losses: CLIP (with and without NegCLIP swap negatives) and SigLIP losses
+against independent implementations."""
 import math
 
 import pytest
@@ -15,6 +16,12 @@ except ImportError:                    # transformers >= 5 renamed it
 def _emb(n=6, d=5, seed=0, dtype=torch.float64):
     g = torch.Generator().manual_seed(seed)
     return (torch.randn(n, d, generator=g, dtype=dtype), torch.randn(n, d, generator=g, dtype=dtype))
+
+
+def _unit(n, d, seed=0):
+    """n random unit vectors of width d, in float64."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.nn.functional.normalize(torch.randn(n, d, generator=g, dtype=torch.float64), dim=-1)
 
 
 def _loop_clip_loss(x, y, logit_scale):
@@ -219,3 +226,17 @@ def test_info_nce_is_cross_entropy_on_the_diagonal():
     assert torch.allclose(losses.info_nce(logits), manual)
     with pytest.raises(ValueError, match="logits"):
         losses.info_nce(torch.randn(3, 4))
+
+
+def test_swap_negatives_raise_the_loss_when_they_look_like_positives():
+    """clip_loss_with_negatives (NegCLIP): extra captions in the image -> text softmax."""
+    x, y = _unit(5, 8, 9), _unit(5, 8, 10)
+    t = torch.tensor(math.log(10.0), dtype=torch.float64)
+    far = -x[:2]                       # easy negatives: opposite the images
+    near = x[:2] * 0.99 + 0.01 * y[:2]  # hard negatives: right on top of images 0 and 1
+    base = losses.clip_loss(x, y, t)
+    easy = losses.clip_loss_with_negatives(x, y, far, t)
+    hard = losses.clip_loss_with_negatives(x, y, near, t)
+    assert base <= easy + 1e-3 < hard
+    with pytest.raises(ValueError, match="neg_text_emb"):
+        losses.clip_loss_with_negatives(x, y, _unit(2, 7), t)

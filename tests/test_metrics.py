@@ -92,6 +92,35 @@ def test_recall_bad_input():
         metrics.recall_at_k(torch.full((4, 3), float("nan")), x)
 
 
+def test_recall_at_1_can_leave_the_query_out():
+    x = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.9, -0.1]])
+    same = torch.tensor([[1, 1, 0], [1, 1, 0], [0, 0, 1]], dtype=torch.bool)
+    assert metrics.recall_at_k(x, x, 1, positives=same) == 1.0                 # everyone finds itself
+    # left out: 0 -> 2 (miss), 1 -> 0 (hit), 2 -> 0 (miss)
+    assert metrics.recall_at_k(x, x, 1, positives=same, exclude_self=True) == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="exclude_self"):
+        metrics.recall_at_k(x, x, 1, exclude_self=True)
+
+
+def test_map_against_a_hand_computed_example():
+    # one query; gallery ranked by cosine: items 0 (rel), 1 (not), 2 (rel), 3 (not)
+    q = torch.tensor([[1.0, 0.0]])
+    g = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.5, 0.5], [0.0, 1.0]])
+    ap = metrics.mean_average_precision(q, g, torch.tensor([7]), torch.tensor([7, 1, 7, 2]))
+    assert ap == pytest.approx((1 / 1 + 2 / 3) / 2)
+    # exclude_self: the query itself (row 0) would be a free hit
+    x = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.9, -0.1]])
+    lab = torch.tensor([0, 0, 1])
+    # query 0 ranks [2 (not), 1 (rel)] -> AP 1/2; query 1 ranks [0 (rel), 2] -> 1; query 2 has none
+    assert metrics.mean_average_precision(x, x, lab, lab, exclude_self=True) == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="query_labels"):
+        metrics.mean_average_precision(q, g, torch.tensor([7, 8]), torch.tensor([7, 1, 7, 2]))
+    with pytest.raises(ValueError, match="gallery_labels"):
+        metrics.mean_average_precision(q, g, torch.tensor([7]), torch.tensor([0.5, 1, 7, 2]))
+    with pytest.raises(ValueError, match=r"^query_labels: no query has a relevant"):
+        metrics.mean_average_precision(q, g, torch.tensor([9]), torch.tensor([7, 1, 7, 2]))
+
+
 def test_zero_shot_accuracy():
     classes = _angles([0, 90, 180])
     images = _angles([10, 80, 100, 170, -20])

@@ -1,12 +1,11 @@
-"""Geodesic mixup: slerp on the sphere, the m^2-mix loss, the uni-modal mixups,
-and NegCLIP-style swap negatives."""
+"""tutorlib.mixup: slerp on the sphere, the m^2-mix loss and the uni-modal mixups."""
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from tutorlib import losses, mixup, world
+from tutorlib import losses, mixup
 
 
 def unit(n, d, seed=0):
@@ -48,9 +47,9 @@ def test_slerp_per_row_lambda_and_bad_input():
     assert torch.allclose(out[0], b[0], atol=1e-6) and torch.allclose(out[2], a[2], atol=1e-6)
     with pytest.raises(ValueError, match="lam"):
         mixup.slerp(a, b, 1.5)
-    with pytest.raises(ValueError, match="a and b"):
+    with pytest.raises(ValueError, match=r"^a and b:"):
         mixup.slerp(a, b[:2], 0.5)
-    with pytest.raises(ValueError, match="a"):
+    with pytest.raises(ValueError, match=r"^a:"):
         mixup.slerp(a[0], b[0], 0.5)
 
 
@@ -97,44 +96,3 @@ def test_unimodal_mixups_at_lambda_one_are_the_clip_loss():
     assert torch.allclose(mixup.vmix_loss(x, y, 1.0, t), plain, atol=1e-5)
     assert torch.allclose(mixup.lmix_loss(x, y, 1.0, t), plain, atol=1e-5)
     assert torch.isfinite(mixup.vlmix_loss(x, y, 0.5, t))
-
-
-def test_swap_negatives_raise_the_loss_when_they_look_like_positives():
-    x, y = unit(5, 8, 9), unit(5, 8, 10)
-    t = torch.tensor(math.log(10.0), dtype=torch.float64)
-    far = -x[:2]                       # easy negatives: opposite the images
-    near = x[:2] * 0.99 + 0.01 * y[:2]  # hard negatives: right on top of images 0 and 1
-    base = losses.clip_loss(x, y, t)
-    easy = losses.clip_loss_with_negatives(x, y, far, t)
-    hard = losses.clip_loss_with_negatives(x, y, near, t)
-    assert base <= easy + 1e-3 < hard
-    with pytest.raises(ValueError, match="neg_text_emb"):
-        losses.clip_loss_with_negatives(x, y, unit(2, 7), t)
-
-
-def test_swap_captions_swap_exactly_the_attribute_between_objects():
-    scenes = world.sample_scenes(400, seed=3)
-    true, swapped, valid = world.swap_captions(scenes, seed=1)
-    assert valid.sum() > 50
-    names = set(sum((w for w, _ in (world.SYNONYMS[c] for c in world.COLOURS)), []))
-    for a, b, ok in zip(true, swapped, valid.tolist()):
-        if not ok:
-            continue
-        diff = [(p, q) for p, q in zip(a.split(), b.split()) if p != q]
-        assert len(a.split()) == len(b.split()) and len(diff) == 2
-        assert all(p in names and q in names for p, q in diff)
-    # the swapped caption is false of the scene, the true one true
-    attrs = world.scene_attributes(scenes)
-    spec_true = world.captions(scenes, 1)[1]
-    assert world.matches(attrs, spec_true).diagonal().all()
-    swapped_scenes = world.Scenes(**{k: getattr(scenes, k).clone() for k in scenes.__dataclass_fields__})
-    swapped_scenes.colour[:] = scenes.colour.flip(1).where(scenes.shape[:, 1:2] >= 0, scenes.colour)
-    spec_swap = world.captions(swapped_scenes, 1)[1]
-    holds = world.matches(attrs, spec_swap).diagonal()
-    assert not (holds & valid).any()            # every valid swap is false of its scene ...
-    two = scenes.shape[:, 1] >= 0
-    same_shape_and = two & (scenes.shape[:, 0] == scenes.shape[:, 1]) & (scenes.size[:, 0] == scenes.size[:, 1]) \
-        & (spec_swap[:, 8] == 0) & (scenes.colour[:, 0] != scenes.colour[:, 1])
-    assert same_shape_and.any() and not valid[same_shape_and].any()   # ... "a red star and a blue star" is no negative
-    with pytest.raises(ValueError, match="attribute"):
-        world.swap_captions(scenes, attribute="motion")

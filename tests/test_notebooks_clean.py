@@ -25,10 +25,3 @@ def test_notebook_is_clean(path):
 def test_notebook_seeds_through_tutorlib(path):
     src = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"])
     assert "seed_everything(" in src, f"{path.name} must seed through tutorlib.seed_everything()"
-
-
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_has_a_lesson_guide(path):
-    guides = Path(__file__).parent.parent / "lessons"
-    number = path.name.split("_")[0]
-    assert list(guides.glob(f"{number}_*.md")), f"{path.name} has no guide lessons/{number}_*.md"

@@ -129,7 +129,7 @@ def test_surgery_adapter_starts_as_identity_and_mixes_by_r():
     with torch.no_grad():
         ad.ffn[2].bias.fill_(1.0)
     assert torch.allclose(ad(f), f + 0.3)          # r * (f + 1) + (1 - r) * f
-    with pytest.raises(ValueError, match="r"):
+    with pytest.raises(ValueError, match=r"^r:"):
         prompts.SurgeryAdapter(8, r=1.5)
     with pytest.raises(ValueError, match="dim"):
         prompts.SurgeryAdapter(0)

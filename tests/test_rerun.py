@@ -81,6 +81,7 @@ def test_a_rerun_safe_notebook_passes_twice(tmp_path):
     assert code == 0 and "2 passed" in out, out[-2000:]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", DETERMINISM)
 def test_fresh_kernels_print_the_same_numbers(name):
     import nbformat

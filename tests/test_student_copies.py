@@ -72,6 +72,7 @@ def test_stub_and_hint():
         student_copies.write_copies([ROOT / "README.md"], ROOT / "student")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", WITH_EXERCISES, ids=lambda p: p.name)
 def test_student_copy_stops_at_its_first_exercise_with_the_hint(path, tmp_path):
     """Run the copy's cells in order (scripts/run_cells.py): every cell before the first

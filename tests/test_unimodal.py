@@ -50,7 +50,7 @@ def test_bad_inputs_say_what_was_wrong():
     with pytest.raises(ValueError, match="texts"):
         unimodal.text_token_features("a red circle")
     ds = world.load_world("test", n=4, modalities=("image",), seed=0, progress=False)
-    with pytest.raises(ValueError, match="no 'audio' column"):
+    with pytest.raises(ValueError, match="^ds: has no 'audio' column"):
         unimodal.token_features("audio", ds)
     with pytest.raises(ValueError, match="overrides"):
         unimodal.token_features("text", ds, steps=3)

@@ -65,8 +65,9 @@ def function(learner, reference, make_inputs, trials: int = 3, atol: float = 1e-
     difference. Raises ``ExerciseError`` with a helpful message when they differ."""
     if not callable(learner):
         raise ValueError(f"learner: got {type(learner).__name__}, expected your function")
-    if not callable(reference) or not callable(make_inputs):
-        raise ValueError("reference, make_inputs: expected callables")
+    for arg, fn in (("reference", reference), ("make_inputs", make_inputs)):
+        if not callable(fn):
+            raise ValueError(f"{arg}: got {type(fn).__name__}, expected a callable")
     name = name or getattr(learner, "__name__", "your function")
     g = torch.random.get_rng_state()
     torch.manual_seed(seed)

@@ -70,11 +70,12 @@ def clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale,
     """
     scale = _checked(image_emb, text_emb, logit_scale).exp()
     logits_i = scale * _cos(image_emb, text_emb)
-    if targets is None:
-        return (_info_nce(logits_i) + _info_nce(logits_i.T)) / 2
+    logits_t = logits_i.T           # made before either loss term: autograd then sums the two
+    if targets is None:             # gradients in the same order, to the last bit, as before
+        return (_info_nce(logits_i) + _info_nce(logits_t)) / 2
     t = _soft_targets(targets, len(logits_i))
     return (F.cross_entropy(logits_i, t / t.sum(1, keepdim=True))
-            + F.cross_entropy(logits_i.T, (t / t.sum(0, keepdim=True)).T)) / 2
+            + F.cross_entropy(logits_t, (t / t.sum(0, keepdim=True)).T)) / 2
 
 
 def _soft_targets(targets, n: int) -> torch.Tensor:
@@ -94,12 +95,13 @@ def clip_loss_with_negatives(image_emb: torch.Tensor, text_emb: torch.Tensor,
     captions ``neg_text_emb`` ``[K, d]`` (e.g. attribute swaps); text->image is unchanged.
     """
     _validate.tensor("neg_text_emb", neg_text_emb, 2, finite=False)
-    scale = _checked(image_emb, text_emb, logit_scale, neg_text_emb=neg_text_emb).exp()
+    logit_scale = _checked(image_emb, text_emb, logit_scale, neg_text_emb=neg_text_emb)
     _validate.same_width("text_emb", text_emb, "neg_text_emb", neg_text_emb)
-    logits_i = scale * _cos(image_emb, text_emb)
-    logits_neg = scale * _cos(image_emb, neg_text_emb)                       # [N, K]
+    logits_i = logit_scale.exp() * _cos(image_emb, text_emb)
+    logits_t = logits_i.T
+    logits_neg = logit_scale.exp() * _cos(image_emb, neg_text_emb)          # [N, K]
     labels = torch.arange(len(logits_i), device=logits_i.device)
-    return (F.cross_entropy(torch.cat([logits_i, logits_neg], 1), labels) + _info_nce(logits_i.T)) / 2
+    return (F.cross_entropy(torch.cat([logits_i, logits_neg], 1), labels) + _info_nce(logits_t)) / 2
 
 
 def siglip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale,
