@@ -182,7 +182,7 @@ def test_finetune_intra_modal_term_adds_to_the_loss(small, tiny_model):
 
 
 SETTINGS_OF_THE_MINI_CLIP = ("image_size", "train_scenes", "embed_dim", "depth", "clip_steps",
-                             "clip_batch_size")
+                             "clip_batch_size", "patch_size")
 
 
 @pytest.mark.parametrize("field", SETTINGS_OF_THE_MINI_CLIP)

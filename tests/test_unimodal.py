@@ -62,7 +62,7 @@ def test_bad_inputs_say_what_was_wrong():
 
 @pytest.mark.parametrize("field", ["backbone_width", "backbone_depth", "backbone_steps",
                                    "backbone_batch_size", "modality_train_scenes", "image_size",
-                                   "sample_rate", "hop", "video_frames"])
+                                   "sample_rate", "hop", "video_frames", "patch_size"])
 def test_backbone_cache_name_follows_the_profile(field, monkeypatch):
     """A backbone's cache entry reads the profile (its recipe and its world), and is
     computed without building the world."""

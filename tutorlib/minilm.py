@@ -48,7 +48,7 @@ class MiniLMText(nn.Module):
         if isinstance(texts, str):
             texts = [texts]
         if not isinstance(texts, (list, tuple)) or not texts or not all(isinstance(t, str) for t in texts):
-            raise ValueError("texts: expected a non-empty list of strings")
+            raise ValueError(f"texts: got {type(texts).__name__}, expected a non-empty list of strings")
         return list(texts)
 
     @torch.no_grad()

@@ -43,7 +43,7 @@ class Profile:
     modality_train_scenes: int
     modality_test_scenes: int
     # the same in both profiles
-    patch_size: int = 8
+    patch_size: int = 8             # the towers' patches; object centres sit on their grid
     n_mels: int = 32
 
     @property

@@ -130,9 +130,11 @@ def pretrain(modality: str, ds=None, progress: bool = True, **overrides):
 
 def cache_name(modality: str, **overrides) -> str:
     """The cache entry of ``backbone(modality, **overrides)``: a hash of the recipe,
-    ``VERSION`` and the config of the lesson's training world (not built for this)."""
+    ``VERSION``, the config of the lesson's training world (not built for this) and the
+    towers' patch size."""
     r = recipe(modality, **overrides)
-    return f"unimodal-{modality}-{cache.key(r, VERSION, lesson_world_config('train'))}.safetensors"
+    parts = (r, VERSION, lesson_world_config("train"), settings().patch_size)
+    return f"unimodal-{modality}-{cache.key(*parts)}.safetensors"
 
 
 def backbone(modality: str, retrain: bool = False, progress: bool = True, **overrides):

@@ -45,10 +45,11 @@ class VideoTower(nn.Module):
     transformer, mean-pooled: ``[N, T, 3, H, W]`` -> ``[N, embed_dim]``."""
 
     def __init__(self, image_size: int | None = None, frames: int | None = None,
-                 patch_size: int = 8, embed_dim: int = 128, width: int | None = None,
+                 patch_size: int | None = None, embed_dim: int = 128, width: int | None = None,
                  depth: int = 2, heads: int = 4):
         super().__init__()
         image_size = settings().image_size if image_size is None else image_size
+        patch_size = settings().patch_size if patch_size is None else patch_size
         frames = settings().video_frames if frames is None else frames
         width = embed_dim if width is None else width
         for name, v in (("image_size", image_size), ("frames", frames), ("patch_size", patch_size),

@@ -18,10 +18,11 @@ class ImageTower(nn.Module):
     the token outputs ``[N, 1 + P, width]``.
     """
 
-    def __init__(self, image_size: int | None = None, patch_size: int = 8, embed_dim: int = 128,
+    def __init__(self, image_size: int | None = None, patch_size: int | None = None, embed_dim: int = 128,
                  width: int | None = None, depth: int = 2, heads: int = 4, channels: int = 3):
         super().__init__()
         image_size = settings().image_size if image_size is None else image_size
+        patch_size = settings().patch_size if patch_size is None else patch_size
         width = embed_dim if width is None else width
         for name, v in (("image_size", image_size), ("patch_size", patch_size),
                         ("embed_dim", embed_dim), ("width", width), ("depth", depth),

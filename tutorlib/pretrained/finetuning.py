@@ -9,6 +9,7 @@ import torch
 
 from .. import _validate, losses, train, world
 from .._core import device, get_seed, settings
+from ..models.interface import PromptableImage, PromptableText, require
 from ..ops import in_chunks
 
 
@@ -22,6 +23,8 @@ def _keep_tokens(h: torch.Tensor, keep: float, g: torch.Generator) -> torch.Tens
 
 
 def _check_args(model, steps, batch_size, intra_weight, keep_patches, image_blocks, text_blocks):
+    require("model.image_tower", getattr(model, "image_tower", None), PromptableImage)
+    require("model.text_tower", getattr(model, "text_tower", None), PromptableText)
     _validate.positive_int("steps", steps)
     _validate.positive_int("batch_size", batch_size)
     _validate.non_negative_number("intra_weight", intra_weight)

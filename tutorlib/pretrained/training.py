@@ -78,10 +78,11 @@ def train_mini_clip(data: dict | None = None, progress: bool = True, **overrides
 
 def cache_name(**overrides) -> str:
     """The cache entry of ``mini_clip(**overrides)``: a hash of the recipe, ``VERSION`` and
-    the config of the world it trains on (so a change to either trains a new model)."""
+    the config of the world it trains on and the towers' patch size (so a change to any
+    of them trains a new model)."""
     r = recipe(**overrides)
     data_cfg = world.world_config("train", settings().train_scenes, ("image", "text"), 0)
-    return f"mini-clip-{cache.key(r, VERSION, data_cfg)}.safetensors"
+    return f"mini-clip-{cache.key(r, VERSION, data_cfg, settings().patch_size)}.safetensors"
 
 
 def mini_clip(retrain: bool = False, progress: bool = True, **overrides):

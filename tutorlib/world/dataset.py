@@ -10,9 +10,9 @@ import torch
 from .. import _validate
 from .._core import get_seed, settings
 from .audio import log_mel, render_audio
-from .text import captions
 from .images import render_images, render_video
 from .scenes import Scenes, sample_scenes
+from .text import captions
 from .vocabulary import BASE_SHAPES, MODALITIES, NOVEL_PAIRS, NOVEL_SHAPES, SPLITS, SPLIT_SEEDS
 
 
