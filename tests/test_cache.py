@@ -227,3 +227,22 @@ def test_two_processes_same_entry(tmp_cache, tmp_path):
     # the per-entry lock makes the second process wait and reuse the first one's file
     assert len(log.read_text().split()) == 1
     assert not [n for n in os.listdir(tmp_cache) if n.endswith(".tmp")]
+
+
+def test_cached_module_builds_once_then_loads_and_rebuilds_stale_weights(tmp_cache):
+    builds = []
+
+    def build(width=3):
+        builds.append(width)
+        torch.manual_seed(len(builds))
+        return torch.nn.Linear(width, 2), {"accuracy": torch.tensor(0.5 + len(builds))}
+    first, extras = cache.cached_module("m.safetensors", lambda: torch.nn.Linear(3, 2), build)
+    again, extras2 = cache.cached_module("m.safetensors", lambda: torch.nn.Linear(3, 2), build)
+    assert builds == [3] and torch.equal(first.weight, again.weight) and extras2["accuracy"] == extras["accuracy"]
+    # weights that do not fit the module asked for are stale: rebuilt, not trusted
+    wider, _ = cache.cached_module("m.safetensors", lambda: torch.nn.Linear(5, 2), lambda: build(5))
+    assert builds == [3, 5] and wider.weight.shape == (2, 5)
+    cache.cached_module("m.safetensors", lambda: torch.nn.Linear(5, 2), lambda: build(5), retrain=True)
+    assert builds == [3, 5, 5]
+    with pytest.raises(ValueError, match="^retrain:"):
+        cache.cached_module("m.safetensors", lambda: torch.nn.Linear(5, 2), build, retrain="yes")

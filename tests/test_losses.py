@@ -240,3 +240,26 @@ def test_swap_negatives_raise_the_loss_when_they_look_like_positives():
     assert base <= easy + 1e-3 < hard
     with pytest.raises(ValueError, match="neg_text_emb"):
         losses.clip_loss_with_negatives(x, y, _unit(2, 7), t)
+
+
+READS_PER_CALL = {          # host reads of a device value (bool() or .item()): each one waits for a GPU
+    "clip_loss": (lambda x, y, s, t: losses.clip_loss(x, y, s), 1),
+    "clip_loss with soft targets": (lambda x, y, s, t: losses.clip_loss(x, y, s, targets=t), 2),
+    "NegCLIP": (lambda x, y, s, t: losses.clip_loss_with_negatives(x, y, y[:3], s), 1),
+    "SigLIP": (lambda x, y, s, t: losses.siglip_loss(x, y, s, -10.0), 1),
+}
+
+
+@pytest.mark.parametrize("case", list(READS_PER_CALL))
+def test_losses_read_the_device_once_per_call(case, monkeypatch):
+    """Checks at the boundary: all finiteness checks of a loss share one synchronisation
+    (soft targets add one more, for 'every row has a positive'), where there were 7 to 12."""
+    fn, allowed = READS_PER_CALL[case]
+    x, y = _emb(8, 4)
+    s, t = torch.tensor(2.0, requires_grad=True), torch.eye(8, dtype=torch.bool)
+    reads = []
+    real_bool, real_item = torch.Tensor.__bool__, torch.Tensor.item
+    monkeypatch.setattr(torch.Tensor, "__bool__", lambda self: reads.append(1) or real_bool(self))
+    monkeypatch.setattr(torch.Tensor, "item", lambda self: reads.append(1) or real_item(self))
+    fn(x, y, s, t)
+    assert len(reads) == allowed

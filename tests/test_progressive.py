@@ -63,13 +63,6 @@ def test_projection_head_layer_order():
     assert torch.allclose(head(x), ln(lin2(F.gelu(lin1(x)))), atol=1e-6)
 
 
-def test_masked_mean():
-    x = torch.arange(12.0).view(1, 4, 3)
-    assert torch.equal(progressive.masked_mean(x, None), x.mean(1))
-    mask = torch.tensor([[True, False, True, False]])
-    assert torch.equal(progressive.masked_mean(x, mask), (x[0, 0] + x[0, 2])[None] / 2)
-
-
 def test_later_stage_leaves_stage1_bit_identical_and_gets_no_gradient():
     model = stage1_model()
     hist = progressive.fit_pairs(model, ("image", feats("image")), ("text", feats("text")), steps=5,

@@ -679,3 +679,14 @@ def test_load_world_default_sizes_come_from_the_profile(world_cache, quick_profi
     assert len(world.load_world("train", progress=False)) == 24
     assert len(world.load_world("val", progress=False)) == 12
     assert world.config_of(world.load_world("base", progress=False))["n"] == 12
+
+
+def test_the_derived_audio_frame_count_is_what_log_mel_makes(monkeypatch):
+    """``settings().audio_frames`` is computed, not typed: it must match the spectrogram
+    that the audio tower reads, in both profiles."""
+    from tutorlib import profiles, settings
+    for name in ("quick", "full"):
+        monkeypatch.setenv("TUTORLIB_PROFILE", name)
+        wave = world.render_audio(world.sample_scenes(2, seed=0))
+        assert world.log_mel(wave).shape[1:] == (settings().n_mels, settings().audio_frames)
+        assert settings() is profiles.PROFILES[name]

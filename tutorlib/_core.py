@@ -7,7 +7,9 @@ import random
 import numpy as np
 import torch
 
-PROFILES = ("quick", "full")
+from .profiles import PROFILES as _SETTINGS
+
+PROFILES = tuple(_SETTINGS)          # "quick", "full": the names of tutorlib.profiles.PROFILES
 
 
 def device() -> torch.device:
@@ -37,8 +39,7 @@ def profile() -> str:
 def settings():
     """The current profile's shared settings, a frozen ``tutorlib.profiles.Profile``:
     ``settings().image_size`` is 32 in ``quick`` and 64 in ``full``."""
-    from .profiles import PROFILES
-    return PROFILES[profile()]
+    return _SETTINGS[profile()]
 
 
 def pick(quick, full):

@@ -9,6 +9,10 @@ import torch
 
 def tensor(name: str, x, ndim: int | None = None, *, floating: bool = True,
            finite: bool = True) -> torch.Tensor:
+    """``x`` is a tensor (of ``ndim`` dimensions, floating-point). ``finite=True`` also reads
+    every value (one device synchronisation): entry points that run once per call keep it;
+    what runs inside a training step passes ``finite=False``, since ``train.fit`` checks
+    the loss every step and a NaN anywhere reaches it."""
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name}: got {type(x).__name__}, expected a torch.Tensor")
     if ndim is not None and x.ndim != ndim:

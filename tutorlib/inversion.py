@@ -17,6 +17,7 @@ once; the paper runs OTI for 150 steps and OVI for 1,000.
 from __future__ import annotations
 
 import contextlib
+import math
 
 import torch
 import torch.nn.functional as F
@@ -52,7 +53,7 @@ def encode_with_pseudo_tokens(text_tower: nn.Module, tokenizer, tokens: torch.Te
     """The text tower on ``<bos> template-with-tokens <eos>``: pseudo-tokens ``[N, K, width]``
     (K word embeddings per query, in the slot ``{}``) -> text features ``[N, d]``."""
     require("text_tower", text_tower, PromptableText)
-    _validate.tensor("tokens", tokens, 3)
+    _validate.tensor("tokens", tokens, 3, finite=False)
     if tokens.shape[2] != text_tower.width:
         raise ValueError(f"tokens: got width {tokens.shape[2]}, expected the text tower's "
                          f"word-embedding width {text_tower.width}")
@@ -75,7 +76,7 @@ def encode_pseudo_patches(image_tower: nn.Module, patches: torch.Tensor) -> torc
     is one patch repeated everywhere; K = 2 gives a...a b...b), with the class token and
     position embeddings added as usual -> image features ``[N, d]``."""
     require("image_tower", image_tower, PromptableImage)
-    _validate.tensor("patches", patches, 3)
+    _validate.tensor("patches", patches, 3, finite=False)
     P, K = image_tower.n_patches, patches.shape[1]
     if patches.shape[2] != image_tower.width or not 1 <= K <= P:
         raise ValueError(f"patches: got shape {tuple(patches.shape)}, expected [N, K, "
@@ -102,10 +103,13 @@ def _invert(encode, target: torch.Tensor, n_tokens: int, width: int, steps: int,
         opt = torch.optim.AdamW([w], lr=lr, weight_decay=weight_decay)
         for step in range(steps):
             loss = (1 - F.cosine_similarity(encode(w), goal, dim=-1)).mean()
+            value = loss.item()                     # read once: the step's only device sync
+            if not math.isfinite(value):
+                raise FloatingPointError(f"lr: the loss became {value} at step {step}; try a lower lr")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            losses[step] += loss.item() * len(goal) / len(target)
+            losses[step] += value * len(goal) / len(target)
             bar.update()
         out.append(w.detach())
     bar.close()
@@ -118,6 +122,7 @@ def oti(text_tower: nn.Module, tokenizer, image_emb: torch.Tensor, template: str
     """Optimisation-based Text Inversion of image embeddings ``[N, d]``: pseudo-tokens
     ``w`` ``[N, n_tokens, width]`` from N(0, 0.02^2) minimising ``1 - cos(t(w), v)`` through
     the frozen text tower. Returns the tokens and the mean loss at each step ``[steps]``."""
+    require("text_tower", text_tower, PromptableText)
     _validate.tensor("image_emb", image_emb, 2)
     _template_ids(tokenizer, template)
     with _frozen(text_tower):
@@ -133,6 +138,7 @@ def ovi(image_tower: nn.Module, text_emb: torch.Tensor, n_tokens: int = 1, steps
     embeddings ``[N, n_tokens, width]`` from N(0, 0.02^2), stretched over the patch positions,
     minimising ``1 - cos(f_I(u), t)`` through the frozen image tower. Returns the patches
     and the mean loss at each step ``[steps]``."""
+    require("image_tower", image_tower, PromptableImage)
     _validate.tensor("text_emb", text_emb, 2)
     _validate.positive_int("n_tokens", n_tokens)
     if n_tokens > image_tower.n_patches:

@@ -53,16 +53,17 @@ class MiniLMText(nn.Module):
 
     @torch.no_grad()
     def tokens(self, texts, max_length: int = 32, batch_size: int | None = None,
-               progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+               progress: bool = False, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
         """Token outputs ``[N, L, 384]`` (on the CPU) and the mask ``[N, L]`` (True: a real
         word piece) of ``texts``, padded together to the longest and cut at ``max_length``,
-        run through the model in batches of ``batch_size`` (default: all) on its device."""
+        run through the model in batches of ``batch_size`` (default: all) on its device;
+        each batch is cast to ``dtype`` as it comes back (``torch.float16`` halves the memory)."""
         batch = self.tokenizer(self._texts(texts), padding=True, truncation=True, return_tensors="pt",
                                max_length=_validate.positive_int("max_length", max_length))
         dev = next(self.model.parameters()).device
 
         def run(rows):
-            return self.model(**{k: v[rows].to(dev) for k, v in batch.items()}).last_hidden_state.cpu()
+            return self.model(**{k: v[rows].to(dev) for k, v in batch.items()}).last_hidden_state.to(dtype).cpu()
         rows = torch.arange(len(batch["input_ids"]))
         size = len(rows) if batch_size is None else _validate.positive_int("batch_size", batch_size)
         return ops.in_chunks(run, rows, size, desc="MiniLM tokens", progress=progress), \

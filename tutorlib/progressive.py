@@ -162,7 +162,7 @@ class OneEncoder(nn.Module):
 
     def _check(self, name, tokens, mask):
         _validate.one_of("modality", name, self.modalities)
-        _validate.tensor("tokens", tokens, 3)
+        _validate.tensor("tokens", tokens, 3, finite=False)
         if tokens.shape[-1] != self.heads[name].in_dim:
             raise ValueError(f"tokens: got width {tokens.shape[-1]} for modality {name!r}, "
                              f"expected {self.heads[name].in_dim} (the width its head was built for)")

@@ -7,7 +7,7 @@
     novel_emb = learner.for_classes(["green star", ...])()  # the same context, other classes
     logits = class_logits(image_emb, class_emb, model.logit_scale)
 
-    vp = VisualPrompts(learner, n_tokens=2)                 # image prompt tokens from the context
+    vp = VisualPrompts(learner, image_width)                # one image prompt token per context vector
     img = encode_image_with_prompts(model.image_tower, images, vp(), layer=0)
     feature_shift(prompted, frozen)                         # mean ||f(x; P) - f(x; none)||
     shift_consistency_loss(text_shift, image_shift)         # (shift_T - shift_I)^2
@@ -122,8 +122,8 @@ class PromptLearner(nn.Module):
 def class_logits(image_emb: torch.Tensor, class_emb: torch.Tensor, logit_scale) -> torch.Tensor:
     """``exp(logit_scale) * cos(image_i, class_c)`` ``[N, C]``: CoOp's classifier, at the
     frozen model's scale."""
-    _validate.tensor("image_emb", image_emb, 2)
-    _validate.tensor("class_emb", class_emb, 2)
+    _validate.tensor("image_emb", image_emb, 2, finite=False)
+    _validate.tensor("class_emb", class_emb, 2, finite=False)
     _validate.same_width("image_emb", image_emb, "class_emb", class_emb)
     scale = torch.as_tensor(logit_scale).exp()
     return scale * F.normalize(image_emb, dim=-1) @ F.normalize(class_emb, dim=-1).T
@@ -185,14 +185,14 @@ def encode_image_with_prompts(image_tower: nn.Module, images: torch.Tensor | Non
     if (images is None) == (states is None):
         raise ValueError("images, states: pass exactly one of them")
     if states is not None:
-        _validate.tensor("states", states, 3)
+        _validate.tensor("states", states, 3, finite=False)
         if states.shape[1:] != (1 + image_tower.n_patches, image_tower.width):
             raise ValueError(f"states: got shape {tuple(states.shape)}, expected "
                              f"[N, {1 + image_tower.n_patches}, {image_tower.width}] "
                              "(image_tower.hidden's output)")
     x = image_tower.hidden(images, layer) if states is None else states   # [N, 1 + P, width]
     if prompts is not None:
-        _validate.tensor("prompts", prompts, 2)
+        _validate.tensor("prompts", prompts, 2, finite=False)
         if prompts.shape[1] != image_tower.width:
             raise ValueError(f"prompts: got width {prompts.shape[1]}, expected the tower's {image_tower.width}")
         x = torch.cat([x, prompts.expand(len(x), -1, -1)], 1)
@@ -203,8 +203,8 @@ def feature_shift(prompted: torch.Tensor, frozen: torch.Tensor) -> torch.Tensor:
     """RESTORE's feature shift of one modality: the mean distance between the normalised
     features with and without prompts, ``mean_i ||f(x_i; P) - f(x_i; none)||`` (a scalar
     tensor, differentiable). Inputs ``[N, d]``, rows paired."""
-    _validate.tensor("prompted", prompted, 2)
-    _validate.tensor("frozen", frozen, 2)
+    _validate.tensor("prompted", prompted, 2, finite=False)
+    _validate.tensor("frozen", frozen, 2, finite=False)
     if prompted.shape != frozen.shape:
         raise ValueError(f"prompted, frozen: got shapes {tuple(prompted.shape)} and "
                          f"{tuple(frozen.shape)}, expected the same")
@@ -228,7 +228,7 @@ def prompt_gram_shift(prompt: torch.Tensor, initial: torch.Tensor) -> torch.Tens
     The code sums the squared text-minus-visual difference of this ratio over its prompt
     layers as the consistency loss."""
     for name, v in (("prompt", prompt), ("initial", initial)):
-        _validate.tensor(name, v, 2)
+        _validate.tensor(name, v, 2, finite=False)
     if prompt.shape != initial.shape:
         raise ValueError(f"prompt, initial: got shapes {tuple(prompt.shape)} and "
                          f"{tuple(initial.shape)}, expected the same")
@@ -257,6 +257,6 @@ class SurgeryAdapter(nn.Module):
         nn.init.zeros_(self.ffn[2].bias)
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
-        _validate.tensor("f", f, 2)
+        _validate.tensor("f", f, 2, finite=False)
         g = f + self.ffn(self.ln(f))
         return self.r * g + (1 - self.r) * f

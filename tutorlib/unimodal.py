@@ -75,12 +75,13 @@ def recipe(modality: str, **overrides) -> dict:
     return r
 
 
-def make_backbone(modality: str, width: int | None = None, depth: int = 2) -> torch.nn.Module:
+def make_backbone(modality: str, width: int | None = None, depth: int | None = None) -> torch.nn.Module:
     """A fresh tower whose pooled output (and token width) is ``width``."""
     _validate.one_of("modality", modality, BACKBONES)
     width = settings().backbone_width if width is None else _validate.positive_int("width", width)
     tower = {"image": models.ImageTower, "audio": models.AudioTower, "video": models.VideoTower}[modality]
-    return tower(embed_dim=width, width=width, depth=_validate.positive_int("depth", depth))
+    depth = settings().backbone_depth if depth is None else _validate.positive_int("depth", depth)
+    return tower(embed_dim=width, width=width, depth=depth)
 
 
 def _float(modality: str, x: torch.Tensor) -> torch.Tensor:
@@ -130,10 +131,10 @@ def pretrain(modality: str, ds=None, progress: bool = True, **overrides):
 
 def cache_name(modality: str, **overrides) -> str:
     """The cache entry of ``backbone(modality, **overrides)``: a hash of the recipe,
-    ``VERSION``, the config of the lesson's training world (not built for this) and the
-    towers' patch size."""
+    ``VERSION``, the configs of the lesson's train and test worlds (not built for this: the
+    test world gives the stored accuracies) and the towers' patch size."""
     r = recipe(modality, **overrides)
-    parts = (r, VERSION, lesson_world_config("train"), settings().patch_size)
+    parts = (r, VERSION, lesson_world_config("train"), lesson_world_config("test"), settings().patch_size)
     return f"unimodal-{modality}-{cache.key(*parts)}.safetensors"
 
 
@@ -184,8 +185,7 @@ def _minilm() -> MiniLMText:
 
 def _text_tokens(texts, batch_size, progress):
     minilm = _minilm().to(device())
-    tokens, mask = minilm.tokens(texts, MAX_TEXT_TOKENS, batch_size, progress)
-    return tokens.half(), mask
+    return minilm.tokens(texts, MAX_TEXT_TOKENS, batch_size, progress, dtype=torch.float16)
 
 
 def text_token_features(texts, batch_size: int = 256, progress: bool = True) -> dict:

@@ -1,4 +1,4 @@
-"""The image tower: a tiny ViT over 8x8 patches, pooled at its class token."""
+"""The image tower: a tiny ViT over square patches (8x8 by default), pooled at its class token."""
 from __future__ import annotations
 
 import torch
@@ -10,7 +10,8 @@ from .blocks import Encoder
 
 
 class ImageTower(nn.Module):
-    """A tiny ViT: 8x8 patches -> [CLS] + patches + positions -> transformer -> CLS -> projection.
+    """A tiny ViT: square patches (``settings().patch_size``, 8) -> [CLS] + patches + positions
+    -> transformer -> CLS -> projection.
 
     ``forward(images [N, 3, H, W])`` or ``forward(patches=[N, P, width])`` (patch
     embeddings before the class token and positions are added, the space where visual
@@ -54,7 +55,7 @@ class ImageTower(nn.Module):
         if patches is None:
             patches = self.patchify(images)
         else:
-            _validate.tensor("patches", patches, 3)
+            _validate.tensor("patches", patches, 3, finite=False)
             if patches.shape[1:] != (self.n_patches, self.width):
                 raise ValueError(f"patches: got shape {tuple(patches.shape)}, expected "
                                  f"[N, {self.n_patches}, {self.width}]")

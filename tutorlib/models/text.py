@@ -55,7 +55,7 @@ class TextTower(nn.Module):
             ids, mask = ids[:, :int(mask.sum(1).max())], mask[:, :int(mask.sum(1).max())]  # drop all-pad tail
             embeds = self.token_embedding(ids)
         else:
-            _validate.tensor("embeds", embeds, 3)
+            _validate.tensor("embeds", embeds, 3, finite=False)
             if embeds.shape[1] > self.context_length or embeds.shape[2] != self.width:
                 raise ValueError(f"embeds: got shape {tuple(embeds.shape)}, expected "
                                  f"[N, <= {self.context_length}, {self.width}]")

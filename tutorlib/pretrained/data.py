@@ -5,7 +5,16 @@ from __future__ import annotations
 import torch
 
 from .. import _validate, world
-from .._core import get_seed
+from .._core import get_seed, settings
+
+
+MODALITIES = ("image", "text")
+
+
+def training_config(split: str = "train", n: int | None = None, seed: int = 0) -> dict:
+    """The world config ``training_data(split, n, seed)`` loads (and the cached mini-CLIP's
+    key reads), without building it."""
+    return world.world_config(split, world.default_size(split) if n is None else n, MODALITIES, seed)
 
 
 def training_data(split: str = "train", n: int | None = None, seed: int = 0) -> dict:
@@ -15,7 +24,8 @@ def training_data(split: str = "train", n: int | None = None, seed: int = 0) -> 
     make more captions of *these* images, e.g. ``world.swap_captions``). ``seed`` is the
     world's seed, fixed at 0 so that the course's models share one world whatever
     ``TUTORLIB_SEED`` is."""
-    ds = world.load_world(split, n=n, modalities=("image", "text"), seed=seed)
+    cfg = training_config(split, n, seed)
+    ds = world.load_world(split, n=cfg["n"], modalities=MODALITIES, seed=cfg["seed"])
     t = world.tensors(ds, ["image", "caption", "partial", "caption_spec", "partial_spec"])
     tok = world.Tokenizer()
     scenes = world.scenes_of(ds)
@@ -25,11 +35,11 @@ def training_data(split: str = "train", n: int | None = None, seed: int = 0) -> 
             "caption": t["caption"], "partial": t["partial"]}
 
 
-def clip_batches(data: dict, batch_size: int = 64, partial_frac: float = 0.5, seed: int = 0):
+def clip_batches(data: dict, batch_size: int | None = None, partial_frac: float = 0.5, seed: int = 0):
     """A ``batches(step)`` function for ``train.fit``: random scenes, each with its full
     caption or (with probability ``partial_frac``) its partial caption, and the soft
     target matrix ``[B, B]``: ``targets[i, j]`` is True when scene i satisfies caption j."""
-    _validate.positive_int("batch_size", batch_size)
+    batch_size = settings().clip_batch_size if batch_size is None else _validate.positive_int("batch_size", batch_size)
     if not 0.0 <= partial_frac <= 1.0:
         raise ValueError(f"partial_frac: got {partial_frac!r}, expected a number in [0, 1]")
     g = torch.Generator().manual_seed(get_seed(seed))

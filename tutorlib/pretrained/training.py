@@ -5,15 +5,11 @@ import math
 
 import torch
 
-from .. import _validate, cache, losses, models, train, world
+from .. import _validate, cache, losses, models, train
 from .._core import device, get_seed, settings
-from .data import clip_batches, training_data
+from .data import clip_batches, training_config, training_data
 
 VERSION = 2          # bump when the recipe changes: old cache entries are then ignored
-
-
-def _to(batch, dev):
-    return tuple(t.to(dev, non_blocking=True) for t in batch)
 
 
 def recipe(**overrides) -> dict:
@@ -81,7 +77,7 @@ def cache_name(**overrides) -> str:
     the config of the world it trains on and the towers' patch size (so a change to any
     of them trains a new model)."""
     r = recipe(**overrides)
-    data_cfg = world.world_config("train", settings().train_scenes, ("image", "text"), 0)
+    data_cfg = training_config()                # the world training_data() loads
     return f"mini-clip-{cache.key(r, VERSION, data_cfg, settings().patch_size)}.safetensors"
 
 

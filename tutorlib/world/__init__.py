@@ -24,7 +24,7 @@ from .images import render_images, render_video
 from .audio import LOUDNESS, PITCH_HZ, TIMBRE, TREMOLO_HZ, log_mel, render_audio
 from .text import SPEC_WIDTH, captions, class_prompts, matches, swap_captions
 from .tokenizer import SPECIALS, Tokenizer
-from .dataset import (build_columns, config_of, images_float, load_world, scenes_of, split_scenes,
+from .dataset import (build_columns, config_of, default_size, images_float, load_world, scenes_of, split_scenes,
                       tensors, world_config)
 
 __all__ = [
@@ -36,6 +36,6 @@ __all__ = [
     "PITCH_HZ", "TIMBRE", "LOUDNESS", "TREMOLO_HZ", "render_audio", "log_mel",
     "SPEC_WIDTH", "captions", "swap_captions", "matches", "class_prompts",
     "SPECIALS", "Tokenizer",
-    "world_config", "split_scenes", "build_columns", "load_world", "config_of", "tensors",
+    "world_config", "default_size", "split_scenes", "build_columns", "load_world", "config_of", "tensors",
     "images_float", "scenes_of",
 ]

@@ -37,6 +37,13 @@ def world_config(split: str, n: int, modalities, seed: int, image_size: int | No
                 two_object_frac=float(two_object_frac), version=1)
 
 
+def default_size(split: str) -> int:
+    """Scenes in a split by default: the profile's ``train_scenes`` for train,
+    ``eval_scenes`` for every other split."""
+    _validate.one_of("split", split, SPLITS)
+    return settings().train_scenes if split == "train" else settings().eval_scenes
+
+
 def split_scenes(cfg: dict) -> Scenes:
     """The scenes of a split: disjoint seeds per split, and the design's held-out rules."""
     split, seed = cfg["split"], SPLIT_SEEDS[cfg["split"]] + 7919 * cfg["seed"]
@@ -127,8 +134,7 @@ def load_world(split: str = "train", n: int | None = None, modalities=("image", 
     import datasets
     from .. import cache
 
-    if n is None:
-        n = settings().train_scenes if split == "train" else settings().eval_scenes
+    n = default_size(split) if n is None else n
     cfg = world_config(split, n, modalities, seed, image_size, two_object_frac)
     was_enabled = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bar()
