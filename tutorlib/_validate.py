@@ -69,6 +69,16 @@ def pair(image_emb, text_emb) -> None:
     same_width("image_emb", image_emb, "text_emb", text_emb)
 
 
+def loss_inputs(image_emb, text_emb, logit_scale, **more: torch.Tensor) -> torch.Tensor:
+    """A contrastive loss's inputs: two paired ``[N, d]`` batches and a scalar log-scale,
+    types and shapes checked, values (with any ``more``) checked once for NaN or inf.
+    Returns the scale as a 0-d tensor."""
+    pair(image_emb, text_emb)
+    logit_scale = scalar("logit_scale", logit_scale, finite=False)
+    finite(image_emb=image_emb, text_emb=text_emb, logit_scale=logit_scale, **more)
+    return logit_scale
+
+
 def scalar(name: str, x, *, finite: bool = True) -> torch.Tensor:
     """A number or a one-element tensor, as a 0-d tensor."""
     if isinstance(x, (int, float)) and not isinstance(x, bool):

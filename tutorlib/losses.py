@@ -27,17 +27,9 @@ def similarity(image_emb: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
     return _cos(image_emb, text_emb)
 
 
-def _checked(image_emb, text_emb, logit_scale, **more) -> torch.Tensor:
-    """Shapes, types and (once, for all) finiteness of a loss's inputs; the scale as 0-d."""
-    _validate.pair(image_emb, text_emb)
-    logit_scale = _validate.scalar("logit_scale", logit_scale, finite=False)
-    _validate.finite(image_emb=image_emb, text_emb=text_emb, logit_scale=logit_scale, **more)
-    return logit_scale
-
-
 def clip_logits(image_emb, text_emb, logit_scale):
     """``exp(logit_scale) * cos`` both ways: ``[N, N]`` image->text and its transpose."""
-    logits = _checked(image_emb, text_emb, logit_scale).exp() * _cos(image_emb, text_emb)
+    logits = _validate.loss_inputs(image_emb, text_emb, logit_scale).exp() * _cos(image_emb, text_emb)
     return logits, logits.T
 
 
@@ -68,7 +60,7 @@ def clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale,
     a row of ``targets[i]`` marks every caption image i satisfies (rows are
     normalised to sum to one; columns for the text->image direction).
     """
-    scale = _checked(image_emb, text_emb, logit_scale).exp()
+    scale = _validate.loss_inputs(image_emb, text_emb, logit_scale).exp()
     logits_i = scale * _cos(image_emb, text_emb)
     logits_t = logits_i.T           # made before either loss term: autograd then sums the two
     if targets is None:             # gradients in the same order, to the last bit, as before
@@ -95,7 +87,7 @@ def clip_loss_with_negatives(image_emb: torch.Tensor, text_emb: torch.Tensor,
     captions ``neg_text_emb`` ``[K, d]`` (e.g. attribute swaps); text->image is unchanged.
     """
     _validate.tensor("neg_text_emb", neg_text_emb, 2, finite=False)
-    logit_scale = _checked(image_emb, text_emb, logit_scale, neg_text_emb=neg_text_emb)
+    logit_scale = _validate.loss_inputs(image_emb, text_emb, logit_scale, neg_text_emb=neg_text_emb)
     _validate.same_width("text_emb", text_emb, "neg_text_emb", neg_text_emb)
     logits_i = logit_scale.exp() * _cos(image_emb, text_emb)
     logits_t = logits_i.T
@@ -114,7 +106,7 @@ def siglip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale,
     open_clip initialises logit_scale at ln 10 and the bias b at -10.
     """
     logit_bias = _validate.scalar("logit_bias", logit_bias, finite=False)
-    logit_scale = _checked(image_emb, text_emb, logit_scale, logit_bias=logit_bias)
+    logit_scale = _validate.loss_inputs(image_emb, text_emb, logit_scale, logit_bias=logit_bias)
     logits = logit_scale.exp() * _cos(image_emb, text_emb) + logit_bias
     n = logits.shape[0]
     z = 2 * torch.eye(n, device=logits.device) - 1

@@ -84,9 +84,7 @@ def _sym(logits, targets):
 def _unimodal_mix(image_emb, text_emb, lam, logit_scale, side: str) -> torch.Tensor:
     """Mix one modality with the batch in reverse order, ``slerp(v_i, v_{N-1-i}, lam)``;
     the mixed item matches partner i with weight lam and partner N-1-i with 1 - lam."""
-    s = _validate.scalar("logit_scale", logit_scale, finite=False)
-    _validate.pair(image_emb, text_emb)
-    _validate.finite(image_emb=image_emb, text_emb=text_emb, logit_scale=s)
+    s = _validate.loss_inputs(image_emb, text_emb, logit_scale)
     x, y = F.normalize(image_emb, dim=-1), F.normalize(text_emb, dim=-1)
     if side == "image":
         x = _slerp(x, torch.flip(x, dims=[0]), lam)
@@ -108,10 +106,7 @@ def lmix_loss(image_emb, text_emb, lam, logit_scale) -> torch.Tensor:
 def vlmix_loss(image_emb, text_emb, lam, logit_scale) -> torch.Tensor:
     """VL-mix (m^3-mix): images and texts mixed with the same partner and weight; a mixed
     image matches its mixed text, and the reversed pair too (targets ``I + flip(I)``)."""
-    s = _validate.scalar("logit_scale", logit_scale, finite=False)
-    _validate.pair(image_emb, text_emb)
-    _validate.finite(image_emb=image_emb, text_emb=text_emb, logit_scale=s)
-    s = s.exp()
+    s = _validate.loss_inputs(image_emb, text_emb, logit_scale).exp()
     x, y = F.normalize(image_emb, dim=-1), F.normalize(text_emb, dim=-1)
     mx, my = _slerp(x, torch.flip(x, dims=[0]), lam), _slerp(y, torch.flip(y, dims=[0]), lam)
     eye = torch.eye(len(x), device=x.device)
