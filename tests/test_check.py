@@ -136,3 +136,87 @@ def test_checks_return_the_difference_without_echoing_it_in_a_notebook():
 def test_function_with_one_trial_says_test_input(capsys):
     check.function(lambda x: x + 1, lambda x: x + 1, lambda: torch.ones(2), trials=1, name="plus one")
     assert "on its test input" in capsys.readouterr().out
+
+
+# ---- gradients, named trials and hints (issue 16) ----
+import math                                           # noqa: E402
+
+import torch.nn.functional as F                       # noqa: E402
+
+from tutorlib import losses                           # noqa: E402
+
+
+def clip_inputs():
+    return torch.randn(8, 16), torch.randn(8, 16), torch.tensor(math.log(1 / 0.07))
+
+
+def test_gradients_compared_and_reported(capsys):
+    def mine(x, y, t):
+        return losses.clip_loss(x, y, t)
+    check.function(mine, losses.clip_loss, clip_inputs)
+    assert "values and gradients" in capsys.readouterr().out
+
+
+def test_math_exp_cuts_the_gradient_to_the_temperature():
+    def mine(x, y, t):                 # right value, no gradient to t
+        logits = math.exp(t) * F.normalize(x, dim=-1) @ F.normalize(y, dim=-1).T
+        labels = torch.arange(len(x))
+        return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+    with pytest.raises(check.ExerciseError, match=r"no gradient flows to argument 3 \(logit_scale\)"):
+        check.function(mine, losses.clip_loss, clip_inputs)
+    check.function(mine, losses.clip_loss, clip_inputs, gradients=False)   # the values alone agree
+
+
+def test_wrong_gradient_is_caught():
+    class Straight(torch.autograd.Function):      # right forward, gradient doubled
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, g):
+            return 2 * g
+    with pytest.raises(check.ExerciseError, match="gradient of argument 1"):
+        check.function(lambda x, y: reference(Straight.apply(x), y), reference, make_inputs)
+
+
+def test_non_differentiable_reference_skips_gradients(capsys):
+    check.function(lambda z: z.sum().item(), lambda z: z.sum().item(), lambda: (torch.randn(4),))
+    assert "gradients" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("mistake, cause", [
+    (lambda x, y, t: losses.clip_loss(x, y, t.log()), "log of the scale"),
+    (lambda x, y, t: losses.info_nce(t.exp() * losses.similarity(x, y)), "one direction only"),
+    (lambda x, y, t: 2 * losses.clip_loss(x, y, t), "without halving"),
+    (lambda x, y, t: 8 * losses.clip_loss(x, y, t), "sum instead of averaging"),
+])
+def test_known_mistakes_are_named(mistake, cause):
+    with pytest.raises(check.ExerciseError, match=cause):
+        check.function(mistake, losses.clip_loss, clip_inputs)
+
+
+def test_transposed_result_is_named():
+    with pytest.raises(check.ExerciseError, match="transposed"):
+        check.function(lambda x, y: losses.similarity(x, y).T, losses.similarity,
+                       lambda: (torch.randn(8, 4), torch.randn(5, 4)))
+
+
+def test_named_trials_say_which_failed(capsys):
+    cases = {"random rows": lambda: (torch.randn(4, 3), torch.randn(4, 3)),
+             "with ties": lambda: (torch.ones(4, 3), torch.ones(4, 3))}
+    check.function(reference, reference, cases)
+    assert "random rows; with ties" in capsys.readouterr().out
+
+    def wrong_on_ties(x, y):
+        return reference(x, y) + (x == y).all(-1).float()
+    with pytest.raises(check.ExerciseError, match=r"trial 2 \(with ties\)"):
+        check.function(wrong_on_ties, reference, cases)
+
+
+def test_extra_mistakes_and_bad_cases():
+    with pytest.raises(check.ExerciseError, match="Likely cause: squared"):
+        check.function(lambda x, y: reference(x, y) ** 2, reference, make_inputs,
+                       mistakes=[(lambda x, y: reference(x, y) ** 2, "squared")])
+    with pytest.raises(ValueError, match="make_inputs"):
+        check.function(reference, reference, {"a": 3})

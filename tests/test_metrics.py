@@ -206,9 +206,9 @@ def test_geometry_bad_input():
 def test_binding_accuracy_counts_true_above_swapped():
     x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     true = torch.tensor([[1.0, 0.1], [0.0, 2.0], [1.0, 0.0]])
-    swapped = torch.tensor([[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])     # last: a tie, not a win
-    assert metrics.binding_accuracy(x, true, swapped) == pytest.approx(2 / 3)
-    assert metrics.binding_accuracy(x, swapped, true) == pytest.approx(0.0)
+    swapped = torch.tensor([[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])     # last: a tie, one half
+    assert metrics.binding_accuracy(x, true, swapped) == pytest.approx(2.5 / 3)
+    assert metrics.binding_accuracy(x, swapped, true) == pytest.approx(0.5 / 3)
 
 
 def test_binding_accuracy_bad_input():
@@ -216,3 +216,19 @@ def test_binding_accuracy_bad_input():
         metrics.binding_accuracy(torch.randn(3, 4), torch.randn(2, 4), torch.randn(3, 4))
     with pytest.raises(ValueError, match="swapped_emb"):
         metrics.binding_accuracy(torch.randn(3, 4), torch.randn(3, 4), torch.randn(3, 5))
+
+
+def test_binding_accuracy_ties_count_one_half():
+    x = torch.randn(10, 8)
+    same = torch.randn(10, 8)
+    assert metrics.binding_accuracy(x, same, same.clone()) == 0.5          # cannot tell them apart
+    # a bag of words: the same token vectors averaged in another order (rounding differs)
+    words = torch.randn(10, 3, 8)
+    bag_true, bag_swap = words.mean(1), words.flip(1).mean(1)
+    assert metrics.binding_accuracy(x, bag_true, bag_swap) == 0.5
+    # one clear win, one clear loss, one tie: (1 + 0 + 0.5) / 3
+    t = torch.tensor([[1.0, 0, 0], [1, 0, 0], [0, 0, 1]])
+    s = torch.tensor([[0.0, 1, 0], [0, 1, 0], [0, 0, 1]])
+    assert metrics.binding_accuracy(torch.eye(3), t, s) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="tie_tol"):
+        metrics.binding_accuracy(x, same, same, tie_tol=-1)

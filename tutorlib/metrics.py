@@ -98,7 +98,8 @@ def modality_gap(x: torch.Tensor, y: torch.Tensor) -> float:
     return (x.mean(0) - y.mean(0)).norm().item()
 
 
-def binding_accuracy(image_emb: torch.Tensor, true_emb: torch.Tensor, swapped_emb: torch.Tensor) -> float:
+def binding_accuracy(image_emb: torch.Tensor, true_emb: torch.Tensor, swapped_emb: torch.Tensor,
+                     tie_tol: float = 1e-6) -> float:
     """The binding-swap test (after Yuksekgonul et al. 2023): how often an image is closer
     to its true caption ``[N, d]`` than to the same caption with two objects' attributes
     swapped ``[N, d]`` ("a red circle and a blue square" vs "a blue circle and a red
@@ -108,7 +109,10 @@ def binding_accuracy(image_emb: torch.Tensor, true_emb: torch.Tensor, swapped_em
     _validate.same_rows("image_emb", x, "swapped_emb", s)
     _validate.same_width("image_emb", x, "true_emb", t)
     _validate.same_width("image_emb", x, "swapped_emb", s)
-    return ((x * t).sum(-1) > (x * s).sum(-1)).float().mean().item()
+    _validate.non_negative_number("tie_tol", tie_tol)
+    margin = (x * t).sum(-1) - (x * s).sum(-1)
+    tie = margin.abs() <= tie_tol
+    return ((margin > 0) & ~tie).float().add(0.5 * tie.float()).mean().item()
 
 
 def mean_average_precision(query_emb: torch.Tensor, gallery_emb: torch.Tensor,
