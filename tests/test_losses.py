@@ -263,3 +263,22 @@ def test_losses_read_the_device_once_per_call(case, monkeypatch):
     monkeypatch.setattr(torch.Tensor, "item", lambda self: reads.append(1) or real_item(self))
     fn(x, y, s, t)
     assert len(reads) == allowed
+
+
+def test_clip_loss_with_negatives_soft_targets():
+    """Identity targets give the plain NegCLIP loss; a duplicated caption as a target lowers it."""
+    torch.manual_seed(0)
+    x, y, n, t = torch.randn(6, 8), torch.randn(6, 8), torch.randn(3, 8), torch.tensor(2.0)
+    eye = torch.eye(6, dtype=torch.bool)
+    assert torch.allclose(losses.clip_loss_with_negatives(x, y, n, t, targets=eye),
+                          losses.clip_loss_with_negatives(x, y, n, t), atol=1e-6)
+    soft = eye.clone()
+    soft[0, 1] = soft[1, 0] = soft[2, 4] = True                  # rows 0, 2 and columns 1, 4 hold two targets
+    s = t.exp()
+    xn, yn, nn = (torch.nn.functional.normalize(v, dim=-1) for v in (x, y, n))
+    li = torch.cat([s * xn @ yn.T, s * xn @ nn.T], 1).log_softmax(1)[:, :6]       # extra columns: never targets
+    lt = (s * yn @ xn.T).log_softmax(1)
+    w = soft.float()
+    expected = (-(w / w.sum(1, keepdim=True) * li).sum(1).mean()
+                - ((w / w.sum(0, keepdim=True)).T * lt).sum(1).mean()) / 2
+    assert torch.allclose(losses.clip_loss_with_negatives(x, y, n, t, targets=soft), expected, atol=1e-5)

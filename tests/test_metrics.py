@@ -232,3 +232,19 @@ def test_binding_accuracy_ties_count_one_half():
     assert metrics.binding_accuracy(torch.eye(3), t, s) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="tie_tol"):
         metrics.binding_accuracy(x, same, same, tie_tol=-1)
+
+
+def test_zero_shot_ties_score_one_over_k():
+    """Identical prompts (a tokenizer that reads every class as 'a <unk>') score chance,
+    not the share of class 0."""
+    x = torch.randn(60, 4)
+    labels = torch.arange(60) % 3
+    same = torch.ones(3, 4)
+    assert metrics.zero_shot_accuracy(x, same, labels) == pytest.approx(1 / 3)
+    labels0 = torch.zeros(60, dtype=torch.long)                   # all class 0: argmax would give 1.0
+    assert metrics.zero_shot_accuracy(x, same, labels0) == pytest.approx(1 / 3)
+    two = torch.tensor([[1.0, 0, 0, 0], [1.0, 0, 0, 0], [0, 1.0, 0, 0]])   # classes 0, 1 tie
+    e = torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0]])
+    assert metrics.zero_shot_accuracy(e, two, torch.tensor([0, 2])) == pytest.approx((0.5 + 1) / 2)
+    with pytest.raises(ValueError, match="tie_tol"):
+        metrics.zero_shot_accuracy(x, same, labels, tie_tol=-1.0)

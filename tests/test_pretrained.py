@@ -202,3 +202,19 @@ def test_cache_name_ignores_settings_it_does_not_use(monkeypatch):
     before = pretrained.cache_name()
     monkeypatch.setitem(profiles.PROFILES, "quick", profiles.QUICK.replace(backbone_steps=7))
     assert pretrained.cache_name() == before
+
+
+def test_finetune_soft_targets_are_the_batch_matches(small, tiny_model):
+    """soft_targets=True hands the objective world.matches of the batch: a scene's own
+    caption and every other caption it satisfies are targets."""
+    seen = []
+
+    def objective(img, txt, scale, neg, targets=None):
+        seen.append(targets)
+        return ((img - txt) ** 2).mean()
+    pretrained.finetune(tiny_model, small, objective, steps=2, batch_size=8, n_scenes=64,
+                        soft_targets=True, progress=False)
+    assert all(t is not None and t.shape == (8, 8) and bool(t.diagonal().all()) for t in seen)
+    with pytest.raises(ValueError, match="full_spec"):
+        pretrained.finetune(tiny_model, {k: v for k, v in small.items() if k != "full_spec"}, steps=1,
+                            n_scenes=64, soft_targets=True, progress=False)

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from tutorlib import train
+from tutorlib import losses, train
 
 
 def _problem(seed=0):
@@ -157,3 +157,40 @@ def test_progress_false_prints_nothing(capsys):
     out, err = capsys.readouterr()
     assert len(hist["loss"]) == 3
     assert "training" not in out + err
+
+
+def test_decay_groups_follow_open_clip():
+    """Weights decay; gains, biases, the class token and the logit scale do not."""
+    from tutorlib import models, pretrained
+    model = models.build_mini_clip(embed_dim=16, depth=1)
+    groups = pretrained.param_groups(model, lr=1e-3, text_lr_ratio=0.1, weight_decay=0.1)
+    decay = {id(p) for g in groups if g["weight_decay"] > 0 for p in g["params"]}
+    for name, p in model.named_parameters():
+        assert (id(p) in decay) == (p.ndim >= 2), name
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    text = {id(p) for p in model.text_tower.parameters()}
+    assert all(g["lr"] == pytest.approx(1e-4) for g in groups if id(g["params"][0]) in text)
+    with pytest.raises(ValueError, match="weight_decay"):
+        train.decay_groups(model.parameters(), -0.1)
+
+
+def test_train_step_is_the_recipe_step():
+    """train_mini_clip runs train_step inside fit: one step of each from the same start agrees."""
+    import copy
+    from tutorlib import models, pretrained, world
+    torch.manual_seed(0)
+    a = models.build_mini_clip(embed_dim=16, depth=1)
+    b = copy.deepcopy(a)
+    batch = (torch.rand(6, 3, 32, 32), world.Tokenizer()(["a red circle"] * 6), torch.eye(6, dtype=torch.bool))
+    opt = torch.optim.AdamW(pretrained.param_groups(a, 1e-3, 0.1, 0.1), lr=1e-3)
+    loss = pretrained.train_step(a, opt, batch)
+    images, ids, targets = batch
+
+    def loss_fn(_):
+        i, t, s = b(images, ids)
+        return losses.clip_loss(i, t, s, targets=targets)
+    hist = train.fit(loss_fn, pretrained.param_groups(b, 1e-3, 0.1, 0.1), [batch], steps=1, lr=1e-3,
+                     after_step=lambda s: losses.clamp_logit_scale_(b.logit_scale), progress=False)
+    assert loss == pytest.approx(hist["loss"][0])
+    for (n, p), q in zip(a.named_parameters(), b.parameters()):
+        assert torch.equal(p, q), n

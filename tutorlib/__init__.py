@@ -10,10 +10,10 @@ from ._core import device, get_seed, pick, profile, seed_everything, settings
 
 __version__ = "0.1.0"
 __all__ = ["device", "profile", "settings", "seed_everything", "pick", "get_seed", "profiles", "cache", "world",
-           "models", "losses", "metrics", "train", "plots", "check"]
+           "models", "losses", "metrics", "train", "plots", "check", "cards"]
 
 _SUBMODULES = {"profiles", "ops", "cache", "world", "models", "losses", "metrics", "train", "plots", "check",
-               "mixup", "prompts", "inversion", "progressive", "pretrained", "unimodal", "minilm"}
+               "mixup", "prompts", "inversion", "progressive", "pretrained", "unimodal", "minilm", "cards"}
 
 
 def __getattr__(name):

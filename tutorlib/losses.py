@@ -81,10 +81,13 @@ def _soft_targets(targets, n: int) -> torch.Tensor:
 
 
 def clip_loss_with_negatives(image_emb: torch.Tensor, text_emb: torch.Tensor,
-                             neg_text_emb: torch.Tensor, logit_scale) -> torch.Tensor:
+                             neg_text_emb: torch.Tensor, logit_scale,
+                             targets: torch.Tensor | None = None) -> torch.Tensor:
     """CLIP loss with extra hard-negative captions (NegCLIP, Yuksekgonul et al. 2023):
     the image->text softmax of row i runs over the N batch captions *and* the K extra
     captions ``neg_text_emb`` ``[K, d]`` (e.g. attribute swaps); text->image is unchanged.
+    ``targets`` ``[N, N]`` (optional): soft targets over the batch captions, as in
+    ``clip_loss``; the extra captions are negatives of every row (target 0).
     """
     _validate.tensor("neg_text_emb", neg_text_emb, 2, finite=False)
     logit_scale = _validate.loss_inputs(image_emb, text_emb, logit_scale, neg_text_emb=neg_text_emb)
@@ -92,8 +95,13 @@ def clip_loss_with_negatives(image_emb: torch.Tensor, text_emb: torch.Tensor,
     logits_i = logit_scale.exp() * _cos(image_emb, text_emb)
     logits_t = logits_i.T
     logits_neg = logit_scale.exp() * _cos(image_emb, neg_text_emb)          # [N, K]
-    labels = torch.arange(len(logits_i), device=logits_i.device)
-    return (F.cross_entropy(torch.cat([logits_i, logits_neg], 1), labels) + _info_nce(logits_t)) / 2
+    if targets is None:
+        labels = torch.arange(len(logits_i), device=logits_i.device)
+        return (F.cross_entropy(torch.cat([logits_i, logits_neg], 1), labels) + _info_nce(logits_t)) / 2
+    t = _soft_targets(targets, len(logits_i))
+    rows = torch.cat([t / t.sum(1, keepdim=True), torch.zeros_like(logits_neg)], 1)
+    return (F.cross_entropy(torch.cat([logits_i, logits_neg], 1), rows)
+            + F.cross_entropy(logits_t, (t / t.sum(0, keepdim=True)).T)) / 2
 
 
 def siglip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale,

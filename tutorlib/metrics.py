@@ -61,16 +61,24 @@ def retrieval(image_emb, text_emb, ks=(1, 5), positives=None) -> dict[str, float
 
 
 def zero_shot_accuracy(image_emb: torch.Tensor, class_emb: torch.Tensor,
-                       labels: torch.Tensor) -> float:
+                       labels: torch.Tensor, tie_tol: float = 1e-6) -> float:
     """Accuracy of predicting ``argmax_c cos(image_i, class_c)``: images ``[N, d]``,
-    one prompt embedding per class ``[C, d]``, true class indices ``[N]``."""
+    one prompt embedding per class ``[C, d]``, true class indices ``[N]``.
+
+    When k classes tie for the top (cosines within ``tie_tol``, e.g. prompts a word-level
+    tokenizer reads as the same ``a <unk>``), the true class among them scores 1/k: the
+    expected accuracy of breaking the tie at random, not a free win for class 0."""
     x, c = _emb("image_emb", image_emb), _emb("class_emb", class_emb)
     _validate.same_width("image_emb", x, "class_emb", c)
     _validate.tensor("labels", labels, 1, floating=False)
     _validate.same_rows("image_emb", x, "labels", labels)
     if bool((labels < 0).any()) or bool((labels >= len(c)).any()):
         raise ValueError(f"labels: expected class indices in 0..{len(c) - 1}")
-    return ((x @ c.T).argmax(1) == labels.to(x.device)).float().mean().item()
+    _validate.non_negative_number("tie_tol", tie_tol)
+    sims = x @ c.T
+    top = sims >= sims.max(1, keepdim=True).values - tie_tol                 # [N, C] tied for the top
+    hit = top.gather(1, labels.to(x.device)[:, None]).squeeze(1).float()
+    return (hit / top.sum(1)).mean().item()
 
 
 def alignment(x: torch.Tensor, y: torch.Tensor, alpha: float = 2.0) -> float:

@@ -46,6 +46,19 @@ def lr_factor(step: int, steps: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
 
 
+def decay_groups(params, weight_decay: float, **group) -> list[dict]:
+    """Two AdamW param groups, following open_clip's rule (``open_clip_train/main.py``):
+    tensors of two or more dimensions (weights, embeddings) decay by ``weight_decay``;
+    gains, biases and every other tensor of fewer dimensions (class token, logit scale)
+    get none, since decaying a LayerNorm gain or a temperature toward 0 has no meaning.
+    ``group``: more settings of both groups (e.g. ``lr=``). Empty groups are left out."""
+    _validate.non_negative_number("weight_decay", weight_decay)
+    params = [p for p in params if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay, **group},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0, **group}]
+    return [g for g in groups if g["params"]]
+
+
 def _scalar_loss(out, step: int) -> tuple[torch.Tensor, float]:
     """The loss tensor in ``loss_fn``'s output and its value (read once: one device sync)."""
     loss = out["loss"] if isinstance(out, dict) else out

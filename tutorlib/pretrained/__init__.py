@@ -12,14 +12,14 @@ AdamW with the text tower at 0.1x the image tower's learning rate; a learnable
 temperature clamped to [0, ln 100] and excluded from weight decay.
 
     data.py         training_data, training_config, clip_batches     what a batch holds
-    training.py     recipe, train_mini_clip, mini_clip, cache_name
+    training.py     recipe, param_groups, train_step, train_mini_clip, mini_clip, cache_name
     evaluation.py   embed, evaluate                 retrieval and zero-shot
     finetuning.py   finetune                        the last blocks, lessons 02 and 04
 """
 from .data import clip_batches, training_config, training_data
 from .evaluation import embed, evaluate
 from .finetuning import finetune
-from .training import VERSION, cache_name, mini_clip, recipe, train_mini_clip
+from .training import VERSION, cache_name, mini_clip, param_groups, recipe, train_mini_clip, train_step
 
-__all__ = ["training_data", "training_config", "clip_batches", "recipe", "train_mini_clip", "mini_clip", "cache_name",
+__all__ = ["training_data", "training_config", "clip_batches", "recipe", "param_groups", "train_step", "train_mini_clip", "mini_clip", "cache_name",
            "embed", "evaluate", "finetune", "VERSION"]

@@ -69,7 +69,8 @@ def finetune(model, data: dict, objective=None, *, steps: int, batch_size: int =
              lr: float = 2e-4, seed: int | None = None, n_scenes: int | None = None,
              negative_ids: torch.Tensor | None = None, negative_valid: torch.Tensor | None = None,
              image_blocks: int = 1, text_blocks: int = 1, intra_weight: float = 0.0,
-             keep_patches: float = 0.5, progress: bool = True, desc: str = "fine-tuning"):
+             keep_patches: float = 0.5, soft_targets: bool = False, progress: bool = True,
+             desc: str = "fine-tuning"):
     """Fine-tune a copy of ``model``: its last ``image_blocks`` / ``text_blocks`` blocks (0:
     none), final LayerNorm and projection of each tower, and the logit scale. The earlier
     blocks stay frozen, so their outputs are computed once for the first ``n_scenes``
@@ -78,6 +79,10 @@ def finetune(model, data: dict, objective=None, *, steps: int, batch_size: int =
     ``objective(image_emb, text_emb, logit_scale, negatives)`` returns the loss (default
     ``losses.clip_loss``); ``negatives`` are the embeddings ``[K, d]`` of the batch's extra
     captions ``negative_ids[idx][negative_valid[idx]]`` when given, else ``None``.
+    ``soft_targets=True`` also passes ``targets=world.matches(attrs, full_spec)`` of the
+    batch ``[B, B]`` (every caption a scene satisfies, as in lesson 01), so that two scenes
+    with the same caption are not each other's negatives; ``data`` then needs ``attrs``
+    and the specs ``full_spec`` of its ``full_ids``.
     ``intra_weight > 0`` adds SLIP's image-image term (Mu et al. 2022): two views of each
     image keeping a random ``keep_patches`` fraction of the patch tokens (and the class
     token) at the first trained block, ``+ intra_weight * clip_loss(view1, view2, ln 10)``.
@@ -85,7 +90,9 @@ def finetune(model, data: dict, objective=None, *, steps: int, batch_size: int =
     """
     _check_args(model, steps, batch_size, intra_weight, keep_patches, image_blocks, text_blocks)
     seed = get_seed(seed)
-    objective = objective or (lambda i, t, s, neg: losses.clip_loss(i, t, s))
+    if soft_targets and not {"attrs", "full_spec"} <= set(data):
+        raise ValueError(f"data: soft_targets=True needs 'attrs' and 'full_spec', got keys {sorted(data)}")
+    objective = objective or (lambda i, t, s, neg, targets=None: losses.clip_loss(i, t, s, targets=targets))
     torch.manual_seed(seed)
     dev = device()
     model = copy.deepcopy(model).eval().to(dev)                # checked first, then copied
@@ -102,15 +109,20 @@ def finetune(model, data: dict, objective=None, *, steps: int, batch_size: int =
         i, t = img_t.from_hidden(h["img"][idx], si), txt_t.from_hidden(h["txt"][idx], h["txt_mask"][idx], st)
         keep = None if valid is None else idx[valid[idx]]
         neg = None if keep is None else txt_t.from_hidden(h["neg"][keep], h["neg_mask"][keep], st)
-        loss = objective(i, t, model.logit_scale, neg)
+        if soft_targets:
+            cpu = idx.cpu()
+            targets = world.matches(data["attrs"][cpu], data["full_spec"][cpu]).to(dev)
+            loss = objective(i, t, model.logit_scale, neg, targets=targets)
+        else:
+            loss = objective(i, t, model.logit_scale, neg)
         if intra_weight:
             views = [img_t.from_hidden(_keep_tokens(h["img"][idx], keep_patches, g), si) for _ in range(2)]
             loss = loss + intra_weight * losses.clip_loss(*views, math.log(10.0))
         return loss
 
-    history = train.fit(loss_fn, [{"params": params}, {"params": [model.logit_scale], "weight_decay": 0.0}],
+    history = train.fit(loss_fn, [*train.decay_groups(params, 0.1), {"params": [model.logit_scale], "weight_decay": 0.0}],
                         lambda step: torch.randint(n, (batch_size,), generator=g), steps=steps, lr=lr,
-                        weight_decay=0.1, warmup=max(1, steps // 10),
+                        warmup=max(1, steps // 10),
                         after_step=lambda step: losses.clamp_logit_scale_(model.logit_scale),
                         desc=desc, progress=progress)
     model.requires_grad_(False)

@@ -9,7 +9,7 @@ from .. import _validate, cache, losses, models, train
 from .._core import device, get_seed, settings
 from .data import clip_batches, training_config, training_data
 
-VERSION = 2          # bump when the recipe changes: old cache entries are then ignored
+VERSION = 3          # bump when the recipe changes: old cache entries are then ignored
 
 
 def recipe(**overrides) -> dict:
@@ -27,14 +27,30 @@ def recipe(**overrides) -> dict:
     return r
 
 
-def _param_groups(model, r: dict) -> list[dict]:
-    """The text tower at ``text_lr_ratio`` times the image tower's lr; a learnable
-    temperature at the full lr and without weight decay."""
-    groups = [{"params": model.image_tower.parameters(), "lr": r["lr"]},
-              {"params": model.text_tower.parameters(), "lr": r["lr"] * r["text_lr_ratio"]}]
+def param_groups(model, lr: float, text_lr_ratio: float, weight_decay: float) -> list[dict]:
+    """AdamW groups of a mini-CLIP: the image tower at ``lr``, the text tower at
+    ``text_lr_ratio * lr``, a learnable temperature at ``lr``; weight decay on weights
+    only, by open_clip's rule (``train.decay_groups``: no decay for gains, biases, the
+    class token or the logit scale)."""
+    groups = [*train.decay_groups(model.image_tower.parameters(), weight_decay, lr=lr),
+              *train.decay_groups(model.text_tower.parameters(), weight_decay, lr=lr * text_lr_ratio)]
     if model.logit_scale.requires_grad:
-        groups.append({"params": [model.logit_scale], "lr": r["lr"], "weight_decay": 0.0})
+        groups.append({"params": [model.logit_scale], "lr": lr, "weight_decay": 0.0})
     return groups
+
+
+def train_step(model, optimizer, batch) -> float:
+    """One step of the recipe on ``batch = (images, ids, targets)``: forward, the soft-target
+    CLIP loss, backward, the optimiser's step, the clamp of the logit scale to [0, ln 100].
+    Returns the loss. ``train_mini_clip`` runs exactly this inside ``train.fit``."""
+    images, ids, targets = batch
+    img, txt, scale = model(images, ids)
+    loss = losses.clip_loss(img, txt, scale, targets=targets)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    losses.clamp_logit_scale_(model.logit_scale)
+    return loss.item()
 
 
 def train_mini_clip(data: dict | None = None, progress: bool = True, **overrides):
@@ -65,7 +81,7 @@ def train_mini_clip(data: dict | None = None, progress: bool = True, **overrides
         loss = losses.clip_loss(img, txt, scale, targets=None if plain else targets)
         return {"loss": loss, "logit_scale": scale.item()}
 
-    history = train.fit(loss_fn, _param_groups(model, r), batches, steps=r["steps"], lr=r["lr"],
+    history = train.fit(loss_fn, param_groups(model, r["lr"], r["text_lr_ratio"], r["weight_decay"]), batches, steps=r["steps"], lr=r["lr"],
                         weight_decay=r["weight_decay"], warmup=r["warmup"],
                         after_step=lambda step: losses.clamp_logit_scale_(model.logit_scale),
                         desc=f"mini-CLIP ({r['loss']} loss)", progress=progress)
