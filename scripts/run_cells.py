@@ -8,6 +8,11 @@ the function once with each slider's starting value.
 
     python scripts/run_cells.py notebooks/02_hard_negatives_mixup.ipynb
     TUTORLIB_PROFILE=full python scripts/run_cells.py notebooks/0*.ipynb
+    python scripts/run_cells.py --keep-going notebooks/01_contrastive_alignment.ipynb
+
+``--keep-going`` reports a failed ``assert`` and goes on to the next cell (the rest of
+that cell is skipped), so that a sweep over seeds logs every claim's numbers; the exit
+status is then 1 if any assert failed.
 """
 from __future__ import annotations
 
@@ -56,7 +61,7 @@ def _stub_ipython():
         sys.modules["ipywidgets"] = w
 
 
-def run(path: str) -> float:
+def run(path: str, keep_going: bool = False) -> tuple[float, int]:
     with open(path) as f:
         nb = json.load(f)
     cells = [("".join(c["source"]) if isinstance(c["source"], list) else c["source"])
@@ -64,23 +69,33 @@ def run(path: str) -> float:
     here = os.getcwd()
     os.chdir(os.path.dirname(os.path.abspath(path)))
     namespace = {"__name__": "__main__"}
-    start = time.perf_counter()
+    start, failed = time.perf_counter(), 0
     try:
         for k, src in enumerate(cells):
             t = time.perf_counter()
             lines = [ln for ln in src.split("\n") if not ln.lstrip().startswith(("%", "!"))]
-            exec(compile("\n".join(lines), f"{os.path.basename(path)}[cell {k}]", "exec"), namespace)
+            try:
+                exec(compile("\n".join(lines), f"{os.path.basename(path)}[cell {k}]", "exec"), namespace)
+            except AssertionError as e:
+                if not keep_going:
+                    raise
+                failed += 1
+                print(f"!!! {os.path.basename(path)} cell {k}: ASSERTION FAILED: {e}", flush=True)
             print(f"--- {os.path.basename(path)} cell {k}: {time.perf_counter() - t:.1f} s", flush=True)
     finally:
         os.chdir(here)
     total = time.perf_counter() - start
-    print(f"=== {path}: all {len(cells)} code cells ran in {total:.1f} s", flush=True)
-    return total
+    print(f"=== {path}: all {len(cells)} code cells ran in {total:.1f} s"
+          + (f", {failed} with a failed assert" if failed else ""), flush=True)
+    return total, failed
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
-        sys.exit("usage: python scripts/run_cells.py NOTEBOOK.ipynb [...]")
+    args = sys.argv[1:]
+    keep_going = "--keep-going" in args
+    paths = [a for a in args if a != "--keep-going"]
+    if not paths:
+        sys.exit("usage: python scripts/run_cells.py [--keep-going] NOTEBOOK.ipynb [...]")
     os.environ.setdefault("MPLBACKEND", "Agg")
     _stub_ipython()
     try:                                 # tables print whole in a log, not folded at 80 columns
@@ -89,5 +104,5 @@ if __name__ == "__main__":
         pd.set_option("display.max_columns", 50)
     except ImportError:
         pass
-    for nb_path in sys.argv[1:]:
-        run(nb_path)
+    failures = sum(run(nb_path, keep_going)[1] for nb_path in paths)
+    sys.exit(1 if failures else 0)

@@ -248,3 +248,15 @@ def test_zero_shot_ties_score_one_over_k():
     assert metrics.zero_shot_accuracy(e, two, torch.tensor([0, 2])) == pytest.approx((0.5 + 1) / 2)
     with pytest.raises(ValueError, match="tie_tol"):
         metrics.zero_shot_accuracy(x, same, labels, tie_tol=-1.0)
+
+
+def test_relative_alignment_against_a_loop():
+    torch.manual_seed(0)
+    x, y = torch.randn(7, 5), torch.randn(7, 5)
+    xn, yn = torch.nn.functional.normalize(x, dim=-1), torch.nn.functional.normalize(y, dim=-1)
+    want = sum(((yn[i] - xn[i]).pow(2).sum() - min((yn[i] - xn[j]).pow(2).sum() for j in range(7) if j != i)).item()
+               for i in range(7)) / 7
+    assert metrics.relative_alignment(x, y) == pytest.approx(want, abs=1e-5)
+    assert metrics.relative_alignment(x, x) < 0                     # each caption on its image
+    with pytest.raises(ValueError, match="text_emb"):
+        metrics.relative_alignment(x, y[:3])

@@ -89,6 +89,21 @@ def alignment(x: torch.Tensor, y: torch.Tensor, alpha: float = 2.0) -> float:
     return (x - y).norm(dim=1).pow(alpha).mean().item()
 
 
+def relative_alignment(image_emb: torch.Tensor, text_emb: torch.Tensor) -> float:
+    """The alignment the m2-mix code reports (``rel_lalign_torch``): for each caption
+    ``y_i`` (the anchor), ``||y_i - x_i||^2 - min_{j != i} ||y_i - x_j||^2`` over normalised
+    ``[N, d]`` pairs, averaged. Negative: each caption is nearer its own image than any
+    other; unlike Wang & Isola's alignment, it does not change when both clouds move."""
+    x, y = _emb("image_emb", image_emb), _emb("text_emb", text_emb)
+    _validate.same_rows("image_emb", x, "text_emb", y)
+    _validate.same_width("image_emb", x, "text_emb", y)
+    if len(x) < 2:
+        raise ValueError(f"image_emb: got {len(x)} rows, expected at least 2")
+    d = torch.cdist(y, x).pow(2)                                   # [N, N]: caption i to image j
+    neg = d.masked_fill(torch.eye(len(x), dtype=torch.bool, device=d.device), float("inf")).min(1).values
+    return (d.diagonal() - neg).mean().item()
+
+
 def uniformity(x: torch.Tensor, t: float = 2.0) -> float:
     """Wang & Isola (2020): log E exp(-t ||x_i - x_j||^2) over distinct pairs (lower: more uniform)."""
     x = _emb("x", x)
