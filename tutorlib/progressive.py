@@ -17,26 +17,31 @@ modality's alignment layer and modality token, against a frozen modality's embed
     model.add_modality("audio", 64, freeze=True)                                # stage 2
     fit_pairs(model, ("audio", aud_feats), ("image", img_feats), steps=300)
 
-Official code: github.com/b-faye/OneEncoder ("contrastive learning/"). As there: the
-head's layer order; the logit scale fixed at e^2.5 (``LOGIT_SCALE`` = 2.5 in
-``clip_loss``'s log convention: the code clamps its temperature parameter to [2.5, 3]
-from 0.07); the modality token added to every token; LayerNorm, encoder, residual, mean;
-everything from earlier stages frozen; AdamW at lr 1e-3, weight decay 1e-3.
+Official code: github.com/b-faye/OneEncoder ("contrastive learning/"), in two versions:
+HEAD (91edf3d; stage 1 ``text-image/addition/text_image.py``, later stages e.g.
+``audio-image/addition/audio_image.py``) and the first version (commit 60b2b62; stage 1
+``image and text/text_image.py``). As in both: the head's layer order; the logit scale
+fixed at e^2.5 (``LOGIT_SCALE`` = 2.5 in ``clip_loss``'s log convention: the code clamps
+its temperature parameter to [2.5, 3] from 0.07); the modality token added to every token;
+LayerNorm, encoder, residual, mean; everything from earlier stages frozen; AdamW at lr
+1e-3, weight decay 1e-3.
 
 Where this differs, on purpose (the lesson says so too):
-- the modality token goes through an MLP (64 -> 128 -> d, ReLUs, LayerNorm), as in the
-  official ``audio-image/`` scripts; there the token is 3-d and one MLP is shared by image
-  and text, here it is 32-d with one MLP per modality; the main scripts use a raw ``[1, d]``
-  token with no MLP;
-- one shared ``nn.TransformerEncoderLayer`` with feed-forward 4d (the main scripts stack 4
-  layers with PyTorch's default feed-forward 2048; the ``audio-image/`` config uses 1 layer);
-- the layer gets the padding mask and the pooling skips padding (the code pools all positions);
+- the modality token: here 32-d, through an MLP (64 -> 128 -> d, ReLUs, LayerNorm) per
+  modality; at HEAD it is 3-d, through one such MLP (3 -> 64 -> 128 -> 256) shared by image
+  and text; the first version adds a raw ``[1, 768]`` token with no MLP;
+- one shared ``nn.TransformerEncoderLayer`` with feed-forward 4d; HEAD also uses 1 layer
+  (d_model 256, PyTorch's default feed-forward 2048), the first version stacks 4 at
+  d_model 768;
+- the layer gets the padding mask and the pooling skips padding (both versions pool all
+  positions);
 - a frozen path (and a frozen UP) runs in eval mode, so a stage's targets have no dropout
-  (the code keeps the whole model in training mode);
-- warm-up and cosine decay (the code: ReduceLROnPlateau over epochs), smaller batches;
-- the official ``text_audio.py`` and ``text_video.py`` anchor the new modality on frozen
-  *text*; its ``audio-image/`` scripts, VIP-ANT and the lesson anchor it on frozen images.
-  ``fit_pairs`` takes either.
+  (both versions keep the whole model in training mode);
+- warm-up and cosine decay (the code: ReduceLROnPlateau over epochs); ``fit_pairs``'s
+  default batch is 256, the lesson's 128 in ``quick`` (HEAD 64, the first version 512);
+- the official ``text_audio.py`` and ``text_video.py`` (both versions) anchor the new
+  modality on frozen *text*; the ``audio-image/`` scripts (HEAD only), VIP-ANT and the
+  lesson anchor it on frozen images. ``fit_pairs`` takes either.
 """
 from __future__ import annotations
 
@@ -72,9 +77,11 @@ class AlignmentLayer(ProjectionHead):
 
 class ModalityToken(nn.Module):
     """A learnable ``[1, token_dim]`` vector through Linear-ReLU-Linear-ReLU-Linear-LayerNorm:
-    ``forward()`` -> ``[1, dim]``. The MLP is that of the official ``audio-image/`` scripts
-    (there with a 3-d token shared by image and text); as in all the official code the
-    vector starts as N(0, s^2) with s drawn uniformly from [0.1, 0.6]."""
+    ``forward()`` -> ``[1, dim]``. The MLP is that of the official code at HEAD (stage 1
+    ``text-image/addition/text_image.py``, where one MLP on a 3-d token is shared by image
+    and text, and the later-stage scripts); the first version (commit 60b2b62) has no MLP.
+    As in both versions the vector starts as N(0, s^2) with s drawn uniformly from
+    [0.1, 0.6]."""
 
     def __init__(self, dim: int, token_dim: int = 32, hidden: tuple[int, int] = (64, 128)):
         super().__init__()
