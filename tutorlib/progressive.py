@@ -21,20 +21,19 @@ Official code: github.com/b-faye/OneEncoder ("contrastive learning/"), in two ve
 HEAD (91edf3d; stage 1 ``text-image/addition/text_image.py``, later stages e.g.
 ``audio-image/addition/audio_image.py``) and the first version (commit 60b2b62; stage 1
 ``image and text/text_image.py``). As in both: the head's layer order; the logit scale
-fixed at e^2.5 (``LOGIT_SCALE`` = 2.5 in ``clip_loss``'s log convention: the code clamps
-its temperature parameter to [2.5, 3] from 0.07); the modality token added to every token;
+fixed at e^2.5 (``LOGIT_SCALE`` = 2.5: the code clamps ``temperature.data`` to [2.5, 3]
+from 0.07); the modality token added to every token;
 LayerNorm, encoder, residual, mean; everything from earlier stages frozen; AdamW at lr
 1e-3, weight decay 1e-3.
 
 Where this differs, on purpose (the lesson says so too):
 - the modality token: here 32-d, through an MLP (64 -> 128 -> d, ReLUs, LayerNorm) per
-  modality; at HEAD it is 3-d, through one such MLP (3 -> 64 -> 128 -> 256) shared by image
-  and text; the first version adds a raw ``[1, 768]`` token with no MLP;
+  modality; HEAD's is 3-d, through one MLP (3 -> 64 -> 128 -> 256) shared by image and text;
+  the first version adds a raw ``[1, 768]`` token;
 - one shared ``nn.TransformerEncoderLayer`` with feed-forward 4d; HEAD also uses 1 layer
   (d_model 256, PyTorch's default feed-forward 2048), the first version stacks 4 at
   d_model 768;
-- the layer gets the padding mask and the pooling skips padding (both versions pool all
-  positions);
+- the layer gets the padding mask and the pooling skips padding (both pool all positions);
 - a frozen path (and a frozen UP) runs in eval mode, so a stage's targets have no dropout
   (both versions keep the whole model in training mode);
 - warm-up and cosine decay (the code: ReduceLROnPlateau over epochs); ``fit_pairs``'s
