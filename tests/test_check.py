@@ -157,6 +157,7 @@ def test_gradients_compared_and_reported(capsys):
     assert "values and gradients" in capsys.readouterr().out
 
 
+@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")
 def test_math_exp_cuts_the_gradient_to_the_temperature():
     def mine(x, y, t):                 # right value, no gradient to t
         logits = math.exp(t) * F.normalize(x, dim=-1) @ F.normalize(y, dim=-1).T
