@@ -23,13 +23,19 @@ def pytest_addoption(parser):
                           "pressing Shift-Enter again would (make test passes it)")
 
 
+RUN_ONCE = "run-once"   # a cell tag: the minutes-long experiment loop of a lesson, not rerun
+
+
 def pytest_collection_modifyitems(config, items):
     """With --rerun-notebooks, every nbval cell runs twice in a row in the same kernel;
-    the test fails if either run fails."""
+    the test fails if either run fails. A cell tagged ``run-once`` (a lesson's long
+    experiment loop, which starts from an empty results dict) runs once: rerunning it
+    doubles CI's longest notebook and tests no new state (tests/test_rerun.py checks
+    that only such cells carry the tag)."""
     if not config.getoption("--rerun-notebooks"):
         return
     for item in items:
-        if type(item).__name__ == "IPyNbCell":
+        if type(item).__name__ == "IPyNbCell" and RUN_ONCE not in item.cell.metadata.get("tags", []):
             item.runtest = _twice(item.runtest)
 
 

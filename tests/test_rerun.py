@@ -93,3 +93,16 @@ def test_fresh_kernels_print_the_same_numbers(name):
     assert len(runs[0]) > 10
     diff = [(a, b) for a, b in zip(*runs) if a != b]
     assert runs[0] == runs[1], f"{len(diff)} lines differ, e.g. {diff[:3]}"
+
+
+def test_only_experiment_loops_run_once():
+    """The ``run-once`` tag (conftest.RUN_ONCE) spares CI a second pass of a lesson's long
+    experiment loop; it must not hide a cell whose rerun could break: a tagged cell starts
+    its results from empty and trains, and no other cell carries the tag."""
+    import nbformat
+    from conftest import RUN_ONCE
+    tagged = [(path.name, cell.source) for path in sorted((ROOT / "notebooks").glob("*.ipynb"))
+              for cell in nbformat.read(path, as_version=4).cells if RUN_ONCE in cell.metadata.get("tags", [])]
+    assert len(tagged) <= 3, [name for name, _ in tagged]
+    for name, source in tagged:
+        assert "results = {}" in source and ("run(" in source or "finetune(" in source), (name, source[:200])
