@@ -15,6 +15,7 @@ says what differs, so a notebook run stops at the first exercise that is not rig
 """
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -127,7 +128,6 @@ def _mistake_hint(learner_out, reference, args, mistakes) -> str:
 
 
 def _arg_names(reference, n: int) -> list[str]:
-    import inspect
     try:
         names = list(inspect.signature(reference).parameters)
     except (TypeError, ValueError):

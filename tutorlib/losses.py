@@ -65,19 +65,20 @@ def clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale,
     logits_t = logits_i.T           # made before either loss term: autograd then sums the two
     if targets is None:             # gradients in the same order, to the last bit, as before
         return (_info_nce(logits_i) + _info_nce(logits_t)) / 2
-    t = _soft_targets(targets, len(logits_i))
-    return (F.cross_entropy(logits_i, t / t.sum(1, keepdim=True))
-            + F.cross_entropy(logits_t, (t / t.sum(0, keepdim=True)).T)) / 2
+    rows, cols = _soft_targets(targets, len(logits_i))
+    return (F.cross_entropy(logits_i, rows) + F.cross_entropy(logits_t, cols)) / 2
 
 
-def _soft_targets(targets, n: int) -> torch.Tensor:
+def _soft_targets(targets, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cross-entropy targets of a ``[N, N]`` match matrix: for image->text its rows,
+    for text->image its columns (transposed), each normalised to sum to one."""
     _validate.tensor("targets", targets, 2, floating=False, finite=False)
     if targets.shape != (n, n):
         raise ValueError(f"targets: got shape {tuple(targets.shape)}, expected [{n}, {n}]")
     t = targets.float()
     if bool((t.sum(1) == 0).any() | (t.sum(0) == 0).any()):
         raise ValueError("targets: every row and column needs at least one positive")
-    return t
+    return t / t.sum(1, keepdim=True), (t / t.sum(0, keepdim=True)).T
 
 
 def clip_loss_with_negatives(image_emb: torch.Tensor, text_emb: torch.Tensor,
@@ -98,10 +99,9 @@ def clip_loss_with_negatives(image_emb: torch.Tensor, text_emb: torch.Tensor,
     if targets is None:
         labels = torch.arange(len(logits_i), device=logits_i.device)
         return (F.cross_entropy(torch.cat([logits_i, logits_neg], 1), labels) + _info_nce(logits_t)) / 2
-    t = _soft_targets(targets, len(logits_i))
-    rows = torch.cat([t / t.sum(1, keepdim=True), torch.zeros_like(logits_neg)], 1)
-    return (F.cross_entropy(torch.cat([logits_i, logits_neg], 1), rows)
-            + F.cross_entropy(logits_t, (t / t.sum(0, keepdim=True)).T)) / 2
+    rows, cols = _soft_targets(targets, len(logits_i))
+    rows = torch.cat([rows, torch.zeros_like(logits_neg)], 1)
+    return (F.cross_entropy(torch.cat([logits_i, logits_neg], 1), rows) + F.cross_entropy(logits_t, cols)) / 2
 
 
 def siglip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale,

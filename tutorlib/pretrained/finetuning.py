@@ -104,14 +104,13 @@ def finetune(model, data: dict, objective=None, *, steps: int, batch_size: int =
     params = _train_only_last_blocks(model, si, st)
     g = torch.Generator().manual_seed(seed)
 
-    def loss_fn(idx):
-        idx = idx.to(dev)
+    def loss_fn(batch_idx):                     # the batch's scene indices, on the CPU
+        idx = batch_idx.to(dev)
         i, t = img_t.from_hidden(h["img"][idx], si), txt_t.from_hidden(h["txt"][idx], h["txt_mask"][idx], st)
         keep = None if valid is None else idx[valid[idx]]
         neg = None if keep is None else txt_t.from_hidden(h["neg"][keep], h["neg_mask"][keep], st)
         if soft_targets:
-            cpu = idx.cpu()
-            targets = world.matches(data["attrs"][cpu], data["full_spec"][cpu]).to(dev)
+            targets = world.matches(data["attrs"][batch_idx], data["full_spec"][batch_idx]).to(dev)
             loss = objective(i, t, model.logit_scale, neg, targets=targets)
         else:
             loss = objective(i, t, model.logit_scale, neg)
