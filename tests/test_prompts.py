@@ -175,3 +175,81 @@ def test_prompt_gram_shift_is_a_ratio_of_gram_norms():
         prompts.prompt_gram_shift(p0, torch.zeros(4, 8))
     with pytest.raises(ValueError, match="prompt, initial"):
         prompts.prompt_gram_shift(p0, torch.randn(3, 8))
+
+
+def test_multimodal_prompts_pieces_and_restore_loss(tok, clip):
+    images, labels = torch.rand(6, 3, 32, 32), torch.tensor([0, 1, 2, 0, 1, 2])
+    with torch.no_grad():
+        frozen_img = clip.encode_image(images)
+        frozen_cls = clip.encode_text(tok([f"a photo of a {c}" for c in CLASSES]))
+    states = clip.image_tower.hidden(images, 1)
+    coop = prompts.MultimodalPrompts(clip, tok, CLASSES, prompt_layer=1, visual=False)
+    cls, img = coop(None, frozen_img)
+    assert torch.allclose(cls, frozen_cls, atol=1e-5) and img is frozen_img        # starts at the hand-made prompt
+    assert coop.adapted(cls, img) == (cls, img)                                    # no adapters: unchanged
+    restore = prompts.MultimodalPrompts(clip, tok, CLASSES, prompt_layer=1, r_text=0.2, r_image=0.1)
+    cls, img = restore(states, frozen_img)
+    assert img.shape == frozen_img.shape and not torch.allclose(img, frozen_img)   # the visual prompts act
+    assert restore.adapt_text.r == 0.2 and restore.adapt_image.r == 0.1
+    out = prompts.restore_loss(cls, img, labels, frozen_cls, frozen_img, clip.logit_scale, restore.adapted, lam=10.0)
+    shift_t, shift_i = prompts.feature_shift(cls, frozen_cls), prompts.feature_shift(img, frozen_img)
+    ce = torch.nn.functional.cross_entropy(prompts.class_logits(img, cls, clip.logit_scale), labels)
+    assert out["loss"].item() == pytest.approx((ce + 10.0 * (shift_t - shift_i) ** 2).item(), rel=1e-5)
+    assert out["text shift"].item() == pytest.approx(shift_t.item())
+    plain = prompts.restore_loss(cls, img, labels, frozen_cls, frozen_img, clip.logit_scale, lam=0.0)
+    assert plain["loss"].item() == pytest.approx(ce.item(), rel=1e-5)
+    image_only = prompts.MultimodalPrompts(clip, tok, CLASSES, prompt_layer=1, visual=False, r_image=0.2)
+    assert image_only.adapt_text is None and image_only.adapt_image is not None
+    with pytest.raises(ValueError, match="prompt_layer"):
+        prompts.MultimodalPrompts(clip, tok, CLASSES, prompt_layer=5)
+    with pytest.raises(ValueError, match="states"):
+        restore(None, frozen_img)
+    with pytest.raises(ValueError, match="lam"):
+        prompts.restore_loss(cls, img, labels, frozen_cls, frozen_img, clip.logit_scale, lam=-1.0)
+
+
+def test_train_multimodal_prompts_moves_only_prompts_and_records_drift(tok, clip):
+    images, labels = torch.rand(12, 3, 32, 32), torch.arange(12) % 3
+    before = {k: v.clone() for k, v in clip.state_dict().items()}
+    with torch.no_grad():
+        frozen_img = clip.encode_image(images)
+        frozen_cls = clip.encode_text(tok([f"a photo of a {c}" for c in CLASSES]))
+        states = clip.image_tower.hidden(images, 1)
+    net = prompts.MultimodalPrompts(clip, tok, CLASSES, prompt_layer=1, r_text=0.2, r_image=0.2)
+    hist = prompts.train_multimodal_prompts(net, states, frozen_img, labels, frozen_cls, logit_scale=clip.logit_scale,
+                                            lam=10.0, steps=5, batch_size=4, lr=1e-2, warmup=0)
+    assert len(hist["context drift"]) == 5 and hist["context drift"][0] == 0.0 and hist["context drift"][-1] > 0
+    assert {"text shift", "image shift", "cross-entropy"} <= set(hist)
+    assert all(torch.equal(v, before[k]) for k, v in clip.state_dict().items())   # the towers did not move
+    with pytest.raises(ValueError, match="net"):
+        prompts.train_multimodal_prompts("net", states, frozen_img, labels, frozen_cls, logit_scale=clip.logit_scale)
+    with pytest.raises(ValueError, match="labels"):
+        prompts.train_multimodal_prompts(net, states, frozen_img, labels[:5], frozen_cls, logit_scale=clip.logit_scale)
+
+
+def test_text_shift_per_block_is_zero_at_the_start_and_ends_at_the_feature_shift(tok, clip):
+    learner = prompts.PromptLearner(clip.text_tower, tok, CLASSES, init="a photo of a")
+    ids = tok([f"a photo of a {c}" for c in CLASSES])
+    per_block = prompts.text_shift_per_block(learner, ids)
+    assert per_block.shape == (len(clip.text_tower.encoder.blocks),)
+    assert per_block.abs().max().item() < 1e-5                  # the context is the hand-made prompt's words
+    with torch.no_grad():
+        learner.ctx.add_(0.5 * torch.randn_like(learner.ctx))
+    per_block = prompts.text_shift_per_block(learner, ids)
+    assert bool((per_block > 0).all())
+    with pytest.raises(ValueError, match="frozen_ids"):
+        prompts.text_shift_per_block(learner, ids[:2])
+
+
+@pytest.mark.parametrize("position", ["end", "middle", "front"])
+def test_prompt_embeddings_equal_the_prompts_built_one_by_one(tok, clip, position):
+    learner = prompts.PromptLearner(clip.text_tower, tok, CLASSES, n_ctx=5, position=position)
+    embeds, mask = learner.prompt_embeddings()
+    table = clip.text_tower.token_embedding.weight
+    for i, c in enumerate(CLASSES):
+        name, ctx = table[tok.encode(c)], learner.ctx
+        parts = {"end": [ctx, name], "front": [name, ctx], "middle": [ctx[:2], name, ctx[2:]]}[position]
+        row = torch.cat([table[tok.bos_id][None], *parts, table[tok.eos_id][None]])
+        assert torch.equal(embeds[i][mask[i]], row) and not embeds[i][~mask[i]].any()
+    embeds.sum().backward()
+    assert torch.equal(learner.ctx.grad, torch.full_like(learner.ctx, len(CLASSES)))   # each vector once per class

@@ -12,6 +12,9 @@
     feature_shift(prompted, frozen)                         # mean ||f(x; P) - f(x; none)||
     shift_consistency_loss(text_shift, image_shift)         # (shift_T - shift_I)^2
     SurgeryAdapter(d, r=0.2)                                # f' = r g(f) + (1 - r) f
+    net = MultimodalPrompts(model, tok, classnames, prompt_layer=3, r_text=0.2, r_image=0.2)
+    restore_loss(cls, img, labels, frozen_cls, frozen_img, scale, net.adapted, lam=10.0)
+    train_multimodal_prompts(net, states, frozen_img, labels, frozen_cls, lam=10.0, ...)
 
 The towers stay frozen: only the prompt parameters (and adapters) receive gradients.
 """
@@ -21,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import _validate
+from . import _validate, train
 from .models.interface import PromptableImage, PromptableText, require
 
 CLASS_POSITIONS = ("end", "middle", "front")   # where the class name sits among the context
@@ -95,24 +98,40 @@ class PromptLearner(nn.Module):
         other.ctx = self.ctx
         return other
 
+    def _layout(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The fixed words of every prompt ``[C, L, width]`` (zeros where a context vector
+        goes), a one-hot map ``[C, L, M]`` of where context vector m goes, and the mask
+        ``[C, L]``: built once, since they depend only on the names and the position."""
+        if getattr(self, "_cached_layout", None) is None:
+            C, M, W, half = len(self.classnames), self.n_ctx, self.ctx.shape[1], self.n_ctx // 2
+            before, after = {"end": (range(M), []), "front": ([], range(M)),
+                             "middle": (range(half), range(half, M))}[self.position]
+            rows = [[self.bos, *before, *self.name_emb[i, :int(self.name_len[i])], *after, self.eos]
+                    for i in range(C)]                  # an int is a context slot, a tensor a fixed word
+            L = max(len(r) for r in rows)
+            fixed = torch.zeros(C, L, W, device=self.name_emb.device)
+            where = torch.zeros(C, L, M, device=self.name_emb.device)
+            mask = torch.zeros(C, L, dtype=torch.bool, device=self.name_emb.device)
+            for i, row in enumerate(rows):
+                mask[i, :len(row)] = True
+                for j, v in enumerate(row):
+                    if isinstance(v, int):
+                        where[i, j, v] = 1.0
+                    else:
+                        fixed[i, j] = v
+            self._cached_layout = (fixed, where, mask)
+        return self._cached_layout
+
+    def _apply(self, fn, *args, **kwargs):                    # .to(device) rebuilds the layout
+        self._cached_layout = None
+        return super()._apply(fn, *args, **kwargs)
+
     def prompt_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token embeddings ``[C, L, width]`` and mask ``[C, L]`` of every class's prompt."""
-        C, W = len(self.classnames), self.ctx.shape[1]
-        half = self.n_ctx // 2
-        rows, lengths = [], []
-        for i in range(C):
-            name = self.name_emb[i, :int(self.name_len[i])]
-            parts = {"end": [self.ctx, name], "front": [name, self.ctx],
-                     "middle": [self.ctx[:half], name, self.ctx[half:]]}[self.position]
-            rows.append(torch.cat([self.bos[None], *parts, self.eos[None]]))
-            lengths.append(len(rows[-1]))
-        L = max(lengths)
-        embeds = self.ctx.new_zeros(C, L, W)
-        mask = torch.zeros(C, L, dtype=torch.bool, device=self.ctx.device)
-        for i, row in enumerate(rows):
-            embeds[i, :len(row)] = row
-            mask[i, :len(row)] = True
-        return embeds, mask
+        """Token embeddings ``[C, L, width]`` and mask ``[C, L]`` of every class's prompt:
+        the fixed words plus each context vector at its places (one matmul, so a training
+        step builds all prompts at once)."""
+        fixed, where, mask = self._layout()
+        return fixed + where @ self.ctx, mask
 
     def forward(self) -> torch.Tensor:
         embeds, mask = self.prompt_embeddings()
@@ -260,3 +279,135 @@ class SurgeryAdapter(nn.Module):
         _validate.tensor("f", f, 2, finite=False)
         g = f + self.ffn(self.ln(f))
         return self.r * g + (1 - self.r) * f
+
+
+class MultimodalPrompts(nn.Module):
+    """The prompted model of RESTORE's experiments, piece by piece: CoOp's text context
+    (``text``, from ``init``), optionally visual prompts made from it by a linear map
+    (``visual``, MaPLe's coupling), entering the image tower before block
+    ``prompt_layer``, and optionally a surgery adapter per modality (ratio ``r_text``,
+    ``r_image``; ``None``: no adapter on that side). The towers stay frozen.
+
+    ``forward(states, frozen_images)`` -> class features ``[C, d]`` and image features
+    ``[N, d]`` *before* the adapters, from the image tower's cached token states before
+    ``prompt_layer`` ``[N, 1 + P, width]`` (``image_tower.hidden``); without visual prompts
+    the images keep their frozen features ``[N, d]`` and ``states`` may be ``None``.
+    ``adapted(cls, img)`` applies the adapters. ``start`` holds the prompts' initial values.
+    """
+
+    def __init__(self, model, tokenizer, classnames, *, prompt_layer: int, visual: bool = True,
+                 r_text: float | None = None, r_image: float | None = None,
+                 init: str | None = "a photo of a", n_ctx: int = 4):
+        super().__init__()
+        require("model.image_tower", model.image_tower, PromptableImage)
+        depth = len(model.image_tower.encoder.blocks)
+        if not isinstance(prompt_layer, int) or isinstance(prompt_layer, bool) or not 0 <= prompt_layer < depth:
+            raise ValueError(f"prompt_layer: got {prompt_layer!r}, expected a block index in 0..{depth - 1}")
+        self.image_tower, self.prompt_layer = [model.image_tower], prompt_layer   # frozen, not owned
+        self.text = PromptLearner(model.text_tower, tokenizer, classnames, n_ctx=n_ctx, init=init)
+        self.visual = VisualPrompts(self.text, model.image_tower.width) if visual else None
+        d = model.text_tower.proj.out_features
+        self.adapt_text = None if r_text is None else SurgeryAdapter(d, r_text)
+        self.adapt_image = None if r_image is None else SurgeryAdapter(d, r_image)
+        with torch.no_grad():                          # the prompts' starting values, moved with .to()
+            self.register_buffer("ctx_start", self.text.ctx.clone(), persistent=False)
+            self.register_buffer("visual_start", self.visual().clone() if visual else None, persistent=False)
+
+    @property
+    def start(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The text context ``[M, width]`` and visual prompts ``[M, image width]`` (or None) at initialisation."""
+        return self.ctx_start, self.visual_start
+
+    def forward(self, states, frozen_images: torch.Tensor, classnames=None):
+        _validate.tensor("frozen_images", frozen_images, 2, finite=False)
+        text = self.text if classnames is None else self.text.for_classes(classnames)
+        if self.visual is None:
+            return text(), frozen_images
+        if states is None or len(states) != len(frozen_images):
+            raise ValueError(f"states: got {None if states is None else tuple(states.shape)}, expected the "
+                             f"image tower's states before block {self.prompt_layer}, one row per image "
+                             f"({len(frozen_images)})")
+        img = encode_image_with_prompts(self.image_tower[0], None, self.visual(), self.prompt_layer, states=states)
+        return text(), img
+
+    def adapted(self, cls: torch.Tensor, img: torch.Tensor):
+        """The features after each modality's adapter (unchanged where there is none)."""
+        return (cls if self.adapt_text is None else self.adapt_text(cls),
+                img if self.adapt_image is None else self.adapt_image(img))
+
+
+def restore_loss(cls, img, labels, frozen_cls, frozen_img, logit_scale, adapt=None, lam: float = 10.0) -> dict:
+    """RESTORE's objective, the paper's form: ``L = CE + lam * (shift_T - shift_I)^2``.
+
+    ``cls`` ``[C, d]`` and ``img`` ``[N, d]`` are the prompted features *before* the
+    adapters, ``frozen_cls`` ``[C, d]`` and ``frozen_img`` ``[N, d]`` the frozen model's
+    (the hand-made prompts; the images without prompts). The shifts are measured before
+    the adapters, so an adapter cannot satisfy the consistency term by moving the
+    features itself; the cross-entropy is on the adapted features (``adapt(cls, img)``,
+    ``None``: none), at the frozen ``logit_scale`` (log of the scale). ``lam=0`` gives
+    plain prompt tuning. Returns ``{"loss", "cross-entropy", "text shift", "image shift"}``.
+    """
+    _validate.non_negative_number("lam", lam)
+    shift_t = feature_shift(cls, frozen_cls)
+    shift_i = feature_shift(img, frozen_img)
+    cls_a, img_a = (cls, img) if adapt is None else adapt(cls, img)
+    ce = F.cross_entropy(class_logits(img_a, cls_a, logit_scale), labels)
+    loss = ce + lam * shift_consistency_loss(shift_t, shift_i) if lam else ce
+    return {"loss": loss, "cross-entropy": ce.detach(), "text shift": shift_t.detach(), "image shift": shift_i.detach()}
+
+
+def train_multimodal_prompts(net: MultimodalPrompts, states, frozen_images, labels, frozen_text, *,
+                             logit_scale, lam: float = 0.0, steps: int = 200, batch_size: int = 64,
+                             lr: float = 2e-3, warmup: int = 10, seed: int = 0, progress: bool = False) -> dict:
+    """Train ``net``'s prompts (and adapters) with ``restore_loss`` on random batches of
+    ``batch_size`` training images (``states`` ``[N, 1 + P, width]`` or ``None``,
+    ``frozen_images`` ``[N, d]``, ``labels`` ``[N]``; ``frozen_text`` ``[C, d]``, the
+    hand-made prompts' features) with ``train.fit`` (AdamW, warm-up, cosine). Returns the
+    history, which also records ``context drift``, ``||ctx - ctx_0||`` before each step."""
+    if not isinstance(net, MultimodalPrompts):
+        raise ValueError(f"net: got {type(net).__name__}, expected a MultimodalPrompts")
+    _validate.tensor("frozen_images", frozen_images, 2, finite=False)
+    _validate.same_rows("frozen_images", frozen_images, "labels", labels)
+    _validate.positive_int("batch_size", batch_size)
+    g = torch.Generator().manual_seed(seed)
+    ctx0 = net.start[0]
+
+    def batches(step):
+        return torch.randperm(len(labels), generator=g)[:batch_size].to(labels.device)
+
+    def loss_fn(b):
+        cls, img = net(None if states is None else states[b], frozen_images[b])
+        out = restore_loss(cls, img, labels[b], frozen_text, frozen_images[b], logit_scale, net.adapted, lam)
+        out["context drift"] = (net.text.ctx.detach() - ctx0).norm()
+        return out
+
+    params = [p for p in net.parameters() if p.requires_grad]
+    return train.fit(loss_fn, params, batches, steps=steps, lr=lr, warmup=warmup, progress=progress,
+                     desc="multimodal prompts")
+
+
+@torch.no_grad()
+def text_shift_per_block(learner: PromptLearner, frozen_ids: torch.Tensor) -> torch.Tensor:
+    """The text feature shift after every block of the tower ``[depth]``: the mean
+    distance between the normalised states of each class's last real token, prompted by
+    ``learner`` and from the frozen prompts ``frozen_ids`` ``[C, L]`` (token ids, e.g. the
+    hand-made "a photo of a {class}"). RESTORE's paper defines the shift per transformer
+    block; the last entry is measured before the tower's final LayerNorm and projection."""
+    if not isinstance(learner, PromptLearner):
+        raise ValueError(f"learner: got {type(learner).__name__}, expected a PromptLearner")
+    _validate.tensor("frozen_ids", frozen_ids, 2, floating=False)
+    if len(frozen_ids) != len(learner.classnames):
+        raise ValueError(f"frozen_ids: got {len(frozen_ids)} rows, expected one per class ({len(learner.classnames)})")
+    tower = learner.text_tower
+    embeds, mask = learner.prompt_embeddings()
+    f_mask = frozen_ids != tower.pad_id
+    x_p = embeds + tower.positional_embedding[:embeds.shape[1]]
+    x_f = tower.token_embedding(frozen_ids) + tower.positional_embedding[:frozen_ids.shape[1]]
+    rows = torch.arange(len(mask), device=mask.device)
+    last_p, last_f = mask.long().cumsum(1).argmax(1), f_mask.long().cumsum(1).argmax(1)
+    shifts = []
+    for k in range(len(tower.encoder.blocks)):
+        x_p = tower.encoder(x_p, ~mask, start=k, stop=k + 1)
+        x_f = tower.encoder(x_f, ~f_mask, start=k, stop=k + 1)
+        shifts.append(feature_shift(x_p[rows, last_p], x_f[rows, last_f]))
+    return torch.stack(shifts)
