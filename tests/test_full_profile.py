@@ -33,15 +33,15 @@ def test_full_profile_sizes_fit_together(monkeypatch):
 def test_full_profile_prompts_and_inversion_fit_together(monkeypatch):
     """Lessons 03 and 04's pieces on the `full` towers: prompts before the last image block,
     OTI and OVI, a few items and steps."""
-    from tutorlib import inversion, prompts
+    from tutorlib import inversion, prompts, restore
     monkeypatch.setenv("TUTORLIB_PROFILE", "full")
     clip, tok = models.build_mini_clip().eval(), world.Tokenizer()
     images = world.images_float(world.render_images(world.sample_scenes(2, seed=0)))
     learner = prompts.PromptLearner(clip.text_tower, tok, ["red circle", "blue star"], init="a photo of a")
-    visual = prompts.VisualPrompts(learner, clip.image_tower.width)
+    visual = restore.VisualPrompts(learner, clip.image_tower.width)
     last = len(clip.image_tower.encoder.blocks) - 1
     states = clip.image_tower.hidden(images, last)
-    img = prompts.encode_image_with_prompts(clip.image_tower, None, visual(), last, states=states)
+    img = restore.encode_image_with_prompts(clip.image_tower, None, visual(), last, states=states)
     assert img.shape == (2, 256) and learner().shape == (2, 256)
     words, losses = inversion.oti(clip.text_tower, tok, img.detach(), steps=2, progress=False)
     assert words.shape == (2, 1, clip.text_tower.width) and losses.shape == (2,)
