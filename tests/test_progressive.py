@@ -154,9 +154,8 @@ def test_bad_inputs_say_what_was_wrong():
         progressive.fit_pairs(model, ("image", feats("image")), ("text", feats("text")), steps=0)
     with pytest.raises(ValueError, match="feats: got 0 rows"):
         progressive.embed(model, "image", {"tokens": torch.randn(0, 5, 16), "mask": None})
-    model.modality_tokens["image"].requires_grad_(False), model.heads["image"].requires_grad_(False)
-    with pytest.raises(ValueError, match=r"^a, b: got a frozen modality.*targets would go stale"):
-        progressive.fit_pairs(model, ("image", feats("image")), ("text", feats("text")), steps=1)
+    with pytest.raises(ValueError, match=r"^after_step: got int, expected a callable"):
+        progressive.fit_pairs(model, ("image", feats("image")), ("text", feats("text")), steps=1, after_step=3)
     model.add_modality("audio", WIDTHS["audio"], freeze=True)
     with pytest.raises(ValueError, match="^a, b: got modalities .* both frozen.*trainable now: \\['audio'\\]"):
         progressive.fit_pairs(model, ("image", feats("image")), ("text", feats("text")), steps=1)
@@ -165,3 +164,52 @@ def test_bad_inputs_say_what_was_wrong():
         progressive.fit_pairs(model, ("image", feats("image")), ("text", feats("text")), steps=1)
     with pytest.raises(ValueError, match="model"):
         progressive.embed(torch.nn.Linear(2, 2), "image", feats("image"))
+
+
+def test_modality_token_is_three_numbers_through_an_mlp_as_in_the_official_code():
+    token = progressive.ModalityToken(16)
+    assert token.token.shape == (1, 3)
+    assert [m.out_features for m in token.mlp if isinstance(m, torch.nn.Linear)] == [64, 128, 16]
+    assert progressive.OneEncoder(16).token_dim == 3
+
+
+def test_a_trainable_up_in_a_later_stage_moves_the_earlier_modalities():
+    model = stage1_model()
+    progressive.fit_pairs(model, ("image", feats("image")), ("text", feats("text")), steps=5, batch_size=8, progress=False)
+    img_before, txt_before = (progressive.embed(model, m, feats(m, seed=3)) for m in ("image", "text"))
+    frozen_head = {k: v.clone() for k, v in model.heads["image"].state_dict().items()}
+    up_before = {k: v.clone() for k, v in model.up.state_dict().items()}
+    model.add_modality("audio", WIDTHS["audio"], freeze=True)
+    model.up.requires_grad_(True)                           # the ablation: the UP is left trainable
+    seen = []
+    progressive.fit_pairs(model, ("audio", feats("audio")), ("image", feats("image")), steps=4, batch_size=8,
+                          progress=False, after_step=lambda step: seen.append((step, model.up.training)))
+    assert [s for s, _ in seen] == [0, 1, 2, 3] and all(training for _, training in seen)   # the UP trains
+    assert all(torch.equal(v, model.heads["image"].state_dict()[k]) for k, v in frozen_head.items())
+    assert any(not torch.equal(v, model.up.state_dict()[k]) for k, v in up_before.items())
+    assert not torch.allclose(progressive.embed(model, "image", feats("image", seed=3)), img_before)
+    assert not torch.allclose(progressive.embed(model, "text", feats("text", seed=3)), txt_before)
+
+
+def test_cosine_tracker_records_the_mean_paired_cosine():
+    model = stage1_model()
+    model.add_modality("audio", WIDTHS["audio"], freeze=True)
+    probe = feats("audio", n=6, seed=4)
+    img = progressive.embed(model, "image", feats("image", n=6, seed=5))
+    tracker = progressive.CosineTracker(model, "audio", probe, {"image": 3 * img, "minus": -img}, every=2, steps=5)
+    progressive.fit_pairs(model, ("audio", feats("audio")), ("image", feats("image")), steps=5, batch_size=8,
+                          progress=False, after_step=tracker)
+    assert tracker.history["step"] == [1, 2, 4, 5]
+    y = progressive.embed(model, "audio", probe)
+    want = (y * img).sum(-1).mean().item()                  # targets are normalised: 3 * img counts as img
+    assert tracker.history["image"][-1] == pytest.approx(want, abs=1e-5)
+    assert tracker.history["minus"][-1] == pytest.approx(-want, abs=1e-5)
+    assert len(set(tracker.history["image"])) > 1          # it moved while training
+    with pytest.raises(ValueError, match=r"targets\['image'\]: got shape \(5, 16\), expected \(6, 16\)"):
+        progressive.CosineTracker(model, "audio", probe, {"image": img[:5]})
+    with pytest.raises(ValueError, match="name.*'smell'"):
+        progressive.CosineTracker(model, "smell", probe, {"image": img})
+    with pytest.raises(ValueError, match="targets: got dict, expected a non-empty dict"):
+        progressive.CosineTracker(model, "audio", probe, {})
+    with pytest.raises(ValueError, match="every"):
+        progressive.CosineTracker(model, "audio", probe, {"image": img}, every=0)
