@@ -86,3 +86,49 @@ def test_pseudo_patches_are_stretched_in_blocks(clip):
     assert torch.allclose(inversion.encode_pseudo_patches(tower, two), tower(patches=blocks), atol=1e-6)
     three = torch.randn(1, 3, tower.width)                              # K need not divide P
     assert inversion.encode_pseudo_patches(tower, three).shape == (1, 16)
+
+
+def test_vocabulary_distance_against_a_loop(tok, clip):
+    table = clip.text_tower.token_embedding.weight.detach()
+    words = [i for i, w in enumerate(tok.vocab) if not w.startswith("<")]
+    torch.manual_seed(1)
+    tokens = torch.randn(3, 2, clip.text_tower.width)
+    got = inversion.vocabulary_distance(clip.text_tower, tok, tokens, k=2)
+    assert got.shape == (3, 2)
+    for i in range(3):
+        for j in range(2):
+            d2 = sorted(((tokens[i, j] - table[v]) ** 2).sum().item() for v in words)
+            assert got[i, j].item() == pytest.approx((d2[0] + d2[1]) / 2, rel=1e-4)
+    on_word = table[tok.encode("red star")][None]                      # real words: distance 0
+    assert torch.allclose(inversion.vocabulary_distance(clip.text_tower, tok, on_word), torch.zeros(1, 2), atol=1e-4)
+
+
+def test_vocab_weight_keeps_the_token_near_the_words(tok, clip):
+    """A larger leash gives pseudo-tokens nearer the vocabulary; weight 0 is plain OTI."""
+    target = clip.encode_text(tok(["a small red circle in the top left", "a large blue star", "a green square",
+                                   "a tiny yellow triangle at the bottom"])).detach()
+    dist = []
+    for beta in (0.0, 0.3, 3.0):
+        torch.manual_seed(0)
+        w, losses = inversion.oti(clip.text_tower, tok, target, steps=60, vocab_weight=beta, progress=False)
+        dist.append(inversion.vocabulary_distance(clip.text_tower, tok, w).mean().item())
+    assert dist[0] > dist[1] > dist[2], dist
+    torch.manual_seed(0)
+    plain, _ = inversion.oti(clip.text_tower, tok, target, steps=5, progress=False)
+    torch.manual_seed(0)
+    zero, _ = inversion.oti(clip.text_tower, tok, target, steps=5, vocab_weight=0.0, progress=False)
+    assert torch.equal(plain, zero)
+
+
+def test_vocab_weight_bad_input(tok, clip):
+    img = torch.randn(2, 16)
+    with pytest.raises(ValueError, match="vocab_weight"):
+        inversion.oti(clip.text_tower, tok, img, vocab_weight=-1.0, progress=False)
+    with pytest.raises(ValueError, match="vocab_k"):
+        inversion.oti(clip.text_tower, tok, img, vocab_weight=1.0, vocab_k=0, progress=False)
+    with pytest.raises(ValueError, match="vocab_k"):
+        inversion.oti(clip.text_tower, tok, img, vocab_weight=1.0, vocab_k=10 ** 6, progress=False)
+    with pytest.raises(ValueError, match="tokens"):
+        inversion.vocabulary_distance(clip.text_tower, tok, torch.randn(2, 1, 5))
+    with pytest.raises(ValueError, match="k"):
+        inversion.vocabulary_distance(clip.text_tower, tok, torch.randn(2, 1, clip.text_tower.width), k=0)

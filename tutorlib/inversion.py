@@ -13,6 +13,10 @@ embedding ``v``; OVI (visual inversion) learns one pseudo patch embedding, repea
 every patch position (the official code stretches it by nearest-neighbour interpolation), so that the image tower's output matches a text embedding. Both
 minimise ``1 - cos`` with AdamW (lr 2e-2, weight decay 0.01) on batches of queries at
 once; the paper runs OTI for 150 steps and OVI for 1,000.
+
+``oti(..., vocab_weight=beta)`` adds a leash that is this course's, not the paper's: a
+penalty ``beta * mean_k ||w - e_v||^2`` over the k word embeddings ``e_v`` nearest each
+pseudo-token (``vocabulary_distance``), which keeps the token near real words.
 """
 from __future__ import annotations
 
@@ -85,10 +89,40 @@ def encode_pseudo_patches(image_tower: nn.Module, patches: torch.Tensor) -> torc
     return image_tower(patches=patches[:, block])
 
 
+def _word_table(text_tower: nn.Module, tokenizer) -> torch.Tensor:
+    """The embeddings ``[V, width]`` of the vocabulary's real words (special tokens left out)."""
+    table = text_tower.token_embedding.weight
+    words = [i for i, w in enumerate(tokenizer.vocab) if not w.startswith("<")]
+    return table[torch.tensor(words, dtype=torch.long, device=table.device)]
+
+
+def vocabulary_distance(text_tower: nn.Module, tokenizer, tokens: torch.Tensor, k: int = 1) -> torch.Tensor:
+    """How far each pseudo-token is from the vocabulary: for tokens ``[N, K, width]``, the
+    squared Euclidean distance to its ``k`` nearest word embeddings, averaged over those k,
+
+        d(w) = (1/k) * sum over the k nearest words v of ||w - e_v||^2      -> [N, K]
+
+    (special tokens left out). Differentiable in ``tokens``: ``oti(vocab_weight=beta)``
+    adds ``beta * d(w)`` (its mean) to the loss."""
+    require("text_tower", text_tower, PromptableText)
+    _validate.tensor("tokens", tokens, 3, finite=False)
+    _validate.positive_int("k", k)
+    table = _word_table(text_tower, tokenizer).detach()
+    if tokens.shape[2] != table.shape[1]:
+        raise ValueError(f"tokens: got width {tokens.shape[2]}, expected the text tower's "
+                         f"word-embedding width {table.shape[1]}")
+    if k > len(table):
+        raise ValueError(f"k: got {k}, expected at most the {len(table)} vocabulary words")
+    w = tokens.to(table.dtype)
+    d2 = (w.pow(2).sum(-1, keepdim=True) - 2 * w @ table.T + table.pow(2).sum(-1))   # [N, K, V]
+    return d2.clamp_min(0).topk(k, dim=-1, largest=False).values.mean(-1)
+
+
 def _invert(encode, target: torch.Tensor, n_tokens: int, width: int, steps: int, lr: float,
-            weight_decay: float, batch_size: int, progress: bool, desc: str):
+            weight_decay: float, batch_size: int, progress: bool, desc: str, penalty=None):
     """Optimise one ``[n_tokens, width]`` input per target row so that ``encode(inputs)``
-    points where the target does (loss ``1 - cos``); batches of queries at once."""
+    points where the target does (loss ``1 - cos``, plus ``penalty(inputs)`` ``[n, K]``
+    averaged, when given); batches of queries at once."""
     _validate.positive_int("n_tokens", n_tokens)
     _validate.positive_int("steps", steps)
     _validate.positive_number("lr", lr)
@@ -103,6 +137,8 @@ def _invert(encode, target: torch.Tensor, n_tokens: int, width: int, steps: int,
         opt = torch.optim.AdamW([w], lr=lr, weight_decay=weight_decay)
         for step in range(steps):
             loss = (1 - F.cosine_similarity(encode(w), goal, dim=-1)).mean()
+            if penalty is not None:
+                loss = loss + penalty(w).mean()
             value = loss.item()                     # read once: the step's only device sync
             if not math.isfinite(value):
                 raise FloatingPointError(f"lr: the loss became {value} at step {step}; try a lower lr")
@@ -118,17 +154,32 @@ def _invert(encode, target: torch.Tensor, n_tokens: int, width: int, steps: int,
 
 def oti(text_tower: nn.Module, tokenizer, image_emb: torch.Tensor, template: str = "a photo of {}",
         n_tokens: int = 1, steps: int = 150, lr: float = 2e-2, weight_decay: float = 0.01,
-        batch_size: int = 256, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        batch_size: int = 256, progress: bool = True, vocab_weight: float = 0.0,
+        vocab_k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Optimisation-based Text Inversion of image embeddings ``[N, d]``: pseudo-tokens
     ``w`` ``[N, n_tokens, width]`` from N(0, 0.02^2) minimising ``1 - cos(t(w), v)`` through
-    the frozen text tower. Returns the tokens and the mean loss at each step ``[steps]``."""
+    the frozen text tower. Returns the tokens and the mean loss at each step ``[steps]``.
+
+    ``vocab_weight=beta > 0`` (not in the paper) minimises instead
+
+        1 - cos(t(w), v) + beta * (1/k) * sum over the k nearest words of ||w - e_v||^2
+
+    (``vocabulary_distance`` with ``k = vocab_k``, averaged over the tokens): a leash that
+    keeps each pseudo-token near real word embeddings. The returned losses then include it."""
     require("text_tower", text_tower, PromptableText)
     _validate.tensor("image_emb", image_emb, 2)
     _template_ids(tokenizer, template)
+    beta = _validate.non_negative_number("vocab_weight", vocab_weight)
+    _validate.positive_int("vocab_k", vocab_k)
+    n_words = len(_word_table(text_tower, tokenizer))
+    if vocab_k > n_words:
+        raise ValueError(f"vocab_k: got {vocab_k}, expected at most the {n_words} vocabulary words")
+    penalty = None if beta == 0 else (
+        lambda w: beta * vocabulary_distance(text_tower, tokenizer, w, vocab_k))
     with _frozen(text_tower):
         return _invert(lambda w: encode_with_pseudo_tokens(text_tower, tokenizer, w, template),
                        image_emb, n_tokens, text_tower.width, steps, lr, weight_decay,
-                       batch_size, progress, "OTI")
+                       batch_size, progress, "OTI", penalty)
 
 
 def ovi(image_tower: nn.Module, text_emb: torch.Tensor, n_tokens: int = 1, steps: int = 150,
