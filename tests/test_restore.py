@@ -2,15 +2,8 @@
 import pytest
 import torch
 
-from tutorlib import models, prompts, restore
-
-CLASSES = ["red circle", "blue square", "large green star"]
-
-
-@pytest.fixture
-def clip(tok):
-    torch.manual_seed(0)
-    return models.build_mini_clip(embed_dim=16, depth=2, tokenizer=tok).eval()
+from test_prompts import CLASSES, clip  # noqa: F401  (the same tiny model and classes as CoOp's tests)
+from tutorlib import prompts, restore
 
 
 def test_visual_prompts_and_feature_shift(tok, clip):
