@@ -218,3 +218,30 @@ def test_finetune_soft_targets_are_the_batch_matches(small, tiny_model):
     with pytest.raises(ValueError, match="full_spec"):
         pretrained.finetune(tiny_model, {k: v for k, v in small.items() if k != "full_spec"}, steps=1,
                             n_scenes=64, soft_targets=True, progress=False)
+
+
+def test_finetune_reuses_frozen_states_only_while_the_inputs_are_unchanged(small, tiny_model, monkeypatch):
+    calls = []
+    real = finetuning._frozen_states
+    monkeypatch.setattr(finetuning, "_frozen_states", lambda *a: calls.append(1) or real(*a))
+    finetuning._LAST.clear()
+    run = lambda model, data: pretrained.finetune(model, data, steps=2, batch_size=8, n_scenes=64, seed=0,
+                                                  progress=False)[1]["loss"]
+    first, again = run(tiny_model, small), run(tiny_model, small)
+    assert len(calls) == 1 and first == again                     # the second run read the cache
+    edited = {**small, "full_ids": small["full_ids"].clone()}
+    edited["full_ids"][:, 1] = small["full_ids"][:, 2]             # other captions: computed again
+    run(tiny_model, edited)
+    assert len(calls) == 2
+    weight = tiny_model.image_tower.encoder.blocks[0].mlp[0].weight
+    saved = weight.detach().clone()
+    with torch.no_grad():                                          # the model changed in place: computed again
+        weight.mul_(1.5)
+    try:
+        changed = run(tiny_model, small)
+        assert len(calls) == 3 and changed != first
+        finetuning._LAST.clear()
+        assert run(tiny_model, small) == changed                  # the same as computed from scratch
+    finally:
+        with torch.no_grad():
+            weight.copy_(saved)

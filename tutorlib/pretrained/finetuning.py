@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import weakref
 
 import torch
 
@@ -37,6 +38,26 @@ def _check_args(model, steps, batch_size, intra_weight, keep_patches, image_bloc
         depth = len(tower.encoder.blocks)
         if not isinstance(blocks, int) or not 0 <= blocks <= depth:
             raise ValueError(f"{name}: got {blocks!r}, expected an integer from 0 to the tower's depth {depth}")
+
+
+_LAST: dict = {}      # the frozen states of the last call, reused while its inputs are unchanged
+
+
+def _cached_states(original, model, data, n, si, st, image_blocks, negative_ids, dev) -> dict:
+    """``_frozen_states`` of ``model`` (the copy of ``original`` on ``dev``), remembered for the
+    next call with the same ``original`` and data tensors, all unchanged since (their in-place
+    version counters are part of the key), and the same ``n``, blocks and device: a lesson that
+    fine-tunes several methods or seeds from one model computes them once. One entry is kept."""
+    inputs = (original, data["image"], data["full_ids"], negative_ids)
+    tensors = [*original.parameters(), *(x for x in inputs[1:] if x is not None)]
+    key = (n, si, st, image_blocks, str(dev), tuple(t._version for t in tensors))
+    hit = _LAST.get("key") == key and all(r() is x for r, x in zip(_LAST.get("refs", ()), inputs) if x is not None)
+    if not hit:
+        _LAST.clear()                                   # free the old states before computing new ones
+        states = _frozen_states(model, data, n, si, st, image_blocks, negative_ids, dev)
+        _LAST.update(key=key, states=states,
+                     refs=tuple(weakref.ref(x) if x is not None else (lambda: None) for x in inputs))
+    return _LAST["states"]
 
 
 @torch.no_grad()
@@ -95,11 +116,12 @@ def finetune(model, data: dict, objective=None, *, steps: int, batch_size: int =
     objective = objective or (lambda i, t, s, neg, targets=None: losses.clip_loss(i, t, s, targets=targets))
     torch.manual_seed(seed)
     dev = device()
-    model = copy.deepcopy(model).eval().to(dev)                # checked first, then copied
-    img_t, txt_t = model.image_tower, model.text_tower
-    si, st = len(img_t.encoder.blocks) - image_blocks, len(txt_t.encoder.blocks) - text_blocks
+    si = len(model.image_tower.encoder.blocks) - image_blocks
+    st = len(model.text_tower.encoder.blocks) - text_blocks
     n = min(len(data["image"]), n_scenes or settings().finetune_scenes)
-    h = _frozen_states(model, data, n, si, st, image_blocks, negative_ids, dev)
+    original, model = model, copy.deepcopy(model).eval().to(dev)      # checked first, then copied
+    img_t, txt_t = model.image_tower, model.text_tower
+    h = _cached_states(original, model, data, n, si, st, image_blocks, negative_ids, dev)
     valid = None if negative_ids is None else negative_valid.to(dev)
     params = _train_only_last_blocks(model, si, st)
     g = torch.Generator().manual_seed(seed)
