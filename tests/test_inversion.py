@@ -132,3 +132,19 @@ def test_vocab_weight_bad_input(tok, clip):
         inversion.vocabulary_distance(clip.text_tower, tok, torch.randn(2, 1, 5))
     with pytest.raises(ValueError, match="k"):
         inversion.vocabulary_distance(clip.text_tower, tok, torch.randn(2, 1, clip.text_tower.width), k=0)
+
+
+@pytest.mark.parametrize("template", ["a photo of {}", "{} here", "a {} in the center"])
+def test_oti_runs_the_template_prefix_once_and_gets_the_same_tokens(tok, clip, template, monkeypatch):
+    w = torch.randn(6, 2, clip.text_tower.width)
+    with torch.no_grad():
+        fast = inversion._PrefixOnce(clip.text_tower, tok, template)(w)
+        ref = inversion.encode_with_pseudo_tokens(clip.text_tower, tok, w, template)
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-4)
+    v = torch.randn(5, clip.text_tower.proj.out_features)
+    torch.manual_seed(0)
+    got, _ = inversion.oti(clip.text_tower, tok, v, template, steps=5, progress=False)
+    monkeypatch.setattr(inversion._PrefixOnce, "applies", staticmethod(lambda tower: False))
+    torch.manual_seed(0)
+    want, _ = inversion.oti(clip.text_tower, tok, v, template, steps=5, progress=False)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-3)

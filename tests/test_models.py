@@ -283,3 +283,27 @@ def test_prompt_and_inversion_entry_points_name_a_tower_without_the_interface():
         prompts.PromptLearner(audio, tok, ["circle"])
     with pytest.raises(ValueError, match="image_tower"):
         inversion.encode_pseudo_patches(audio, torch.randn(2, 1, 16))
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_text_tower_shared_prefix_path_equals_the_whole_prompts(tok, depth):
+    torch.manual_seed(0)
+    tower = models.TextTower(len(tok), embed_dim=32, width=48, depth=depth, heads=4).eval()
+    prefix = torch.randn(5, 48, requires_grad=True)                    # shared by every prompt
+    tails, lengths = torch.randn(4, 3, 48), torch.tensor([3, 1, 2, 3])
+    mask = torch.arange(3)[None] < lengths[:, None]                    # padding after the real tokens
+    whole = torch.cat([prefix.expand(4, -1, -1), tails], 1)
+    ref = tower(embeds=whole, mask=torch.cat([torch.ones(4, 5, dtype=torch.bool), mask], 1))
+    fast = tower.from_prefix(tower.prefix_keys(prefix), tails, mask)
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-4)
+    g_fast, = torch.autograd.grad(fast.square().sum(), prefix)
+    g_ref, = torch.autograd.grad(ref.square().sum(), prefix)
+    torch.testing.assert_close(g_fast, g_ref, atol=1e-4, rtol=1e-3)
+    full_rows = tower.from_prefix(tower.prefix_keys(prefix), tails[[0, 3]])   # no mask: the last position alone
+    torch.testing.assert_close(full_rows, ref[[0, 3]], atol=1e-5, rtol=1e-4)
+
+
+def test_text_tower_prefix_path_needs_a_causal_tower_read_at_its_last_token(tok):
+    tower = models.TextTower(len(tok), embed_dim=32, width=48, depth=1, heads=4, causal=False, pool="mean")
+    with pytest.raises(ValueError, match="causal"):
+        tower.prefix_keys(torch.randn(3, 48))

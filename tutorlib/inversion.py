@@ -74,6 +74,30 @@ def encode_with_pseudo_tokens(text_tower: nn.Module, tokenizer, tokens: torch.Te
     return text_tower(embeds=x)
 
 
+class _PrefixOnce:
+    """``encode_with_pseudo_tokens`` for the course's causal text tower, with the positions
+    before the slot (``<bos> a photo of``) run once (``TextTower.prefix_keys``): causal
+    attention keeps them blind to the pseudo-token, so their states are the same for every
+    query. Each step runs the slot and the tail only (2 of 6 positions), the same function."""
+
+    def __init__(self, text_tower, tokenizer, template: str):
+        pre, post = _template_ids(tokenizer, template)
+        table = text_tower.token_embedding.weight
+        ids = lambda t: torch.tensor(t, dtype=torch.long, device=table.device)
+        self.tower, self.post = text_tower, table[ids(post + [tokenizer.eos_id])]
+        with torch.no_grad():
+            self.keys = text_tower.prefix_keys(table[ids([tokenizer.bos_id] + pre)])
+
+    @staticmethod
+    def applies(text_tower) -> bool:
+        from .models.text import TextTower
+        return isinstance(text_tower, TextTower) and text_tower.encoder.causal and text_tower.pool == "last"
+
+    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        tail = torch.cat([tokens, self.post.expand(len(tokens), -1, -1)], 1)
+        return self.tower.from_prefix(self.keys, tail)
+
+
 def encode_pseudo_patches(image_tower: nn.Module, patches: torch.Tensor) -> torch.Tensor:
     """The image tower on pseudo patch embeddings ``[N, K, width]`` stretched over the P patch
     positions in blocks (as nearest-neighbour interpolation does in the official code: K = 1
@@ -177,7 +201,9 @@ def oti(text_tower: nn.Module, tokenizer, image_emb: torch.Tensor, template: str
     penalty = None if beta == 0 else (
         lambda w: beta * vocabulary_distance(text_tower, tokenizer, w, vocab_k))
     with _frozen(text_tower):
-        return _invert(lambda w: encode_with_pseudo_tokens(text_tower, tokenizer, w, template),
+        encode = (_PrefixOnce(text_tower, tokenizer, template) if _PrefixOnce.applies(text_tower)
+                  else lambda w: encode_with_pseudo_tokens(text_tower, tokenizer, w, template))
+        return _invert(encode,
                        image_emb, n_tokens, text_tower.width, steps, lr, weight_decay,
                        batch_size, progress, "OTI", penalty)
 

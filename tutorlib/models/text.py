@@ -84,3 +84,47 @@ class TextTower(nn.Module):
         out = self.proj(pooled)
         return (out, x) if return_tokens else out
 
+    def prefix_keys(self, prefix: torch.Tensor) -> list[torch.Tensor]:
+        """Run a prefix that every prompt shares, token embeddings ``[p, width]`` (positions
+        0..p-1 are added here), once: returns, per block, its normed states ``[1, p, width]``,
+        the keys and values every later position attends to. Attention is causal, so the
+        prefix never sees what follows and its states are the same in every prompt.
+        Differentiable: gradients reach ``prefix`` (CoOp's context) through ``from_prefix``."""
+        self._check_prefix_path()
+        _validate.tensor("prefix", prefix, 2, finite=False)
+        p = len(prefix)
+        x = (prefix + self.positional_embedding[:p])[None]
+        causal = torch.ones(p, p, dtype=torch.bool, device=x.device).triu(1)
+        keys = []
+        for block in self.encoder.blocks:
+            keys.append(block.ln1(x))
+            x = block(x, attn_mask=causal)
+        return keys
+
+    def from_prefix(self, keys: list[torch.Tensor], tail: torch.Tensor,
+                    mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The rest of each prompt after a shared prefix (``prefix_keys``): token embeddings
+        ``[N, t, width]`` (padding after the real tokens, ``mask`` ``[N, t]`` True for real
+        ones, None: all real) -> ``[N, embed_dim]``, equal to the tower on the whole prompts
+        while running the blocks on the t tail positions only."""
+        self._check_prefix_path()
+        _validate.tensor("tail", tail, 3, finite=False)
+        p, t = keys[0].shape[1], tail.shape[1]
+        x = tail + self.positional_embedding[p:p + t]
+        causal = torch.ones(p + t, p + t, dtype=torch.bool, device=x.device).triu(1)[p:]
+        for k, block in enumerate(self.encoder.blocks):
+            h = block.ln1(x)
+            kv = torch.cat([keys[k].expand(len(x), -1, -1), h], 1)
+            q, x, rows = (h[:, -1:], x[:, -1:], causal[-1:]) if mask is None and k == len(self.encoder.blocks) - 1 \
+                else (h, x, causal)                 # all real: the last block needs the last position only
+            x = x + block.attn(q, kv, kv, attn_mask=rows, need_weights=False)[0]
+            x = x + block.mlp(block.ln2(x))
+        last = torch.full((len(x),), x.shape[1] - 1, device=x.device) if mask is None \
+            else mask.long().cumsum(1).argmax(1)
+        return self.proj(self.encoder.ln(x[torch.arange(len(x), device=x.device), last]))
+
+    def _check_prefix_path(self):
+        if not self.encoder.causal or self.pool != "last":
+            raise ValueError(f"this tower: got causal={self.encoder.causal}, pool={self.pool!r}, expected a causal "
+                             "tower pooled at its last token (only then is a prefix blind to what follows)")
+
