@@ -120,3 +120,15 @@ def test_prompt_embeddings_equal_the_prompts_built_one_by_one(tok, clip, positio
         assert torch.equal(embeds[i][mask[i]], row) and not embeds[i][~mask[i]].any()
     embeds.sum().backward()
     assert torch.equal(learner.ctx.grad, torch.full_like(learner.ctx, len(CLASSES)))   # each vector once per class
+
+
+@pytest.mark.parametrize("n_ctx, init", [(4, None), (0, "a photo of a")])
+def test_end_prompts_run_the_shared_context_once_and_equal_the_whole_prompts(tok, clip, n_ctx, init):
+    learner = prompts.PromptLearner(clip.text_tower, tok, CLASSES, n_ctx=n_ctx or 4, init=init)
+    fast = learner()
+    embeds, mask = learner.prompt_embeddings()
+    ref = clip.text_tower(embeds=embeds, mask=mask)
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-4)
+    g_fast, = torch.autograd.grad(fast.square().sum(), learner.ctx)
+    g_ref, = torch.autograd.grad(ref.square().sum(), learner.ctx)
+    torch.testing.assert_close(g_fast, g_ref, atol=1e-4, rtol=1e-3)

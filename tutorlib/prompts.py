@@ -114,7 +114,7 @@ class PromptLearner(nn.Module):
         return self._cached_layout
 
     def _apply(self, fn, *args, **kwargs):                    # .to(device) rebuilds the layout
-        self._cached_layout = None
+        self._cached_layout = self._cached_tails = None
         return super()._apply(fn, *args, **kwargs)
 
     def prompt_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,9 +124,26 @@ class PromptLearner(nn.Module):
         fixed, where, mask = self._layout()
         return fixed + where @ self.ctx, mask
 
+    def _tails(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each class's words after the context, ``CLASS <eos>``, padded ``[C, T, width]``, and
+        their mask ``[C, T]`` (class token at the end only)."""
+        if getattr(self, "_cached_tails", None) is None:
+            C, T = len(self.classnames), self.name_emb.shape[1] + 1
+            tails = torch.cat([self.name_emb, torch.zeros_like(self.name_emb[:, :1])], 1)
+            tails[torch.arange(C), self.name_len] = self.eos
+            mask = torch.arange(T, device=tails.device)[None] <= self.name_len[:, None]
+            self._cached_tails = (tails, mask)
+        return self._cached_tails
+
     def forward(self) -> torch.Tensor:
+        tower = self.text_tower
+        if self.position == "end" and hasattr(tower, "prefix_keys") and tower.encoder.causal and tower.pool == "last":
+            # <bos> and the context are the same in every prompt and, the attention being causal,
+            # never see the class name: run them once, then each class's name and <eos>
+            keys = tower.prefix_keys(torch.cat([self.bos[None], self.ctx]))
+            return tower.from_prefix(keys, *self._tails())
         embeds, mask = self.prompt_embeddings()
-        return self.text_tower(embeds=embeds, mask=mask)
+        return tower(embeds=embeds, mask=mask)
 
 
 def class_logits(image_emb: torch.Tensor, class_emb: torch.Tensor, logit_scale) -> torch.Tensor:
