@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+BUDGET_S, BUDGET_MIB = 75, 1536       # per notebook, `quick` on 2 CPU cores with warm caches (Binder gives ~2 GB)
 
 _RUN_ONE = r"""
 import json, resource, sys, time
@@ -91,15 +92,19 @@ def main():
     from tutorlib import profile
     print(f"profile: {profile()}   cores: {os.cpu_count()}")
     if not args.no_notebooks:
-        print(f"\n{'notebook':40s} {'wall s':>8s} {'peak MiB':>9s}")
+        print(f"\n{'notebook':40s} {'wall s':>8s} {'peak MiB':>9s}   (budget: {BUDGET_S} s, {BUDGET_MIB} MiB)")
+        total = 0.0
         for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
             if args.only and not any(path.name.startswith(p) for p in args.only):
                 continue
             r = run_notebook(path)
             if "error" in r:
                 print(f"{path.name:40s} FAILED: {r['error']}")
-            else:
-                print(f"{path.name:40s} {r['wall_s']:8.1f} {r['peak_mib']:9.0f}")
+                continue
+            total += r["wall_s"]
+            over = [what for what, bad in (("time", r["wall_s"] > BUDGET_S), ("memory", r["peak_mib"] > BUDGET_MIB)) if bad]
+            print(f"{path.name:40s} {r['wall_s']:8.1f} {r['peak_mib']:9.0f}" + (f"   over budget: {', '.join(over)}" if over else ""))
+        print(f"{'all notebooks above':40s} {total:8.1f}")
     if not args.no_throughput:
         r = throughput()
         print("\nrender throughput, one CPU core (median of 5):")
