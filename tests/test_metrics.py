@@ -260,3 +260,12 @@ def test_relative_alignment_against_a_loop():
     assert metrics.relative_alignment(x, x) < 0                     # each caption on its image
     with pytest.raises(ValueError, match="text_emb"):
         metrics.relative_alignment(x, y[:3])
+
+
+def test_roc_auc_counts_ordered_pairs_and_half_ties():
+    from tutorlib import metrics
+    assert metrics.roc_auc(torch.tensor([3.0, 4.0]), torch.tensor([1.0, 2.0])) == 1.0
+    assert metrics.roc_auc(torch.tensor([1.0]), torch.tensor([2.0])) == 0.0
+    assert metrics.roc_auc(torch.tensor([1.0, 3.0]), torch.tensor([1.0, 2.0])) == 0.625   # (0.5 + 0 + 1 + 1) / 4
+    with pytest.raises(ValueError, match="at least one"):
+        metrics.roc_auc(torch.tensor([]), torch.tensor([1.0]))

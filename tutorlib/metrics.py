@@ -168,3 +168,15 @@ def mean_average_precision(query_emb: torch.Tensor, gallery_emb: torch.Tensor,
     if not bool(keep.any()):
         raise ValueError("query_labels: no query has a relevant gallery item, so mAP is undefined")
     return ((precision * hits).sum(1)[keep] / n_rel[keep]).mean().item()
+
+
+def roc_auc(positive_scores: torch.Tensor, negative_scores: torch.Tensor) -> float:
+    """The area under the ROC curve: the probability that a random positive scores above a
+    random negative (ties count one half), the Mann-Whitney statistic over ``[P]`` and ``[Q]``.
+    0.5 is chance; 1 separates them perfectly."""
+    _validate.tensor("positive_scores", positive_scores, 1)
+    _validate.tensor("negative_scores", negative_scores, 1)
+    if not len(positive_scores) or not len(negative_scores):
+        raise ValueError("positive_scores, negative_scores: expected at least one score in each")
+    p, n = positive_scores[:, None].double(), negative_scores[None, :].double()
+    return ((p > n).double().mean() + 0.5 * (p == n).double().mean()).item()

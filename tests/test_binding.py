@@ -1,0 +1,101 @@
+"""tutorlib.binding: the Gram volume, GRAM's loss, ImageBind's anchored loss, all pairs."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tutorlib import binding, losses
+
+
+def unit(*shape):
+    return F.normalize(torch.randn(*shape), dim=-1)
+
+
+def test_volume_against_a_loop_and_two_vectors_against_sin():
+    vs = [unit(6, 8) for _ in range(4)]
+    got = binding.volume(*vs, eps=0)
+    for n in range(6):
+        m = torch.stack([v[n] for v in vs])
+        assert torch.isclose(got[n], torch.linalg.det(m @ m.T).clamp_min(0).sqrt(), atol=1e-5)
+    a, b = unit(10, 5), unit(10, 5)
+    sin = (1 - (a * b).sum(-1) ** 2).clamp_min(0).sqrt()
+    torch.testing.assert_close(binding.volume(a, b, eps=0), sin, atol=1e-5, rtol=1e-4)
+
+
+def test_volume_is_invariant_to_order_sign_and_scale():
+    a, b, c = unit(7, 6), unit(7, 6), unit(7, 6)
+    v = binding.volume(a, b, c)
+    torch.testing.assert_close(binding.volume(c, a, b), v)
+    torch.testing.assert_close(binding.volume(-a, 3 * b, c), v, atol=1e-5, rtol=1e-4)   # unit vectors: scale ignored
+    assert binding.volume(a, a, b, eps=0).abs().max() < 1e-3                             # two parallel: no volume
+    e = torch.eye(4)
+    torch.testing.assert_close(binding.volume(e[:1], e[1:2], e[2:3], eps=0), torch.ones(1))
+
+
+def test_volume_matrix_is_the_volume_of_text_i_with_tuple_j():
+    t, i, a = unit(5, 8), unit(4, 8), unit(4, 8)
+    V = binding.volume_matrix(t, [i, a])
+    for r in range(5):
+        for c in range(4):
+            assert torch.isclose(V[r, c], binding.volume(t[r:r + 1], i[c:c + 1], a[c:c + 1])[0], atol=1e-5)
+
+
+def test_gram_loss_is_the_symmetric_smoothed_cross_entropy_of_minus_volumes():
+    t, i, a, v = (unit(6, 8) for _ in range(4))
+    s = torch.tensor(math.log(1 / 0.07))
+    V = binding.volume_matrix(t, [i, a, v])
+    want = sum(F.cross_entropy(-s.exp() * M, torch.arange(6), label_smoothing=0.1) for M in (V, V.T)) / 2
+    torch.testing.assert_close(binding.gram_loss(t, [i, a, v], s), want)
+
+
+def test_gradients_stay_finite_when_a_positive_volume_is_zero():
+    x = unit(4, 8)
+    t, i = x.clone().requires_grad_(), x.clone().requires_grad_()         # every positive: volume 0
+    binding.gram_loss(t, [i, x.clone()], torch.tensor(2.0)).backward()
+    assert torch.isfinite(t.grad).all() and torch.isfinite(i.grad).all()
+
+
+def test_anchor_and_all_pairs_losses_are_sums_of_clip_losses():
+    e = {m: unit(8, 6) for m in ("image", "text", "audio")}
+    s = torch.tensor(2.0)
+    want = losses.clip_loss(e["image"], e["text"], s) + losses.clip_loss(e["image"], e["audio"], math.log(20))
+    got = binding.anchor_loss(e["image"], {"text": e["text"], "audio": e["audio"]}, {"text": s, "audio": math.log(20)})
+    torch.testing.assert_close(got, want)
+    pairs = [("image", "text"), ("image", "audio"), ("text", "audio")]
+    torch.testing.assert_close(binding.all_pairs_loss(e, s), sum(losses.clip_loss(e[p], e[q], s) for p, q in pairs))
+
+
+def test_bad_input_names_the_argument():
+    a, b = unit(4, 8), unit(4, 8)
+    with pytest.raises(ValueError, match="at least two"):
+        binding.volume(a)
+    with pytest.raises(ValueError, match="rows"):
+        binding.volume(a, unit(3, 8))
+    with pytest.raises(ValueError, match="width"):
+        binding.volume(a, unit(4, 7))
+    with pytest.raises(ValueError, match="others"):
+        binding.volume_matrix(a, [])
+    with pytest.raises(ValueError, match="rows"):
+        binding.gram_loss(a, [unit(3, 8), unit(3, 8)], 1.0)
+    with pytest.raises(ValueError, match="logit_scales"):
+        binding.anchor_loss(a, {"text": b}, {"audio": 1.0})
+    with pytest.raises(ValueError, match="embeddings"):
+        binding.all_pairs_loss({"image": a}, 1.0)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        binding.gram_loss(a, [b], 1.0, label_smoothing=1.5)
+
+
+def test_heads_and_fit_joint_train_every_modality():
+    torch.manual_seed(0)
+    heads = binding.Heads({"image": 5, "text": 7}, dim=4, hidden=8)
+    feats = {"image": torch.randn(40, 5), "text": torch.randn(40, 7)}
+    s = torch.nn.Parameter(torch.tensor(1.0))
+    before = {k: v.clone() for k, v in heads.state_dict().items()}
+    h = binding.fit_joint(heads, feats, lambda e: binding.all_pairs_loss(e, s), [s], steps=3, batch_size=8, progress=False)
+    assert len(h["loss"]) == 3 and s.item() != 1.0
+    assert all(not torch.equal(v, before[k]) for k, v in heads.state_dict().items())
+    with pytest.raises(ValueError, match="feats"):
+        binding.fit_joint(heads, {"audio": torch.randn(4, 3)}, lambda e: 0, steps=1)
+    with pytest.raises(ValueError, match="rows"):
+        binding.fit_joint(heads, {"image": torch.randn(4, 5), "text": torch.randn(5, 7)}, lambda e: 0, steps=1)
