@@ -11,8 +11,9 @@ Shapes: one ``[N, d]`` embedding per modality, row i of each the same item.
     loss = all_pairs_loss({"image": i, "text": t, "audio": a}, logit_scale)
 
 The volume of the parallelotope spanned by k unit vectors is sqrt(det G), G_ij = <v_i, v_j>:
-1 when they are orthogonal, 0 when they are parallel (perfectly aligned), |sin theta| for two.
-GRAM's official ``volume_computation`` takes ``sqrt(|det G|)`` with no epsilon, so its gradient
+1 when they are orthogonal, 0 when they are linearly dependent (parallel or anti-parallel ones
+included: the volume cannot see a sign), |sin theta| for two.
+GRAM's official ``volume_computation3/4/5`` take ``sqrt(|det G|)`` with no epsilon, so its gradient
 is infinite where a volume reaches zero; here ``sqrt(max(det G, 0) + eps)`` (``eps=1e-6``):
 the same value to within 1e-3 and a gradient bounded by 1 / (2 sqrt(eps)) = 500.
 """
@@ -82,7 +83,8 @@ def gram_loss(anchor: torch.Tensor, others, logit_scale, label_smoothing: float 
               eps: float = 1e-6) -> torch.Tensor:
     """GRAM's contrastive loss: logits ``-exp(logit_scale) * V`` with ``V = volume_matrix(anchor,
     others)`` ``[N, N]`` (a small volume is a good match), the symmetric cross-entropy with the
-    diagonal as targets and label smoothing 0.1, as in ``model/gram.py``:
+    diagonal as targets and label smoothing 0.1, as in ``model/gram.py`` (where tau itself is the
+    parameter; here its log-inverse, as in ``losses.clip_loss``):
 
         L = 1/2 [ CE(-V / tau, I) + CE(-V^T / tau, I) ],   1 / tau = exp(logit_scale)
     """
