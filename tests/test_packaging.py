@@ -26,3 +26,19 @@ def test_the_wheel_holds_every_module_of_the_library(tmp_path):
     here = Path(tutorlib.__file__).parent
     modules = {f"tutorlib/{p.relative_to(here).as_posix()}" for p in here.rglob("*.py")}
     assert modules and not modules - names, f"missing from the wheel: {sorted(modules - names)}"
+
+
+def test_licences_and_citation_are_there_and_agree():
+    import tomllib
+    import yaml
+    root = ROOT
+    assert (root / "LICENSE").read_text().startswith("MIT License")
+    text = (root / "LICENSE-TEXT.md").read_text()
+    assert "CC BY 4.0" in text and "MIT" in text
+    declared = tomllib.loads((root / "pyproject.toml").read_text())["project"]["license"]["text"]
+    cff = (root / "CITATION.cff").read_text()
+    meta = yaml.safe_load(cff)
+    assert declared == "MIT" and meta["license"] == "MIT" and meta["cff-version"] == "1.2.0"
+    assert meta["title"] and meta["authors"] and meta["version"] == tutorlib.__version__
+    readme = (root / "README.md").read_text()
+    assert "LICENSE-TEXT.md" in readme and "CITATION.cff" in readme
