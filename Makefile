@@ -18,6 +18,7 @@ install: $(VENV)/.installed     ## install tutorlib (editable) and the test tool
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python scripts/lab_settings.py
 	touch $@
 
 LAB_FLAGS ?=
