@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import _validate
+from . import _validate, losses
 
 
 def _unit(name: str, x) -> torch.Tensor:
@@ -100,12 +100,6 @@ def gram_loss(anchor: torch.Tensor, others, logit_scale, label_smoothing: float 
             + F.cross_entropy(logits.T, labels, label_smoothing=label_smoothing)) / 2
 
 
-def _pair_loss(x: torch.Tensor, y: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    logits = scale.exp() * x @ y.T
-    labels = torch.arange(len(x), device=x.device)
-    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
-
-
 def anchor_loss(anchor: torch.Tensor, others: dict, logit_scales: dict) -> torch.Tensor:
     """ImageBind's objective: the symmetric InfoNCE of every other modality against the anchor
     (the image), summed; no pair without the anchor is ever seen:
@@ -125,7 +119,7 @@ def anchor_loss(anchor: torch.Tensor, others: dict, logit_scales: dict) -> torch
         x = _unit(f"others[{name!r}]", x)
         _validate.same_rows("anchor", a, f"others[{name!r}]", x)
         _validate.same_width("anchor", a, f"others[{name!r}]", x)
-        total = total + _pair_loss(a, x, _validate.scalar(f"logit_scales[{name!r}]", logit_scales[name]))
+        total = total + losses.clip_loss(a, x, _validate.scalar(f"logit_scales[{name!r}]", logit_scales[name]))
     return total
 
 
@@ -138,7 +132,7 @@ def all_pairs_loss(embeddings: dict, logit_scale) -> torch.Tensor:
     names = list(embeddings)
     z = _check_tuple(names, [embeddings[n] for n in names])
     s = _validate.scalar("logit_scale", logit_scale)
-    return sum(_pair_loss(z[p], z[q], s) for p in range(len(z)) for q in range(p + 1, len(z)))
+    return sum(losses.clip_loss(z[p], z[q], s) for p in range(len(z)) for q in range(p + 1, len(z)))
 
 
 class Heads(torch.nn.Module):
