@@ -90,8 +90,7 @@ class _PrefixOnce:
 
     @staticmethod
     def applies(text_tower) -> bool:
-        from .models.text import TextTower
-        return isinstance(text_tower, TextTower) and text_tower.encoder.causal and text_tower.pool == "last"
+        return getattr(text_tower, "shares_prefixes", False)
 
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
         tail = torch.cat([tokens, self.post.expand(len(tokens), -1, -1)], 1)

@@ -137,7 +137,7 @@ class PromptLearner(nn.Module):
 
     def forward(self) -> torch.Tensor:
         tower = self.text_tower
-        if self.position == "end" and hasattr(tower, "prefix_keys") and tower.encoder.causal and tower.pool == "last":
+        if self.position == "end" and getattr(tower, "shares_prefixes", False):
             # <bos> and the context are the same in every prompt and, the attention being causal,
             # never see the class name: run them once, then each class's name and <eos>
             keys = tower.prefix_keys(torch.cat([self.bos[None], self.ctx]))

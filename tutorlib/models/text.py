@@ -123,8 +123,14 @@ class TextTower(nn.Module):
             else mask.long().cumsum(1).argmax(1)
         return self.proj(self.encoder.ln(x[torch.arange(len(x), device=x.device), last]))
 
+    @property
+    def shares_prefixes(self) -> bool:
+        """True when a prefix's states never depend on what follows it and the output is read
+        at the last token (causal attention, ``pool="last"``): ``prefix_keys`` / ``from_prefix`` apply."""
+        return self.encoder.causal and self.pool == "last"
+
     def _check_prefix_path(self):
-        if not self.encoder.causal or self.pool != "last":
+        if not self.shares_prefixes:
             raise ValueError(f"this tower: got causal={self.encoder.causal}, pool={self.pool!r}, expected a causal "
                              "tower pooled at its last token (only then is a prefix blind to what follows)")
 
