@@ -112,11 +112,15 @@ def encode_pseudo_patches(image_tower: nn.Module, patches: torch.Tensor) -> torc
     return image_tower(patches=patches[:, block])
 
 
+def _word_ids(tokenizer) -> list[int]:
+    """The ids of the vocabulary's real words (special tokens such as ``<bos>`` left out)."""
+    return [i for i, w in enumerate(tokenizer.vocab) if not w.startswith("<")]
+
+
 def _word_table(text_tower: nn.Module, tokenizer) -> torch.Tensor:
     """The embeddings ``[V, width]`` of the vocabulary's real words (special tokens left out)."""
     table = text_tower.token_embedding.weight
-    words = [i for i, w in enumerate(tokenizer.vocab) if not w.startswith("<")]
-    return table[torch.tensor(words, dtype=torch.long, device=table.device)]
+    return table[torch.tensor(_word_ids(tokenizer), dtype=torch.long, device=table.device)]
 
 
 def vocabulary_distance(text_tower: nn.Module, tokenizer, tokens: torch.Tensor, k: int = 1) -> torch.Tensor:
@@ -233,7 +237,7 @@ def nearest_words(text_tower: nn.Module, tokenizer, tokens: torch.Tensor, k: int
     table = text_tower.token_embedding.weight.detach()
     if tokens.shape[1] != table.shape[1]:
         raise ValueError(f"tokens: got width {tokens.shape[1]}, expected {table.shape[1]}")
-    words = [i for i, w in enumerate(tokenizer.vocab) if not w.startswith("<")]
+    words = _word_ids(tokenizer)
     sim = F.normalize(tokens.to(table), dim=-1) @ F.normalize(table[words], dim=-1).T
     top = sim.topk(min(k, len(words)), dim=1).indices
     return [[tokenizer.vocab[words[j]] for j in row] for row in top.tolist()]
