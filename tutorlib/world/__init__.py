@@ -20,7 +20,7 @@ from .vocabulary import (ATTRIBUTES, BASE_SHAPES, COLOURS, MODALITIES, MOTIONS, 
                          NOVEL_SHAPES, PARTIALS, POSITIONS, RELATIONS, RGB, SHAPES, SIZES, SPLITS,
                          SYNONYMS, TEMPLATES, SPLIT_SEEDS)
 from .scenes import Scenes, make_scenes, sample_scenes, scene_attributes
-from .images import render_images, render_video
+from .images import object_masks, render_images, render_video
 from .audio import LOUDNESS, PITCH_HZ, TIMBRE, TREMOLO_HZ, log_mel, render_audio
 from .text import SPEC_WIDTH, captions, class_prompts, matches, swap_captions
 from .tokenizer import SPECIALS, Tokenizer
@@ -32,7 +32,7 @@ __all__ = [
     "TEMPLATES", "RELATIONS", "NOUNS", "PARTIALS", "NOVEL_PAIRS", "BASE_SHAPES", "NOVEL_SHAPES",
     "SPLITS", "SPLIT_SEEDS", "MODALITIES",
     "Scenes", "make_scenes", "sample_scenes", "scene_attributes",
-    "render_images", "render_video",
+    "render_images", "render_video", "object_masks",
     "PITCH_HZ", "TIMBRE", "LOUDNESS", "TREMOLO_HZ", "render_audio", "log_mel",
     "SPEC_WIDTH", "captions", "swap_captions", "matches", "class_prompts",
     "SPECIALS", "Tokenizer",

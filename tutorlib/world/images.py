@@ -89,19 +89,21 @@ def render_images(scenes: Scenes, image_size: int | None = None, *, frame: float
     return out
 
 
-def _render_chunk(sc: Scenes, size: int, frame: float, img: torch.Tensor) -> None:
-    jitter = _background(sc.seed, size, img)
+def _slot_masks(sc: Scenes, size: int, frame: float) -> list[torch.Tensor]:
+    """The pixels ``[N, H, W]`` bool of object 0 and of object 1 (all False where absent),
+    each drawn whole, before object 1 is painted over object 0."""
     coords = torch.arange(size, dtype=torch.float32) + 0.5
     radius = torch.tensor([0.15, 0.24]) * size
+    out = []
     for slot in (0, 1):
-        present = sc.shape[:, slot] >= 0
-        if not bool(present.any()):
+        mask = torch.zeros(len(sc), size, size, dtype=torch.bool)
+        out.append(mask)
+        if not bool((sc.shape[:, slot] >= 0).any()):
             continue
         cx, cy = _centres(sc.position[:, slot].clamp_min(0), size)
         move = _MOVE[sc.motion[:, slot].clamp_min(0)] * (frame * size / 16)
         cx, cy = (cx + move[:, 0]).clamp(0, size), (cy + move[:, 1]).clamp(0, size)
         r = radius[sc.size[:, slot].clamp_min(0)]
-        mask = torch.zeros(len(sc), size, size, dtype=torch.bool)
         for shape in range(len(SHAPES)):            # one mask formula per group of objects
             idx = torch.nonzero(sc.shape[:, slot] == shape).squeeze(1)
             if len(idx) == 0:
@@ -109,8 +111,28 @@ def _render_chunk(sc: Scenes, size: int, frame: float, img: torch.Tensor) -> Non
             dx = (coords[None, None, :] - cx[idx, None, None]) / r[idx, None, None]
             dy = (coords[None, :, None] - cy[idx, None, None]) / r[idx, None, None]
             mask[idx] = _shape_mask(shape, dx, dy)
+    return out
+
+
+def _render_chunk(sc: Scenes, size: int, frame: float, img: torch.Tensor) -> None:
+    jitter = _background(sc.seed, size, img)
+    for slot, mask in enumerate(_slot_masks(sc, size, frame)):
         colour = (RGB[sc.colour[:, slot].clamp_min(0)] + jitter[:, slot]).clamp(0, 1)
         torch.where(mask[:, None], colour[:, :, None, None], img, out=img)
+
+
+def object_masks(scenes: Scenes, image_size: int | None = None, *, frame: float = 0.0) -> torch.Tensor:
+    """Where each object is visible in ``render_images(scenes, image_size, frame=frame)``:
+    ``[N, 2, H, W]`` bool, object 0 and object 1 (all False for a missing object 1). Object 1
+    is painted last, so where the two overlap the pixel belongs to object 1 only: the masks
+    never share a pixel. The ground truth of lesson 07's word-to-patch grounding."""
+    if not isinstance(scenes, Scenes):
+        raise ValueError(f"scenes: got {type(scenes).__name__}, expected a world.Scenes")
+    size = settings().image_size if image_size is None else _validate.positive_int("image_size", image_size)
+    if size < 8:
+        raise ValueError(f"image_size: got {size}, expected at least 8 pixels")
+    m0, m1 = _slot_masks(scenes, size, float(frame))
+    return torch.stack([m0 & ~m1, m1], 1)
 
 
 def render_video(scenes: Scenes, image_size: int | None = None,

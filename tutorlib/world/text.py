@@ -135,8 +135,12 @@ def swap_captions(scenes: Scenes, seed: int = 0, attribute: str = "colour",
     Returns (true captions, swapped captions, ``valid`` ``[N]`` bool): ``valid`` marks
     two-object scenes whose swapped caption is *false* of the scene. Others cannot be
     negatives: one object, equal values, or a swap that says the same thing ("a red
-    star and a blue star" -> "a blue star and a red star")."""
-    _validate.one_of("attribute", attribute, ("shape", "colour", "size"))
+    star and a blue star" -> "a blue star and a red star").
+
+    ``attribute="position"`` swaps the two objects' places: the words stay and the relation
+    flips ("a red star left of a blue circle" -> "a red star right of a blue circle"), the
+    relation-swap test of lesson 07; captions joined by a plain "and" are not valid."""
+    _validate.one_of("attribute", attribute, ("shape", "colour", "size", "position"))
     swapped = Scenes(**{f.name: getattr(scenes, f.name).clone() for f in fields(scenes)})
     col = getattr(swapped, attribute)
     col[:] = col.flip(1).where(scenes.shape[:, 1:2] >= 0, col)
