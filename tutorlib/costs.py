@@ -1,7 +1,11 @@
-"""What training costs: the time of one step, and a table of trainable parameters, steps,
+"""What training costs: the time of one step, the largest block of memory a computation
+allocates, and a table of trainable parameters, steps,
 wall time and shares per stage (lesson 05's "what each stage costs")."""
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import time
 
 from . import _validate
@@ -20,6 +24,32 @@ def step_time(fn, repeat: int = 2) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def largest_allocation(fn) -> int:
+    """The largest single block of CPU memory, in bytes, allocated while ``fn()`` runs (read
+    from ``torch.profiler``'s memory events): for a similarity, its biggest intermediate
+    (FILIP's ``[N, M, P, L]`` token-pair cosines, CLIP's ``[N, M]`` matrix)."""
+    from torch.profiler import ProfilerActivity, profile
+    if not callable(fn):
+        raise ValueError(f"fn: got {type(fn).__name__}, expected a callable with no arguments")
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    return max([e.cpu_memory_usage for e in prof.events()] + [0])
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """The profiler's C++ side logs every start and stop to file descriptor 2: silence it."""
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 def _check_stages(stages: dict, end_to_end: int, reference: str) -> None:

@@ -138,3 +138,33 @@ def curves(history: dict, keys=None, title: str | None = None):
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def word_heatmaps(image: torch.Tensor, words, maps: torch.Tensor, title: str | None = None, size: float = 1.7):
+    """Where each word looks: the image ``[3, H, W]``, then one panel per word with its cosine
+    to every patch ``maps`` ``[K, P]`` (P = g x g patches, row by row) laid over the image,
+    and its best patch outlined (a dashed box), so the answer does not ride on colour alone."""
+    from matplotlib.patches import Rectangle
+    _validate.tensor("image", image, 3, floating=False)
+    _validate.tensor("maps", maps, 2, finite=False)
+    g = round(maps.shape[1] ** 0.5)
+    if g * g != maps.shape[1] or len(words) != len(maps):
+        raise ValueError(f"words, maps: got {len(words)} words and maps of shape {tuple(maps.shape)}, "
+                         "expected one row of g*g patch scores per word")
+    fig, axes = plt.subplots(1, 1 + len(words), figsize=((1 + len(words)) * size, size + 0.5), squeeze=False)
+    axes = axes[0]
+    axes[0].imshow(_img(image), interpolation="nearest")
+    axes[0].set_title("image", fontsize=8)
+    H, cell = image.shape[-1], image.shape[-1] / g
+    for ax, word, m in zip(axes[1:], words, maps.detach().cpu()):
+        ax.imshow(_img(image), interpolation="nearest")
+        ax.imshow(m.view(g, g).numpy(), cmap="cividis", alpha=0.6, extent=(0, H, H, 0), interpolation="nearest")
+        r, c = divmod(int(m.argmax()), g)
+        ax.add_patch(Rectangle((c * cell, r * cell), cell, cell, fill=False, ls="--", lw=1.5, ec="white"))
+        ax.set_title(f'"{word}"', fontsize=8)
+    for ax in axes:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

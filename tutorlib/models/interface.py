@@ -3,7 +3,8 @@
 CoOp's context vectors and OTI's pseudo-words (``prompts``, ``inversion``) are fed to a
 text tower as token embeddings; visual prompts and OVI's pseudo-patches go into an
 image tower as patch embeddings; ``pretrained.finetune`` runs the frozen early blocks
-once and trains the last ones. A new tower (or an adapter around a Hugging Face CLIP)
+once and trains the last ones; FILIP (``finegrained``, lesson 07) reads every token's
+output (``return_tokens=True``) and projects it with ``proj``. A new tower (or an adapter around a Hugging Face CLIP)
 works with those lessons when it has these attributes. ``TextTower`` and
 ``ImageTower`` satisfy them; ``isinstance(tower, PromptableText)`` checks the names.
 """
@@ -20,19 +21,22 @@ class PromptableText(Protocol):
     """A text tower that takes token embeddings as well as ids."""
     width: int                      # token embedding width
     context_length: int             # longest sequence, in tokens
+    pad_id: int                     # the padding token's id
     token_embedding: nn.Embedding   # ids -> [N, L, width]
     encoder: nn.Module              # has .blocks (a ModuleList), .ln; run as encoder(x, pad_mask, start, stop)
     proj: nn.Module                 # pooled [N, width] -> [N, embed_dim]
 
     def __call__(self, ids: torch.Tensor | None = None, *, embeds: torch.Tensor | None = None,
-                 mask: torch.Tensor | None = None) -> torch.Tensor:
-        """ids ``[N, L]`` or embeds ``[N, L, width]`` (+ mask, True = real) -> ``[N, embed_dim]``."""
+                 mask: torch.Tensor | None = None, return_tokens: bool = False):
+        """ids ``[N, L]`` or embeds ``[N, L, width]`` (+ mask, True = real) -> ``[N, embed_dim]``;
+        with ``return_tokens`` also the token outputs ``[N, L', width]`` (``L'``: the columns
+        up to the longest real caption)."""
 
     def hidden(self, ids: torch.Tensor, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Token states before block ``stop`` ``[N, L, width]`` and the mask ``[N, L]``."""
 
-    def from_hidden(self, x: torch.Tensor, mask: torch.Tensor, start: int) -> torch.Tensor:
-        """Finish the forward pass from the states before block ``start``."""
+    def from_hidden(self, x: torch.Tensor, mask: torch.Tensor, start: int, return_tokens: bool = False):
+        """Finish the forward pass from the states before block ``start`` (and the token outputs)."""
 
 
 @runtime_checkable
@@ -44,8 +48,9 @@ class PromptableImage(Protocol):
     proj: nn.Module                 # class token [N, width] -> [N, embed_dim]
 
     def __call__(self, images: torch.Tensor | None = None, *,
-                 patches: torch.Tensor | None = None) -> torch.Tensor:
-        """images ``[N, 3, H, W]`` or patches ``[N, n_patches, width]`` -> ``[N, embed_dim]``."""
+                 patches: torch.Tensor | None = None, return_tokens: bool = False):
+        """images ``[N, 3, H, W]`` or patches ``[N, n_patches, width]`` -> ``[N, embed_dim]``;
+        with ``return_tokens`` also the token outputs ``[N, 1 + n_patches, width]`` (class first)."""
 
     def patchify(self, images: torch.Tensor) -> torch.Tensor:
         """``[N, 3, H, W]`` -> patch embeddings ``[N, n_patches, width]``."""
@@ -53,8 +58,8 @@ class PromptableImage(Protocol):
     def hidden(self, images: torch.Tensor, stop: int) -> torch.Tensor:
         """Token states before block ``stop`` ``[N, 1 + n_patches, width]``."""
 
-    def from_hidden(self, x: torch.Tensor, start: int) -> torch.Tensor:
-        """Finish the forward pass from the states before block ``start``."""
+    def from_hidden(self, x: torch.Tensor, start: int, return_tokens: bool = False):
+        """Finish the forward pass from the states before block ``start`` (and the token outputs)."""
 
 
 def require(name: str, tower, protocol) -> None:

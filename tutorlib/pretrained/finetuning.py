@@ -23,7 +23,7 @@ def _keep_tokens(h: torch.Tensor, keep: float, g: torch.Generator) -> torch.Tens
     return torch.cat([h[:, :1], h.gather(1, idx[..., None].expand(-1, -1, h.shape[2]))], 1)
 
 
-def _check_args(model, steps, batch_size, intra_weight, keep_patches, image_blocks, text_blocks):
+def _check_args(model, steps, batch_size, intra_weight, keep_patches, image_blocks, text_blocks, tokens=False):
     require("model.image_tower", getattr(model, "image_tower", None), PromptableImage)
     require("model.text_tower", getattr(model, "text_tower", None), PromptableText)
     _validate.positive_int("steps", steps)
@@ -33,11 +33,26 @@ def _check_args(model, steps, batch_size, intra_weight, keep_patches, image_bloc
         raise ValueError(f"keep_patches: got {keep_patches!r}, expected a fraction in (0, 1)")
     if intra_weight and image_blocks == 0:
         raise ValueError("intra_weight: needs image_blocks >= 1 (a view drops tokens before a trained block)")
+    if tokens and image_blocks == 0:
+        raise ValueError("tokens: got True with image_blocks=0, expected image_blocks >= 1 (with no image block "
+                         "to train only the class token's state is kept)")
     for name, blocks, tower in (("image_blocks", image_blocks, model.image_tower),
                                 ("text_blocks", text_blocks, model.text_tower)):
         depth = len(tower.encoder.blocks)
         if not isinstance(blocks, int) or not 0 <= blocks <= depth:
             raise ValueError(f"{name}: got {blocks!r}, expected an integer from 0 to the tower's depth {depth}")
+
+
+def _encode(img_t, txt_t, h: dict, idx, si: int, st: int, tokens: bool):
+    """The batch ``idx``'s pooled embeddings from the frozen states, and with ``tokens`` also
+    the projected token outputs: ``image_tokens`` ``[B, P, d]`` (class token dropped),
+    ``text_tokens`` ``[B, L, d]`` and ``text_mask`` ``[B, L]``."""
+    mask = h["txt_mask"][idx]
+    if not tokens:
+        return img_t.from_hidden(h["img"][idx], si), txt_t.from_hidden(h["txt"][idx], mask, st), {}
+    i, it = img_t.from_hidden(h["img"][idx], si, return_tokens=True)
+    t, tt = txt_t.from_hidden(h["txt"][idx], mask, st, return_tokens=True)
+    return i, t, {"image_tokens": img_t.proj(it[:, 1:]), "text_tokens": txt_t.proj(tt), "text_mask": mask}
 
 
 _LAST: dict = {}      # the frozen states of the last call, reused while its inputs are unchanged
@@ -90,8 +105,8 @@ def finetune(model, data: dict, objective=None, *, steps: int, batch_size: int =
              lr: float = 2e-4, seed: int | None = None, n_scenes: int | None = None,
              negative_ids: torch.Tensor | None = None, negative_valid: torch.Tensor | None = None,
              image_blocks: int = 1, text_blocks: int = 1, intra_weight: float = 0.0,
-             keep_patches: float = 0.5, soft_targets: bool = False, progress: bool = True,
-             desc: str = "fine-tuning"):
+             keep_patches: float = 0.5, soft_targets: bool = False, tokens: bool = False,
+             progress: bool = True, desc: str = "fine-tuning"):
     """Fine-tune a copy of ``model``: its last ``image_blocks`` / ``text_blocks`` blocks (0:
     none), final LayerNorm and projection of each tower, and the logit scale. The earlier
     blocks stay frozen, so their outputs are computed once for the first ``n_scenes``
@@ -107,9 +122,11 @@ def finetune(model, data: dict, objective=None, *, steps: int, batch_size: int =
     ``intra_weight > 0`` adds SLIP's image-image term (Mu et al. 2022): two views of each
     image keeping a random ``keep_patches`` fraction of the patch tokens (and the class
     token) at the first trained block, ``+ intra_weight * clip_loss(view1, view2, ln 10)``.
+    ``tokens=True`` also passes the token outputs, ``image_tokens`` ``[B, P, d]``, ``text_tokens``
+    ``[B, L, d]`` and ``text_mask`` ``[B, L]``, as keywords (FILIP's loss, lesson 07).
     Runs on ``tutorlib.device()``; returns ``(model, history)`` with the model on the CPU.
     """
-    _check_args(model, steps, batch_size, intra_weight, keep_patches, image_blocks, text_blocks)
+    _check_args(model, steps, batch_size, intra_weight, keep_patches, image_blocks, text_blocks, tokens)
     seed = get_seed(seed)
     if soft_targets and not {"attrs", "full_spec"} <= set(data):
         raise ValueError(f"data: soft_targets=True needs 'attrs' and 'full_spec', got keys {sorted(data)}")
@@ -128,14 +145,14 @@ def finetune(model, data: dict, objective=None, *, steps: int, batch_size: int =
 
     def loss_fn(batch_idx):                     # the batch's scene indices, on the CPU
         idx = batch_idx.to(dev)
-        i, t = img_t.from_hidden(h["img"][idx], si), txt_t.from_hidden(h["txt"][idx], h["txt_mask"][idx], st)
+        i, t, extra = _encode(img_t, txt_t, h, idx, si, st, tokens)
         keep = None if valid is None else idx[valid[idx]]
         neg = None if keep is None else txt_t.from_hidden(h["neg"][keep], h["neg_mask"][keep], st)
         if soft_targets:
             targets = world.matches(data["attrs"][batch_idx], data["full_spec"][batch_idx]).to(dev)
-            loss = objective(i, t, model.logit_scale, neg, targets=targets)
+            loss = objective(i, t, model.logit_scale, neg, targets=targets, **extra)
         else:
-            loss = objective(i, t, model.logit_scale, neg)
+            loss = objective(i, t, model.logit_scale, neg, **extra)
         if intra_weight:
             views = [img_t.from_hidden(_keep_tokens(h["img"][idx], keep_patches, g), si) for _ in range(2)]
             loss = loss + intra_weight * losses.clip_loss(*views, math.log(10.0))

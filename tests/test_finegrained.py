@@ -1,0 +1,331 @@
+"""FILIP's token-wise similarity and loss, token dropping, and word-to-patch grounding
+(lesson 07), against loop implementations written from the paper's equations."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tutorlib import costs, finegrained, grounding, models, plots, pretrained, world
+
+
+def _loop_similarity(x, y, mask):
+    """s^I and s^T by the paper's sums, one pair and one token at a time."""
+    xn, yn = F.normalize(x, dim=-1), F.normalize(y, dim=-1)
+    N, M = len(x), len(y)
+    s_i, s_t = torch.zeros(N, M), torch.zeros(N, M)
+    for i in range(N):
+        for j in range(M):
+            words = [yn[j, r] for r in range(y.shape[1]) if mask[j, r]]
+            s_i[i, j] = sum(max(float(xn[i, k] @ w) for w in words) for k in range(x.shape[1])) / x.shape[1]
+            s_t[i, j] = sum(max(float(xn[i, k] @ w) for k in range(x.shape[1])) for w in words) / len(words)
+    return s_i, s_t
+
+
+def _ragged(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.tensor([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1], [1, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0]], dtype=torch.bool)
+    return torch.randn(5, 4, 8, generator=g), torch.randn(4, 6, 8, generator=g), mask
+
+
+def test_token_similarity_matches_the_loop_with_captions_of_different_lengths():
+    x, y, mask = _ragged()
+    s_i, s_t = finegrained.token_similarity(x, y, mask)
+    ref_i, ref_t = _loop_similarity(x, y, mask)
+    assert s_i.shape == s_t.shape == (5, 4)
+    torch.testing.assert_close(s_i, ref_i, atol=1e-5, rtol=0)
+    torch.testing.assert_close(s_t, ref_t, atol=1e-5, rtol=0)
+
+
+def test_padding_never_counts_whatever_it_holds():
+    x, y, mask = _ragged(1)
+    junk = y.clone()
+    junk[~mask] = 1000 * torch.randn(int((~mask).sum()), 8)
+    for a, b in zip(finegrained.token_similarity(x, junk, mask), finegrained.token_similarity(x, y, mask)):
+        torch.testing.assert_close(a, b)
+
+
+def test_the_two_directions_are_not_transposes():
+    x, y, mask = _ragged(2)
+    s_i, s_t = finegrained.token_similarity(x, y, mask)
+    assert not torch.allclose(s_i, s_t)
+    # with every token real, s^T of (images, captions) is s^I of (captions as images, images as captions)
+    full = torch.ones(4, 6, dtype=torch.bool)
+    _, s_t_full = finegrained.token_similarity(x, y, full)
+    s_i_back, _ = finegrained.token_similarity(y, x, torch.ones(5, 4, dtype=torch.bool))
+    torch.testing.assert_close(s_t_full, s_i_back.T)
+
+
+def test_paired_scores_are_the_diagonal():
+    x, y, mask = _ragged(3)
+    x = x[:4]
+    s_i, s_t = finegrained.token_similarity(x, y, mask)
+    p_i, p_t = finegrained.paired_scores(x, y, mask)
+    torch.testing.assert_close(p_i, s_i.diagonal())
+    torch.testing.assert_close(p_t, s_t.diagonal())
+
+
+def test_scores_in_chunks_equal_one_shot():
+    x, y, mask = _ragged(4)
+    for a, b in zip(finegrained.scores(x, y, mask, chunk=2), finegrained.token_similarity(x, y, mask)):
+        torch.testing.assert_close(a, b)
+
+
+def test_filip_loss_equals_its_formula_and_reaches_every_token():
+    x, y, mask = _ragged(5)
+    x = x[:4].requires_grad_(True)
+    y = y.requires_grad_(True)
+    scale = torch.tensor(math.log(20.0), requires_grad=True)
+    loss = finegrained.filip_loss(x, y, mask, scale)
+    ref_i, ref_t = _loop_similarity(x.detach(), y.detach(), mask)
+    n, eps = 4, 0.1
+    target = (1 - eps) * torch.eye(n) + eps / n
+    ce = lambda logits: -(target * logits.log_softmax(1)).sum(1).mean()   # noqa: E731
+    ref = (ce(20 * ref_i) + ce(20 * ref_t.T)) / 2
+    torch.testing.assert_close(loss.detach(), ref, atol=1e-5, rtol=0)
+    loss.backward()
+    assert x.grad.abs().sum() > 0 and scale.grad is not None and scale.grad != 0
+    assert torch.all(y.grad[~mask] == 0), "padding received gradient"
+    assert y.grad[mask].abs().sum() > 0
+
+
+def test_no_smoothing_is_plain_cross_entropy():
+    x, y, mask = _ragged(6)
+    x = x[:4]
+    s_i, s_t = finegrained.token_similarity(x, y, mask)
+    labels = torch.arange(4)
+    ref = (F.cross_entropy(10 * s_i, labels) + F.cross_entropy(10 * s_t.T, labels)) / 2
+    torch.testing.assert_close(finegrained.filip_loss(x, y, mask, math.log(10), label_smoothing=0.0), ref)
+
+
+def test_bad_inputs_get_clear_errors():
+    x, y, mask = _ragged()
+    with pytest.raises(ValueError, match="mask"):
+        finegrained.token_similarity(x, y, torch.zeros_like(mask))          # all-padding captions
+    with pytest.raises(ValueError, match="mask"):
+        finegrained.token_similarity(x, y, mask[:, :3])
+    with pytest.raises(ValueError, match="text_mask"):
+        finegrained.token_similarity(x, y, None)
+    with pytest.raises(ValueError, match="widths"):
+        finegrained.token_similarity(x, y[..., :4], mask)
+    with pytest.raises(ValueError, match="image_tokens"):
+        finegrained.token_similarity(x[0], y, mask)
+    with pytest.raises(ValueError, match="rows"):
+        finegrained.filip_loss(x, y, mask, 1.0)                            # 5 images, 4 captions
+    with pytest.raises(ValueError, match="label_smoothing"):
+        finegrained.filip_loss(x[:4], y, mask, 1.0, label_smoothing=1.5)
+    with pytest.raises(ValueError, match="keep"):
+        finegrained.select_tokens(x, y, mask, keep=0)
+    with pytest.raises(ValueError, match="chunk"):
+        finegrained.scores(x, y, mask, chunk=0)
+    with pytest.raises(ValueError, match="image_tower"):
+        finegrained.image_tokens(torch.nn.Linear(2, 2), torch.zeros(1, 3, 32, 32))
+
+
+def test_select_tokens_keeps_the_best_matched_tokens():
+    x, y, mask = _ragged(7)
+    xi, yt, mt = finegrained.select_tokens(x, y, mask, keep=0.5)
+    assert xi.shape == (5, 2, 8) and yt.shape == (4, 3, 8) and mt.shape == (4, 3)
+    xn, yn = F.normalize(x, dim=-1), F.normalize(y, dim=-1)
+    best = torch.einsum("npd,mld->npml", xn, yn).masked_fill(~mask[None, None], -2).flatten(2).amax(2)   # [N, P]
+    for n in range(5):
+        kept = {tuple(v.tolist()) for v in xi[n]}
+        top = best[n].topk(2).indices
+        assert kept == {tuple(x[n, k].tolist()) for k in top.tolist()}
+    # a caption with one real token keeps it (and masked padding), never a padding slot as real
+    assert mt[2].sum() == 1 and mt.any(1).all()
+    assert finegrained.select_tokens(x, y, mask, keep=1.0)[0].shape == x.shape
+
+
+def test_tower_tokens_agree_with_the_pooled_path():
+    torch.manual_seed(0)
+    tok = world.Tokenizer()
+    model = models.build_mini_clip(embed_dim=32, depth=2, tokenizer=tok)
+    images = world.images_float(world.render_images(world.sample_scenes(3)))
+    ids = tok(["a red circle", "a big blue square left of a small green star", "a star"])
+    x = finegrained.image_tokens(model.image_tower, images)
+    y, mask = finegrained.text_tokens(model.text_tower, ids)
+    assert x.shape == (3, model.image_tower.n_patches, 32)
+    assert y.shape[:2] == mask.shape and mask.sum(1).tolist() == [5, 12, 4]
+    # the text tower pools its last real token: the same vector as that token's projection
+    last = mask.long().cumsum(1).argmax(1)
+    torch.testing.assert_close(y[torch.arange(3), last], model.encode_text(ids), atol=1e-5, rtol=0)
+
+
+def test_object_masks_paint_the_rendered_pixels():
+    sc = world.sample_scenes(64, seed=3, two_object_frac=0.5)
+    img, masks = world.render_images(sc), world.object_masks(sc)
+    assert masks.shape == (64, 2, 32, 32) and not bool((masks[:, 0] & masks[:, 1]).any())
+    assert not bool(masks[sc.n_objects == 1, 1].any())
+    colour = (world.RGB[sc.colour.clamp_min(0)])                                        # [N, 2, 3]
+    for slot in (0, 1):
+        n, r, c = torch.nonzero(masks[:, slot], as_tuple=True)
+        drift = (img[n, :, r, c] - colour[n, slot]).abs().max()
+        assert drift <= 0.03, "a masked pixel does not have its object's colour (jitter is at most 0.025)"
+    with pytest.raises(ValueError, match="scenes"):
+        world.object_masks("scenes")
+
+
+def test_patch_coverage_and_named_objects():
+    sc = world.make_scenes("star", "red", "large", "top left")
+    cover = grounding.patch_coverage(world.object_masks(sc), 8)
+    assert cover.shape == (1, 2, 16) and cover[0, 1].sum() == 0
+    assert set(torch.nonzero(cover[0, 0] > 0)[:, 0].tolist()) <= {0, 1, 4, 5}, "a top-left object outside its 2x2 patches"
+    tok = world.Tokenizer()
+    pair = world.sample_scenes(200, seed=1, two_object_frac=1.0)
+    texts, _ = world.captions(pair)
+    ids = tok(texts)
+    named, kind = grounding.named_objects(ids, pair, tok)
+    for i in range(20):
+        words = ["<bos>"] + tok.words(texts[i])
+        for r in torch.nonzero(named[i] >= 0)[:, 0].tolist():
+            obj, w = int(named[i, r]), words[r]
+            attr = pair.colour if kind[i, r] == 1 else pair.shape
+            names = world.COLOURS if kind[i, r] == 1 else world.SHAPES
+            assert w in world.SYNONYMS[names[int(attr[i, obj])]][0]
+    differ = (pair.colour[:, 0] != pair.colour[:, 1]) | (pair.shape[:, 0] != pair.shape[:, 1])
+    assert bool((kind > 0).any(1)[differ].all()), "a scene with a distinguishing word has no named word"
+    with pytest.raises(ValueError, match="scenes"):
+        grounding.named_objects(ids, pair[:3], tok)
+    with pytest.raises(ValueError, match="patch_size"):
+        grounding.patch_coverage(world.object_masks(sc), 7)
+
+
+def test_pointing_is_perfect_for_an_oracle_and_chance_for_noise():
+    test = world.sample_scenes(300, seed=4, two_object_frac=0.5)
+    img = world.render_images(test)
+    tok = world.Tokenizer()
+    ids = tok(world.captions(test)[0])
+    cover = grounding.patch_coverage(world.object_masks(test), 8)
+    named, kind = grounding.named_objects(ids, test, tok)
+    x = F.avg_pool2d(img - 0.4, 8).flatten(2).transpose(1, 2)                     # a patch's mean colour
+    kind_of, value_of = torch.zeros(len(tok), dtype=torch.long), torch.zeros(len(tok), dtype=torch.long)
+    for v, name in enumerate(world.COLOURS):
+        for w in world.SYNONYMS[name][0]:
+            kind_of[tok.index[w]], value_of[tok.index[w]] = 1, v
+    y = torch.randn(*ids.shape, 3)
+    colour_word = kind_of[ids] == 1
+    y[colour_word] = world.RGB[value_of[ids][colour_word]] - 0.4                   # a colour word's colour
+    hit, chance = grounding.pointing(grounding.word_patch_similarity(x, y), named, cover)
+    colour_hits = hit[kind[named >= 0] == 1]
+    assert colour_hits.float().mean() > 0.97
+    assert 0.15 < chance.mean() < 0.35
+    noise, _ = grounding.pointing(torch.randn(*ids.shape, 16), named, cover)
+    assert abs(noise.float().mean() - chance.mean()) < 0.05
+
+
+def test_largest_allocation_sees_filip_s_token_pairs():
+    x, y = torch.randn(16, 16, 32), torch.randn(16, 10, 32)
+    mask = torch.ones(16, 10, dtype=torch.bool)
+    big = costs.largest_allocation(lambda: finegrained.token_similarity(x, y, mask))
+    small = costs.largest_allocation(lambda: F.normalize(x[:, 0], dim=-1) @ F.normalize(y[:, 0], dim=-1).T)
+    assert big >= 16 * 16 * 16 * 10 * 4 and small < big / 50
+    with pytest.raises(ValueError, match="fn"):
+        costs.largest_allocation(3)
+
+
+def test_word_heatmaps_draws_one_panel_per_word():
+    import matplotlib
+    matplotlib.use("Agg")
+    img = world.render_images(world.make_scenes("star", "red"))[0]
+    fig = plots.word_heatmaps(img, ["red", "star"], torch.randn(2, 16))
+    assert len(fig.axes) >= 3
+    with pytest.raises(ValueError, match="words, maps"):
+        plots.word_heatmaps(img, ["red"], torch.randn(2, 15))
+
+
+def test_relation_swap_flips_only_the_relation():
+    sc = world.sample_scenes(100, seed=2, two_object_frac=1.0)
+    true, swapped, valid = world.swap_captions(sc, attribute="position")
+    assert valid.any() and not valid.all()
+    for t, s, ok in zip(true, swapped, valid):
+        if ok:
+            a, b = t.split(), s.split()
+            assert len(a) == len(b) and sum(u != v for u, v in zip(a, b)) == 1
+            assert {u for u, v in zip(a, b) if u != v} | {v for u, v in zip(a, b) if u != v} in (
+                {"left", "right"}, {"above", "below"})
+    assert not any(" and " in t for t, ok in zip(true, valid) if ok), "a caption with no relation was counted"
+
+
+def test_finetune_passes_tokens_to_the_objective():
+    data = pretrained.training_data("val", n=64)
+    tok = world.Tokenizer()
+    model = models.build_mini_clip(embed_dim=32, depth=2, tokenizer=tok)
+    seen = {}
+
+    def objective(i, t, scale, negatives, image_tokens, text_tokens, text_mask):
+        seen.update(x=image_tokens.shape, y=text_tokens.shape, mask=text_mask.shape)
+        return finegrained.filip_loss(image_tokens, text_tokens, text_mask, scale)
+    _, history = pretrained.finetune(model, data, objective, steps=2, batch_size=8, text_blocks=0,
+                                     tokens=True, progress=False)
+    assert seen["x"] == (8, 16, 32) and seen["y"][0] == 8 and seen["mask"] == seen["y"][:2]
+    assert len(history["loss"]) == 2
+    with pytest.raises(ValueError, match="tokens"):
+        pretrained.finetune(model, data, objective, steps=1, image_blocks=0, tokens=True, progress=False)
+
+
+def test_coverage_follows_the_towers_patch_order():
+    """A tower whose patch embedding averages its pixels sees, at patch p, what coverage calls patch p."""
+    tower = models.ImageTower(image_size=32, patch_size=8, embed_dim=8, depth=1)
+    with torch.no_grad():
+        tower.patch_embed.weight.zero_()
+        tower.patch_embed.weight[0, 0] = 1 / 64                    # channel 0: the mean of the patch's red
+        tower.patch_embed.bias.zero_()
+    sc = world.make_scenes("square", "red", "large", "bottom right")
+    img = torch.zeros(1, 3, 32, 32)
+    img[0, 0] = world.object_masks(sc)[0, 0].float()              # red exactly where the object is
+    torch.testing.assert_close(tower.patchify(img)[0, :, 0], grounding.patch_coverage(world.object_masks(sc), 8)[0, 0])
+
+
+def test_left_padding_and_text_side_dropping():
+    x, y, mask = _ragged(8)
+    left = torch.flip(mask, [1])                                  # padding first, real tokens last
+    s_i, s_t = finegrained.token_similarity(x, y, left)
+    ref_i, ref_t = _loop_similarity(x, y, left)
+    torch.testing.assert_close(s_i, ref_i, atol=1e-5, rtol=0)
+    torch.testing.assert_close(s_t, ref_t, atol=1e-5, rtol=0)
+    x = x.requires_grad_(True)
+    y = y.requires_grad_(True)
+    xi, yt, mt = finegrained.select_tokens(x, y, mask, keep=0.5)
+    xn, yn = F.normalize(x.detach(), dim=-1), F.normalize(y.detach(), dim=-1)
+    best_word = torch.einsum("mld,npd->mlnp", yn, xn).flatten(2).amax(2).masked_fill(~mask, -2)   # [M, L]
+    for m in range(4):
+        top = best_word[m].topk(3).indices.tolist()
+        assert {tuple(v.tolist()) for v in yt[m].detach()} == {tuple(y[m, r].detach().tolist()) for r in top}
+        assert mt[m].tolist() == mask[m, top].tolist()
+    (xi.sum() + yt.sum()).backward()
+    assert int((x.grad.abs().sum(-1) > 0).sum()) == 5 * 2, "gradient reached a dropped patch"
+    assert int((y.grad.abs().sum(-1) > 0).sum()) == 4 * 3, "gradient reached a dropped word"
+
+
+def test_named_objects_leaves_shared_and_absent_values_out():
+    tok = world.Tokenizer()
+    sc = world.sample_scenes(400, seed=5, two_object_frac=1.0)
+    same = torch.nonzero(sc.colour[:, 0] == sc.colour[:, 1])[:, 0]
+    assert len(same)
+    sc = sc[same[:1]]
+    texts, _ = world.captions(sc)
+    ids = tok(texts)
+    named, kind = grounding.named_objects(ids, sc, tok)
+    colour_tokens = torch.isin(ids[0], torch.tensor([tok.index[w] for c in world.COLOURS for w in world.SYNONYMS[c][0]]))
+    assert colour_tokens.any() and bool((named[0][colour_tokens] == -1).all()) and bool((kind[0][colour_tokens] == 0).all())
+    lone = world.make_scenes("circle", "blue")
+    named, kind = grounding.named_objects(tok(["a blue circle"]), lone, tok)
+    assert named[0].tolist()[:4] == [-1, -1, 0, 0] and kind[0].tolist()[:4] == [0, 0, 1, 2]
+
+
+def test_encode_is_one_pass_of_the_token_functions():
+    torch.manual_seed(1)
+    tok = world.Tokenizer()
+    model = models.build_mini_clip(embed_dim=32, depth=2, tokenizer=tok)
+    images = world.images_float(world.render_images(world.sample_scenes(4)))
+    ids = tok(world.captions(world.sample_scenes(4))[0])
+    e = finegrained.encode(model, images, ids)
+    y, mask = finegrained.text_tokens(model.text_tower, ids)
+    torch.testing.assert_close(e["x"], finegrained.image_tokens(model.image_tower, images))
+    torch.testing.assert_close(e["y"], y)
+    assert torch.equal(e["mask"], mask)
+    torch.testing.assert_close(e["image"], model.encode_image(images))
+    torch.testing.assert_close(e["text"], model.encode_text(ids))
+    with pytest.raises(ValueError, match="model.image_tower"):
+        finegrained.encode(torch.nn.Linear(2, 2), images, ids)
