@@ -27,6 +27,7 @@ CONSTANTS = {
     "0.001": "the low end of m2-mix's official loss weights",
     "0.05": "the high end of m2-mix's official loss weights",
     "0.02": "CoOp's context init std; OTI's lr and init std",
+    "25%": "FILIP: the fraction of tokens its paper keeps before gathering across devices",
     "0.45": "lesson 03's new camera: contrast factor",
     "0.3": "lesson 03's new camera: brightness offset",
     "0.056": "1/18, chance of lesson 03's classes",
