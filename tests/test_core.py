@@ -16,7 +16,7 @@ def test_profile_honours_env(monkeypatch, value, want):
 
 def test_profile_default_follows_device(monkeypatch):
     monkeypatch.delenv("TUTORLIB_PROFILE", raising=False)
-    want = "full" if tutorlib.device().type == "cuda" else "quick"
+    want = _core._auto_profile()[0] if tutorlib.device().type == "cuda" else "quick"
     assert tutorlib.profile() == want
 
 
@@ -84,3 +84,30 @@ def test_lazy_submodules():
     with pytest.raises(AttributeError):
         tutorlib.not_a_module
     assert _core.PROFILES == ("quick", "full")
+
+
+class _FakeGPU:
+    def __init__(self, gib, name="Tesla T4"):
+        self.total_memory, self.name = int(gib * 2**30), name
+
+
+@pytest.mark.parametrize("gpu, host, want", [(15, 12, "quick"), (15, 64, "quick"), (40, 12, "quick"),
+                                             (40, 64, "full"), (80, 200, "full")])
+def test_profile_on_a_gpu_follows_its_memory_and_says_so(monkeypatch, capsys, gpu, host, want):
+    monkeypatch.delenv("TUTORLIB_PROFILE", raising=False)
+    monkeypatch.setattr(_core, "device", lambda: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: _FakeGPU(gpu))
+    monkeypatch.setattr(_core, "_host_gib", lambda: float(host))
+    monkeypatch.setattr(_core, "_TOLD", set())
+    assert tutorlib.profile() == want
+    told = capsys.readouterr().err
+    assert f"profile {want!r}" in told and "TUTORLIB_PROFILE=" in told and f"{gpu} GiB" in told
+    tutorlib.profile()
+    assert capsys.readouterr().err == "", "the choice is told once, not at every call"
+
+
+def test_profile_on_a_cpu_says_nothing(monkeypatch, capsys):
+    monkeypatch.delenv("TUTORLIB_PROFILE", raising=False)
+    monkeypatch.setattr(_core, "device", lambda: torch.device("cpu"))
+    assert tutorlib.profile() == "quick"
+    assert capsys.readouterr().err == ""

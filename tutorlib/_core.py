@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 
 import numpy as np
 import torch
@@ -21,11 +22,38 @@ def device() -> torch.device:
     return torch.device("cpu")
 
 
+# `full` on a GPU only when its memory and the host's can hold the largest lesson: lesson 02 in `full`
+# peaked at 19.3 GB of GPU memory and 10.5 GB of host memory (a free Colab T4: about 15 GB and 12 GB)
+FULL_MIN_GPU_GIB, FULL_MIN_HOST_GIB = 24.0, 16.0
+_TOLD: set = set()
+
+
+def _host_gib() -> float:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):      # not a POSIX system: do not hold it back
+        return float("inf")
+
+
+def _auto_profile() -> tuple[str, str]:
+    """The profile this machine can hold, and why."""
+    if device().type != "cuda":
+        return "quick", "no CUDA GPU"
+    props = torch.cuda.get_device_properties(0)
+    gpu, host = props.total_memory / 2**30, _host_gib()
+    if gpu >= FULL_MIN_GPU_GIB and host >= FULL_MIN_HOST_GIB:
+        return "full", f"{props.name} with {gpu:.0f} GiB, host {host:.0f} GiB"
+    return "quick", (f"{props.name} with {gpu:.0f} GiB, host {host:.0f} GiB: `full` needs {FULL_MIN_GPU_GIB:.0f} GiB "
+                     f"on the GPU and {FULL_MIN_HOST_GIB:.0f} GiB on the host (lesson 02's peak)")
+
+
 def profile() -> str:
-    """``"quick"`` on a CPU, ``"full"`` on a GPU; ``TUTORLIB_PROFILE`` overrides.
+    """``"quick"`` on a CPU, ``"full"`` on a GPU with the memory for it; ``TUTORLIB_PROFILE`` overrides.
 
     ``quick`` keeps every notebook near a minute on a 2-core laptop; ``full`` uses a
-    larger world, wider towers and longer training with the same code.
+    larger world, wider towers and longer training with the same code. On a GPU below
+    ``FULL_MIN_GPU_GIB`` (or a host below ``FULL_MIN_HOST_GIB``) the course stays ``quick``.
+    On a GPU, the first call says which profile it picked, why, and how to change it.
     """
     forced = os.environ.get("TUTORLIB_PROFILE", "").strip().lower()
     if forced:
@@ -33,7 +61,13 @@ def profile() -> str:
             raise ValueError(
                 f"TUTORLIB_PROFILE: got {forced!r}, expected one of {PROFILES}")
         return forced
-    return "full" if device().type == "cuda" else "quick"
+    name, why = _auto_profile()
+    if device().type == "cuda" and (name, why) not in _TOLD:
+        _TOLD.add((name, why))
+        other = "quick" if name == "full" else "full"
+        print(f"tutorlib: profile {name!r} ({why}); set TUTORLIB_PROFILE={other} before importing to change it",
+              file=sys.stderr)
+    return name
 
 
 def settings():
