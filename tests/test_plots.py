@@ -75,6 +75,14 @@ def test_embedding_map():
     assert isinstance(plots.embedding_map({"text": txt}), Figure)
 
 
+def test_embedding_map_tells_modalities_apart_without_colour():
+    """Each modality gets its own marker (colour-blind readers, grey-scale print)."""
+    emb = {m: torch.randn(6, 8) for m in ("image", "text", "audio", "video", "depth")}
+    ax = plots.embedding_map(emb).axes[0]
+    paths = [tuple(map(tuple, c.get_paths()[0].vertices.round(3).tolist())) for c in ax.collections[::2]]
+    assert len(set(paths)) == len(emb), "two modalities share a marker"
+
+
 def test_embedding_map_bad_input():
     with pytest.raises(ValueError, match="embeddings"):
         plots.embedding_map([torch.randn(4, 3)])
@@ -130,3 +138,12 @@ def test_scene_grid_integer_images(scenes):
     want = plots.scene_grid(u8).axes[0].images[0].get_array()
     got = plots.scene_grid(u8.long()).axes[0].images[0].get_array()
     assert abs(got - want).max() < 1e-6
+
+
+def test_course_style_gives_each_line_its_own_style():
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots()
+    lines = [ax.plot([0, 1], [k, k])[0] for k in range(4)]
+    assert len({ln.get_linestyle() for ln in lines}) == 4 and len({ln.get_color() for ln in lines}) == 4
+    assert lines[0].get_color().lower() == plots.OKABE_ITO[0].lower()
+    plt.close(fig)

@@ -3,11 +3,26 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import torch
+from matplotlib import cycler
 
 from . import _validate
 
-MODALITY_COLOURS = {"image": "tab:blue", "text": "tab:orange", "audio": "tab:green",
-                    "video": "tab:purple"}
+# Okabe & Ito's colour-blind-safe palette, and a marker per modality: no meaning rides on colour alone
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+LINESTYLES = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (1, 3)), (0, (8, 2, 2, 2)))
+MODALITY_COLOURS = {"image": "#0072B2", "text": "#E69F00", "audio": "#009E73", "video": "#CC79A7"}
+MODALITY_MARKERS = {"image": "o", "text": "^", "audio": "s", "video": "D"}
+OTHER_MARKERS = ("v", "P", "*", "X", "<", ">")
+
+
+def course_style() -> None:
+    """The course's figure defaults, set when this module is imported: lines cycle through
+    Okabe & Ito's colour-blind-safe colours *and* a line style each, so two curves differ in
+    more than colour (in grey-scale print too)."""
+    plt.rcParams["axes.prop_cycle"] = cycler(color=OKABE_ITO) + cycler(linestyle=LINESTYLES)
+
+
+course_style()
 
 
 def _img(x: torch.Tensor):
@@ -58,9 +73,10 @@ def similarity_matrix(sim: torch.Tensor, row_labels=None, col_labels=None,
 
 
 def embedding_map(embeddings: dict, labels=None, title: str = "embeddings (PCA of normalised vectors)"):
-    """2-D PCA map of several modalities' embeddings, coloured by modality:
-    ``embedding_map({"image": [N, d], "text": [M, d]})``. Lines join matched pairs
-    when every modality has the same number of rows."""
+    """2-D PCA map of several modalities' embeddings, each with its own marker and a
+    colour-blind-safe colour: ``embedding_map({"image": [N, d], "text": [M, d]})``. Lines join
+    matched pairs when every modality has the same number of rows; a large outlined marker
+    shows each modality's mean."""
     if not isinstance(embeddings, dict) or not embeddings:
         raise ValueError("embeddings: expected a dict of modality name -> [N, d] tensor")
     names = list(embeddings)
@@ -77,10 +93,11 @@ def embedding_map(embeddings: dict, labels=None, title: str = "embeddings (PCA o
     if len({len(p) for p in pts}) == 1 and len(pts) > 1:
         for j in range(min(len(pts[0]), 60)):
             ax.plot([p[j, 0] for p in pts], [p[j, 1] for p in pts], color="0.8", lw=0.5, zorder=0)
-    for name, p in zip(names, pts):
-        ax.scatter(p[:, 0], p[:, 1], s=8, label=name, color=MODALITY_COLOURS.get(name))
+    for k, (name, p) in enumerate(zip(names, pts)):
+        marker = MODALITY_MARKERS.get(name, OTHER_MARKERS[k % len(OTHER_MARKERS)])
+        ax.scatter(p[:, 0], p[:, 1], s=10, label=name, marker=marker, color=MODALITY_COLOURS.get(name))
         c = p.mean(0)
-        ax.scatter([c[0]], [c[1]], s=150, marker="X", edgecolor="k",
+        ax.scatter([c[0]], [c[1]], s=170, marker=marker, edgecolor="k", linewidth=1.5,
                    color=MODALITY_COLOURS.get(name))
     ax.legend()
     ax.set_title(title)
