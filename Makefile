@@ -7,7 +7,7 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 QUIET  := TQDM_MININTERVAL=5
 NBVAL  := --nbval-lax --nbval-current-env --nbval-cell-timeout=900
 
-.PHONY: install lab test unit notebooks bench clean-notebooks student
+.PHONY: install lab test unit notebooks bench bench-cold clean-notebooks student
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,9 @@ notebooks: install              ## notebooks only, each cell run once (the quick
 
 bench: install                  ## wall time and peak memory of every notebook, render and training throughput
 	$(OFFLINE) $(BIN)/python scripts/benchmark.py
+
+bench-cold: install             ## every notebook from an empty cache, as on a fresh Colab or Binder session
+	$(OFFLINE) $(BIN)/python scripts/benchmark.py --cold --no-throughput
 
 clean-notebooks:                ## strip outputs and execution counts from every notebook
 	$(BIN)/python scripts/clean_notebooks.py notebooks/*.ipynb
