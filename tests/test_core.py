@@ -16,7 +16,7 @@ def test_profile_honours_env(monkeypatch, value, want):
 
 def test_profile_default_follows_device(monkeypatch):
     monkeypatch.delenv("TUTORLIB_PROFILE", raising=False)
-    want = _core._auto_profile()[0] if tutorlib.device().type == "cuda" else "quick"
+    want = _core._auto_profile(tutorlib.device())[0]
     assert tutorlib.profile() == want
 
 

@@ -35,9 +35,9 @@ def _host_gib() -> float:
         return float("inf")
 
 
-def _auto_profile() -> tuple[str, str]:
-    """The profile this machine can hold, and why."""
-    if device().type != "cuda":
+def _auto_profile(dev: torch.device) -> tuple[str, str]:
+    """The profile a machine whose best device is ``dev`` can hold, and why."""
+    if dev.type != "cuda":
         return "quick", "no CUDA GPU"
     props = torch.cuda.get_device_properties(0)
     gpu, host = props.total_memory / 2**30, _host_gib()
@@ -61,8 +61,9 @@ def profile() -> str:
             raise ValueError(
                 f"TUTORLIB_PROFILE: got {forced!r}, expected one of {PROFILES}")
         return forced
-    name, why = _auto_profile()
-    if device().type == "cuda" and (name, why) not in _TOLD:
+    dev = device()
+    name, why = _auto_profile(dev)
+    if dev.type == "cuda" and (name, why) not in _TOLD:
         _TOLD.add((name, why))
         other = "quick" if name == "full" else "full"
         print(f"tutorlib: profile {name!r} ({why}); set TUTORLIB_PROFILE={other} before importing to change it",
