@@ -102,3 +102,11 @@ def finite(**named: torch.Tensor) -> None:
     for name, t in named.items():
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise ValueError(f"{name}: contains NaN or infinite values")
+
+
+def overrides(defaults: dict, changes: dict) -> dict:
+    """``defaults`` updated with ``changes`` (a recipe's keyword overrides), refusing names it lacks."""
+    unknown = set(changes) - set(defaults)
+    if unknown:
+        raise ValueError(f"overrides: got unknown names {sorted(unknown)}, expected some of {sorted(defaults)}")
+    return {**defaults, **changes}

@@ -67,10 +67,7 @@ def recipe(modality: str, **overrides) -> dict:
     cfg = settings()
     r = dict(width=cfg.backbone_width, depth=cfg.backbone_depth, steps=cfg.backbone_steps,
              batch_size=cfg.backbone_batch_size, lr=1e-3, weight_decay=0.01, warmup=30, seed=None)
-    unknown = set(overrides) - set(r)
-    if unknown:
-        raise ValueError(f"overrides: got unknown names {sorted(unknown)}, expected some of {sorted(r)}")
-    r.update(overrides)
+    r = _validate.overrides(r, overrides)
     r["seed"] = get_seed(r["seed"])
     return r
 

@@ -19,10 +19,7 @@ def recipe(**overrides) -> dict:
     r = dict(steps=cfg.clip_steps, batch_size=cfg.clip_batch_size, lr=1e-3, text_lr_ratio=0.1,
              weight_decay=0.1, warmup=50, partial_frac=0.5, loss="soft", temperature=None,
              embed_dim=cfg.embed_dim, depth=cfg.depth, seed=None)
-    unknown = set(overrides) - set(r)
-    if unknown:
-        raise ValueError(f"overrides: got unknown names {sorted(unknown)}, expected some of {sorted(r)}")
-    r.update(overrides)
+    r = _validate.overrides(r, overrides)
     r["seed"] = get_seed(r["seed"])          # None: TUTORLIB_SEED (default 0)
     return r
 
