@@ -104,6 +104,49 @@ def clip_loss_with_negatives(image_emb: torch.Tensor, text_emb: torch.Tensor,
     return (F.cross_entropy(torch.cat([logits_i, logits_neg], 1), rows) + F.cross_entropy(logits_t, cols)) / 2
 
 
+def cwcl_weights(frozen_emb: torch.Tensor, centre: bool = False) -> torch.Tensor:
+    """CWCL's continuous targets (Srinivasa et al., NeurIPS 2023, Eq. 3) from a frozen
+    encoder's embeddings ``[N, d]``: w_ij = ⟨p̄_i, p̄_j⟩ / 2 + 1/2 with p̄ the L2-normalised
+    rows, so w lies in [0, 1] and w_ii = 1. ``[N, N]``, no gradient. ``centre=True`` (not
+    in the paper) subtracts the batch mean before normalising, so that an encoder whose
+    embeddings share one direction (a cone) does not give every pair a weight near 1."""
+    _validate.tensor("frozen_emb", frozen_emb, 2)
+    if not isinstance(centre, bool):
+        raise ValueError(f"centre: got {centre!r}, expected True or False")
+    with torch.no_grad():
+        z = frozen_emb.float()
+        z = F.normalize(z - z.mean(0) if centre else z, dim=-1)
+        w = (z @ z.T / 2 + 0.5).clamp(0, 1)
+        w.fill_diagonal_(1.0)
+    return w
+
+
+def cwcl_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale,
+              i2t_weights: torch.Tensor | None = None, t2i_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The continuously weighted contrastive loss (CWCL, Srinivasa et al. 2023, Eq. 4), both ways:
+
+        L_{U→V} = -1/N Σ_i (1 / Σ_j w_ij) Σ_j w_ij log softmax_j( s ⟨u_i, v_j⟩ ),   s = exp(logit_scale)
+
+    ``i2t_weights`` ``[N, N]`` weighs the image->text direction (rows: images), ``t2i_weights``
+    the text->image one (rows: captions); ``None`` is the identity, CLIP's one-hot target.
+    Returns ½ (L_{I→T} + L_{T→I}); with both ``None`` it equals ``clip_loss``.
+    """
+    scale = _validate.loss_inputs(image_emb, text_emb, logit_scale).exp()
+    logits_i = scale * _cos(image_emb, text_emb)
+    terms = []
+    for name, logits, w in (("i2t_weights", logits_i, i2t_weights), ("t2i_weights", logits_i.T, t2i_weights)):
+        if w is None:
+            terms.append(_info_nce(logits))
+            continue
+        _validate.tensor(name, w, 2)
+        if w.shape != logits.shape:
+            raise ValueError(f"{name}: got shape {tuple(w.shape)}, expected {list(logits.shape)}")
+        if bool((w < 0).any()) or bool((w.sum(1) <= 0).any()):
+            raise ValueError(f"{name}: expected weights >= 0 with a positive sum in every row")
+        terms.append(F.cross_entropy(logits, w / w.sum(1, keepdim=True)))
+    return (terms[0] + terms[1]) / 2
+
+
 def siglip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale,
                 logit_bias) -> torch.Tensor:
     """The sigmoid loss of SigLIP (Zhai et al. 2023, Alg. 1):
