@@ -13,7 +13,7 @@ __all__ = ["device", "profile", "settings", "seed_everything", "pick", "get_seed
            "models", "losses", "metrics", "train", "plots", "check", "cards"]
 
 _SUBMODULES = {"profiles", "ops", "cache", "world", "models", "losses", "metrics", "train", "plots", "check",
-               "mixup", "prompts", "restore", "inversion", "progressive", "costs", "binding", "finegrained", "grounding", "representations", "structure", "selfsup", "fewpairs", "pretrained", "unimodal", "minilm", "cards"}
+               "mixup", "prompts", "restore", "inversion", "progressive", "costs", "binding", "finegrained", "grounding", "representations", "structure", "selfsup", "fewpairs", "launch", "distributed", "pretrained", "unimodal", "minilm", "cards"}
 
 
 def __getattr__(name):

@@ -39,6 +39,11 @@ def _cycle(batches):
     return gen()
 
 
+def _rank() -> int:
+    """This process's rank under ``torch.distributed`` (0 outside it): only rank 0 draws a bar."""
+    return torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
+
+
 def lr_factor(step: int, steps: int, warmup: int) -> float:
     """The schedule: linear warm-up to 1 over ``warmup`` steps, then cosine decay to 0."""
     if step < warmup:
@@ -80,7 +85,8 @@ def fit(loss_fn, params, batches, *, steps: int, lr: float = 1e-3, weight_decay:
     steps, then cosine decay to zero). ``after_step(step)`` runs after each update (e.g.
     to clamp the logit scale). The history has ``loss``, every other scalar ``loss_fn``
     returned, ``lr`` and the wall ``time`` in seconds. The loss is checked for NaN or inf
-    at every step (not the tensors that made it).
+    at every step (not the tensors that made it). Inside ``torch.distributed`` processes only
+    rank 0 shows the progress bar.
     """
     if not callable(loss_fn):
         raise ValueError(f"loss_fn: got {type(loss_fn).__name__}, expected a callable")
@@ -94,7 +100,7 @@ def fit(loss_fn, params, batches, *, steps: int, lr: float = 1e-3, weight_decay:
     base = [g["lr"] for g in optimizer.param_groups]
     history: dict[str, list] = {"loss": [], "lr": [], "time": []}
     stream, start = _cycle(batches), time.perf_counter()
-    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=True)
+    bar = tqdm(range(steps), desc=desc, disable=not progress or _rank() != 0, leave=True)
     for step in bar:
         for group, lr0 in zip(optimizer.param_groups, base):
             group["lr"] = lr0 * lr_factor(step, steps, warmup)

@@ -1,0 +1,129 @@
+"""Lesson 09's launcher and the contrastive losses across processes: two real processes on the
+CPU (gloo), each form's loss and every gradient against the single-process loss on the
+concatenated batch, and a failing or hanging process reported by rank, not left waiting."""
+import math
+
+import pytest
+import torch
+
+from tutorlib import distributed, launch, losses
+
+N_LOCAL, D = 5, 8
+
+
+def _batch(world_size):
+    g = torch.Generator().manual_seed(0)
+    return (torch.randn(world_size * N_LOCAL, D, generator=g), torch.randn(world_size * N_LOCAL, D, generator=g),
+            torch.tensor(math.log(10.0)), torch.tensor(-3.0))
+
+
+def _forms(rank, world_size):
+    """Each form's loss and the gradients of this process's rows of the global batch."""
+    img, txt, scale, bias = _batch(world_size)
+    rows = slice(rank * N_LOCAL, (rank + 1) * N_LOCAL)
+    out = {}
+    for name, fn in (("gathered", lambda i, t: distributed.gathered_clip_loss(i, t, scale)),
+                     ("local", lambda i, t: distributed.gathered_clip_loss(i, t, scale, local_loss=True)),
+                     ("ring", lambda i, t: distributed.siglip_ring_loss(i, t, scale, bias))):
+        i, t = img[rows].clone().requires_grad_(), txt[rows].clone().requires_grad_()
+        loss = fn(i, t)
+        loss.backward()
+        out[name] = (loss.detach(), i.grad, t.grad)
+    return out
+
+
+def _single(name, world_size):
+    img, txt, scale, bias = _batch(world_size)
+    img.requires_grad_(), txt.requires_grad_()
+    loss = losses.siglip_loss(img, txt, scale, bias) if name == "ring" else losses.clip_loss(img, txt, scale)
+    loss.backward()
+    return loss.detach(), img.grad, txt.grad
+
+
+def test_every_form_equals_the_single_process_loss_and_gradients():
+    world = 2
+    per_rank = launch.run(_forms, world, timeout=240)
+    for name in ("gathered", "local", "ring"):
+        loss, g_img, g_txt = _single(name, world)
+        mean_loss = sum(r[name][0] for r in per_rank) / world
+        torch.testing.assert_close(mean_loss, loss, atol=1e-6, rtol=1e-6)
+        # each process's rows get W x the global gradient; DDP's average over processes divides it out
+        torch.testing.assert_close(torch.cat([r[name][1] for r in per_rank]) / world, g_img, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(torch.cat([r[name][2] for r in per_rank]) / world, g_txt, atol=1e-6, rtol=1e-5)
+
+
+def _fails_on_rank_one(rank, world_size):
+    if rank == 1:
+        raise ValueError("rank one fails on purpose")
+    torch.distributed.barrier()          # rank 0 would wait here forever without the launcher
+
+
+def _sleeps(rank, world_size):
+    import time
+    time.sleep(60)
+
+
+def test_a_failing_rank_is_named_and_a_hanging_one_times_out():
+    with pytest.raises(RuntimeError, match=r"rank 1 of 2 raised:(.|\n)*rank one fails on purpose"):
+        launch.run(_fails_on_rank_one, 2, timeout=120)
+    with pytest.raises(TimeoutError, match=r"ranks \[0, 1\] of 2 had not finished after 5 s"):
+        launch.run(_sleeps, 2, timeout=5)
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ValueError, match="fn: got int"):
+        launch.run(3, 2)
+    with pytest.raises(ValueError, match="world_size"):
+        launch.run(_sleeps, 0)
+    with pytest.raises(ValueError, match="backend"):
+        launch.run(_sleeps, 2, backend="mpi")
+    with pytest.raises(RuntimeError, match="not initialised"):
+        distributed.gathered_clip_loss(torch.randn(2, 3), torch.randn(2, 3), 0.0)
+
+
+class _Towers(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.image, self.text = torch.nn.Linear(6, 4), torch.nn.Linear(7, 4)
+        self.logit_scale = torch.nn.Parameter(torch.tensor(math.log(10.0)))
+
+    def forward(self, x, y):
+        return self.image(x), self.text(y)
+
+
+def _data(step, n):
+    g = torch.Generator().manual_seed(step)
+    return torch.randn(n, 6, generator=g), torch.randn(n, 7, generator=g)
+
+
+def _train(rank, world_size, gathered, steps=6, n_global=8):
+    """``train.fit`` under DistributedDataParallel: each process takes its slice of the global batch."""
+    from torch.nn.parallel import DistributedDataParallel
+    from tutorlib import train
+    model = _Towers()
+    ddp = DistributedDataParallel(model) if world_size > 1 else model
+    rows = slice(rank * n_global // world_size, (rank + 1) * n_global // world_size)
+
+    def loss_fn(step):
+        x, y = _data(step, n_global)
+        if world_size > 1:            # through the DDP wrapper, so that its hooks average the gradients
+            zi, zt = ddp(x[rows], y[rows])
+        else:
+            zi, zt = model.image(x), model.text(y)
+        if gathered and world_size > 1:
+            return distributed.gathered_clip_loss(zi, zt, model.logit_scale)
+        return losses.clip_loss(zi, zt, model.logit_scale)
+    train.fit(loss_fn, model.parameters(), lambda s: s, steps=steps, lr=1e-2, progress=False)
+    return {k: v.detach() for k, v in model.state_dict().items()}
+
+
+def test_ddp_with_the_gathered_loss_trains_like_one_process_on_the_global_batch():
+    single = _train(0, 1, gathered=True)
+    two = launch.run(_train, 2, True, timeout=240)
+    local = launch.run(_train, 2, False, timeout=240)
+    for k in single:
+        torch.testing.assert_close(two[0][k], single[k], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(two[1][k], two[0][k], atol=0, rtol=0)     # DDP keeps the replicas identical
+    gap = max((local[0][k] - single[k]).abs().max().item() for k in single)
+    assert gap > 1e-3, f"local negatives trained the same weights as the gathered loss (largest difference {gap:.1e})"
