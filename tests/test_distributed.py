@@ -127,3 +127,35 @@ def test_ddp_with_the_gathered_loss_trains_like_one_process_on_the_global_batch(
         torch.testing.assert_close(two[1][k], two[0][k], atol=0, rtol=0)     # DDP keeps the replicas identical
     gap = max((local[0][k] - single[k]).abs().max().item() for k in single)
     assert gap > 1e-3, f"local negatives trained the same weights as the gathered loss (largest difference {gap:.1e})"
+
+
+def _shard(rank, world_size):
+    img, txt, scale, _ = _batch(world_size)
+    rows = slice(rank * N_LOCAL, (rank + 1) * N_LOCAL)
+    return img[rows], txt[rows], scale
+
+
+def _local_without_offset(image_emb, text_emb, logit_scale):
+    """The classic mistake: labels arange(N_local) in every process."""
+    import torch.nn.functional as F
+    img, txt = F.normalize(image_emb, dim=-1), F.normalize(text_emb, dim=-1)
+    all_img, all_txt = distributed.gather(img), distributed.gather(txt)
+    labels, s = torch.arange(len(img)), logit_scale.exp()
+    return (F.cross_entropy(s * img @ all_txt.T, labels) + F.cross_entropy(s * txt @ all_img.T, labels)) / 2
+
+
+def _local_reference(image_emb, text_emb, logit_scale):
+    return distributed.gathered_clip_loss(image_emb, text_emb, logit_scale, local_loss=True)
+
+
+def _not_written(image_emb, text_emb, logit_scale):
+    raise NotImplementedError("Exercise 2: the local loss. Hint: offset the labels.")
+
+
+def test_check_across_processes_names_the_rank_that_differs():
+    from tutorlib import check
+    assert check.across_processes(_local_reference, _local_reference, _shard, world_size=2) == 0
+    with pytest.raises(check.ExerciseError, match=r"rank [01] of 2: .*values differ"):  # rank 1's labels point at rank 0's pairs
+        check.across_processes(_local_without_offset, _local_reference, _shard, world_size=2)
+    with pytest.raises(check.ExerciseError, match="is not written yet: Exercise 2: the local loss"):
+        check.across_processes(_not_written, _local_reference, _shard, world_size=2)

@@ -22,7 +22,7 @@ def syllabus_rows() -> dict[str, list[str]]:
 
 
 def test_every_notebook_has_its_guide_and_every_guide_its_notebook():
-    assert len(NOTEBOOKS) == 9
+    assert len(NOTEBOOKS) == 10
     assert set(NOTEBOOKS) == set(GUIDES), (sorted(NOTEBOOKS), sorted(GUIDES))
 
 

@@ -238,3 +238,49 @@ def close(got, want, atol: float = 1e-5, rtol: float = 1e-4, name: str = "your r
     worst = _compare(got, want, atol, rtol, f"{name}: ")
     print(f"✅ {name} matches the reference (largest difference {worst:.2g}).")
     return Difference(worst)
+
+
+def _run_both(rank, world_size, learner, reference, make_inputs):
+    """In one process: both functions on this rank's inputs, their outputs and input gradients."""
+    args = make_inputs(rank, world_size)
+    args = args if isinstance(args, tuple) else (args,)
+    out = []
+    for fn in (learner, reference):
+        leaves = [a.detach().clone().requires_grad_(True) if isinstance(a, torch.Tensor) and a.is_floating_point()
+                  else a for a in args]
+        value = fn(*leaves)
+        value.backward()
+        out.append((value.detach(), [a.grad for a in leaves if isinstance(a, torch.Tensor) and a.is_floating_point()]))
+    return out
+
+
+def across_processes(learner, reference, make_inputs, world_size: int = 2, atol: float = 1e-5,
+                     rtol: float = 1e-4, name: str | None = None) -> float:
+    """Run ``learner`` and ``reference`` inside ``world_size`` processes joined by
+    ``torch.distributed`` (``launch.run``), each on ``make_inputs(rank, world_size) -> args``;
+    compare every rank's scalar output and its gradients with respect to the float inputs.
+    Prints how close they are and returns the largest difference; raises ``ExerciseError``
+    naming the rank that differs."""
+    from . import launch
+    if not callable(learner) or not callable(reference) or not callable(make_inputs):
+        raise ValueError("learner, reference, make_inputs: expected three callables")
+    name = name or getattr(learner, "__name__", "your function")
+    try:
+        per_rank = launch.run(_run_both, world_size, learner, reference, make_inputs)
+    except RuntimeError as e:
+        last = str(e).strip().splitlines()[-1]
+        if last.startswith("NotImplementedError"):
+            raise ExerciseError(f"{name} is not written yet: {last.partition(': ')[2]}".rstrip(": ")) from None
+        raise ExerciseError(f"{name} failed inside a process: {e}") from None
+    worst = 0.0
+    for rank, ((got, got_grads), (want, want_grads)) in enumerate(per_rank):
+        where = f"{name}, rank {rank} of {world_size}: "
+        worst = max(worst, _compare(got, want, atol, rtol, where))
+        for k, (g, w) in enumerate(zip(got_grads, want_grads)):
+            if w is not None and g is None:
+                raise ExerciseError(f"{where}no gradient reaches input {k}: did the gather drop it?")
+            if w is not None:
+                worst = max(worst, _compare(g, w, max(atol, 1e-5), rtol, f"{where}gradient of input {k}: "))
+    print(f"✅ {name} matches the reference in each of {world_size} processes, values and gradients "
+          f"(largest difference {worst:.2g}).")
+    return Difference(worst)

@@ -20,6 +20,8 @@ functions (the backward pass sends the same volume back).
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as dist_nn
@@ -28,6 +30,9 @@ import torch.nn.functional as F
 from . import _validate
 
 TRAFFIC = {"bytes": 0}
+# torch 2.13 marks the autograd-aware all_gather deprecated in favour of a private API; open_clip
+# still calls it, and it is the public way to gather with gradient.
+warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.all_gather is deprecated")
 
 
 def _world() -> tuple[int, int]:
