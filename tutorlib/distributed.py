@@ -100,7 +100,7 @@ def _exchange(x: torch.Tensor, send_to: int, recv_from: int) -> torch.Tensor:
 def _sigmoid_terms(img, txt, scale, bias, positives: bool) -> torch.Tensor:
     logits = scale * img @ txt.T + bias
     z = (2 * torch.eye(len(img), len(txt), device=img.device) - 1) if positives else -torch.ones_like(logits)
-    return -F.logsigmoid(z * logits).sum() / len(img)
+    return F.softplus(-z * logits).sum() / len(img)        # = -log sigmoid(z * logits), one [N, N] buffer
 
 
 def siglip_ring_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale, logit_bias) -> torch.Tensor:
