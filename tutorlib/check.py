@@ -255,10 +255,11 @@ def _run_both(rank, world_size, learner, reference, make_inputs):
 
 
 def across_processes(learner, reference, make_inputs, world_size: int = 2, atol: float = 1e-5,
-                     rtol: float = 1e-4, name: str | None = None) -> float:
+                     rtol: float = 1e-4, name: str | None = None, timeout: float = 90.0) -> float:
     """Run ``learner`` and ``reference`` inside ``world_size`` processes joined by
     ``torch.distributed`` (``launch.run``), each on ``make_inputs(rank, world_size) -> args``;
-    compare every rank's scalar output and its gradients with respect to the float inputs.
+    compare every rank's scalar output and its gradients with respect to the float inputs
+    (``timeout`` seconds at most: a learner's collective that the other ranks never join hangs).
     Prints how close they are and returns the largest difference; raises ``ExerciseError``
     naming the rank that differs."""
     from . import launch
@@ -266,7 +267,9 @@ def across_processes(learner, reference, make_inputs, world_size: int = 2, atol:
         raise ValueError("learner, reference, make_inputs: expected three callables")
     name = name or getattr(learner, "__name__", "your function")
     try:
-        per_rank = launch.run(_run_both, world_size, learner, reference, make_inputs)
+        per_rank = launch.run(_run_both, world_size, learner, reference, make_inputs, timeout=timeout)
+    except TimeoutError as e:
+        raise ExerciseError(f"{name} did not finish in {timeout:g} s: does every rank call the same collectives? ({e})") from None
     except RuntimeError as e:
         last = str(e).strip().splitlines()[-1]
         if last.startswith("NotImplementedError"):

@@ -38,6 +38,22 @@ def largest_allocation(fn) -> int:
     return max([e.cpu_memory_usage for e in prof.events()] + [0])
 
 
+def saved_for_backward(fn) -> int:
+    """Bytes of the tensors autograd keeps for the backward pass while ``fn()`` runs its forward
+    pass (each storage counted once): what a loss holds in memory until ``backward()``."""
+    import torch
+    if not callable(fn):
+        raise ValueError(f"fn: got {type(fn).__name__}, expected a callable with no arguments")
+    kept = {}
+
+    def pack(t):
+        kept[(t.untyped_storage().data_ptr(), t.dtype)] = t.untyped_storage().nbytes()
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(kept.values())
+
+
 @contextlib.contextmanager
 def _quiet_stderr():
     """The profiler's C++ side logs every start and stop to file descriptor 2: silence it."""

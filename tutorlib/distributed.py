@@ -8,7 +8,8 @@ the loss must see the global batch's negatives. Three forms, as open_clip writes
 * ``gathered_clip_loss(..., local_loss=True)``: only this process's rows,
   ``[N_local, N_global]`` each way, labels offset by rank;
 * ``siglip_ring_loss``: SigLIP's sigmoid loss with the texts passed around a ring of
-  processes (``dist_impl="shift"``), so no process ever holds more than ``[N_local, N_local]``.
+  processes (``dist_impl="shift"``), so no process computes more than ``[N_local, N_local]``
+  logits at once (autograd keeps each step's block until the backward pass).
 
 Gradients: each process differentiates its own loss, and the gathers send gradients back to the
 rows' owners, so a process's embedding rows receive W times the gradient of the global loss
@@ -98,9 +99,13 @@ def _exchange(x: torch.Tensor, send_to: int, recv_from: int) -> torch.Tensor:
 
 
 def _sigmoid_terms(img, txt, scale, bias, positives: bool) -> torch.Tensor:
+    """-Σ log σ(z_ij l_ij) / N_local with z = -1 off the diagonal (and +1 on it for ``positives``),
+    written as softplus(l) - [diagonal] l, so that no [N, N] label matrix is made."""
     logits = scale * img @ txt.T + bias
-    z = (2 * torch.eye(len(img), len(txt), device=img.device) - 1) if positives else -torch.ones_like(logits)
-    return F.softplus(-z * logits).sum() / len(img)        # = -log sigmoid(z * logits), one [N, N] buffer
+    loss = F.softplus(logits).sum()
+    if positives:
+        loss = loss - logits.diagonal().sum()
+    return loss / len(img)
 
 
 def siglip_ring_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale, logit_bias) -> torch.Tensor:

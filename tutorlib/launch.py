@@ -6,7 +6,7 @@
 
 Each process gets ``MASTER_ADDR``/``MASTER_PORT`` (a free localhost port), ``RANK``,
 ``WORLD_SIZE`` and ``LOCAL_RANK``, as ``torchrun`` would set them, joins the process group
-(``nccl`` when every rank can have its own CUDA device, ``gloo`` otherwise), runs
+(``gloo`` by default, for CPU tensors; ``backend="nccl"`` when each rank uses its own GPU), runs
 ``fn(rank, world_size, *args)``, returns its result and leaves the group. The function and its
 arguments travel by ``dill`` (which can send a function defined in a notebook); results come
 back as NumPy arrays turned into tensors again. A process that raises stops the others and
@@ -34,8 +34,11 @@ def free_port() -> int:
 
 
 def default_backend(world_size: int) -> str:
-    """``nccl`` when CUDA has a device for every rank, else ``gloo`` (CPU tensors)."""
-    return "nccl" if torch.cuda.is_available() and torch.cuda.device_count() >= world_size else "gloo"
+    """``gloo``: the course's process functions work on CPU tensors, which ``nccl`` cannot
+    carry; pass ``backend="nccl"`` to ``run`` for functions that put each rank on its own GPU
+    (``torch.cuda.device_count()`` must reach ``world_size``)."""
+    _validate.positive_int("world_size", world_size)
+    return "gloo"
 
 
 def _plain(x):
@@ -68,9 +71,9 @@ def _worker(rank, world_size, port, backend, payload, results, timeout):
     try:
         if backend == "nccl":
             torch.cuda.set_device(rank)
-        dist.init_process_group(backend, rank=rank, world_size=world_size, timeout=timedelta(seconds=timeout))
+        dist.init_process_group(backend, rank=rank, world_size=world_size, timeout=timedelta(seconds=timeout + 30))
         fn, args = dill.loads(payload)
-        results.put((rank, "ok", _plain(fn(rank, world_size, *args))))
+        results.put((rank, "ok", dill.dumps(_plain(fn(rank, world_size, *args)))))   # fails here, not in a queue thread
     except BaseException:                          # noqa: BLE001 - every failure goes back to the parent
         results.put((rank, "error", traceback.format_exc()))
     finally:
@@ -84,6 +87,8 @@ def _stop(procs) -> None:
             p.terminate()
     for p in procs:
         p.join(5)
+        if p.is_alive():
+            p.kill()
 
 
 def run(fn, world_size: int = 2, *args, backend: str | None = None, timeout: float = 300.0) -> list:
@@ -114,9 +119,9 @@ def run(fn, world_size: int = 2, *args, backend: str | None = None, timeout: flo
             try:
                 rank, status, value = results.get(timeout=0.2)
             except queue_lib.Empty:
-                dead = [r for r, p in enumerate(procs) if r not in out and not p.is_alive() and p.exitcode not in (None, 0)]
-                if dead:
-                    raise RuntimeError(f"rank {dead[0]} of {world_size} died (exit code {procs[dead[0]].exitcode}) "
+                dead = [r for r, p in enumerate(procs) if r not in out and not p.is_alive()]
+                if dead and results.empty():
+                    raise RuntimeError(f"rank {dead[0]} of {world_size} exited (code {procs[dead[0]].exitcode}) "
                                        "without reporting a result") from None
                 if time.monotonic() > deadline:
                     waiting = sorted(set(range(world_size)) - set(out))
@@ -124,7 +129,7 @@ def run(fn, world_size: int = 2, *args, backend: str | None = None, timeout: flo
                 continue
             if status == "error":
                 raise RuntimeError(f"rank {rank} of {world_size} raised:\n{value}")
-            out[rank] = _unplain(value)
+            out[rank] = _unplain(dill.loads(value))
     finally:
         _stop(procs)
     return [out[r] for r in range(world_size)]
