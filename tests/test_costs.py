@@ -35,3 +35,15 @@ def test_cost_table_counts_steps_times_and_shares():
         costs.cost_table({"stage 1": (1000, h1)}, 0, "stage 1")
     with pytest.raises(ValueError, match="stages: got list"):
         costs.cost_table([], 10, "stage 1")
+
+
+def test_saved_for_backward_counts_each_kept_storage_once():
+    import torch
+    x = torch.randn(16, 8, requires_grad=True)
+    w = torch.randn(16, 8, requires_grad=True)
+    assert costs.saved_for_backward(lambda: (x * w).sum()) == 2 * 16 * 8 * 4      # mul keeps both inputs
+    assert costs.saved_for_backward(lambda: (x * x).sum()) == 16 * 8 * 4          # one storage, counted once
+    with torch.no_grad():
+        assert costs.saved_for_backward(lambda: (x * w).sum()) == 0
+    with pytest.raises(ValueError, match="fn: got int"):
+        costs.saved_for_backward(3)
