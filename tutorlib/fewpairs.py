@@ -83,7 +83,8 @@ def _weights(method, r, x_img, x_txt):
     if "cwcl" not in method:
         return None, None
     source, centre = r["cwcl_source"], r["cwcl_centre"]
-    w_img, w_txt = losses.cwcl_weights(x_img, centre), losses.cwcl_weights(x_txt, centre)
+    w_img = losses.cwcl_weights(x_img, centre) if source in ("image", "own") else None
+    w_txt = losses.cwcl_weights(x_txt, centre) if source in ("text", "own") else None
     return {"text": (w_txt, w_txt), "image": (w_img, w_img), "own": (w_img, w_txt)}[source]
 
 
