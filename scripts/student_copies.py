@@ -75,21 +75,32 @@ def stub_cell(source: str, hint: str) -> str:
     return "\n".join(out)
 
 
+def _source(cell) -> str:
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def hints(cells) -> dict[int, str]:
+    """The hint of each cell that holds a solution, by its index: from the last markdown cell
+    before it that opens an exercise (one heading, one exercise)."""
+    found, markdown = {}, ""
+    for k, cell in enumerate(cells):
+        src = _source(cell)
+        if cell["cell_type"] == "markdown" and _HEADING.search(src):
+            markdown = src
+        elif cell["cell_type"] == "code" and BEGIN in src:
+            found[k], markdown = hint_of(markdown), ""
+    return found
+
+
 def student_notebook(nb: dict) -> dict:
-    """A student copy of a notebook (as JSON): solutions stubbed, outputs cleared."""
+    """A student copy of a notebook (as JSON): solutions stubbed, outputs cleared. nbgrader's
+    generate_assignment writes the same stubs (grading/nbgrader_config.py calls ``stub_cell``)."""
     nb = json.loads(json.dumps(nb))                   # a deep copy: the input is left alone
-    markdown = ""                                     # the last markdown that opens an exercise
-    for cell in nb["cells"]:
-        src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-        if cell["cell_type"] == "markdown":
-            if _HEADING.search(src):
-                markdown = src
-            continue
+    stubs = hints(nb["cells"])
+    for k, cell in enumerate(nb["cells"]):
         if cell["cell_type"] == "code":
-            if BEGIN in src:
-                src = stub_cell(src, hint_of(markdown))
-                markdown = ""                         # one heading, one exercise
-            cell["source"] = src
+            src = _source(cell)
+            cell["source"] = stub_cell(src, stubs[k]) if k in stubs else src
             cell["outputs"], cell["execution_count"] = [], None
     return nb
 

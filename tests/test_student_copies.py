@@ -75,8 +75,8 @@ def test_stub_and_hint():
 @pytest.mark.slow
 @pytest.mark.parametrize("path", WITH_EXERCISES, ids=lambda p: p.name)
 def test_student_copy_stops_at_its_first_exercise_with_the_hint(path, tmp_path):
-    """Run the copy's cells in order (scripts/run_cells.py): every cell before the first
-    exercise runs, and the first exercise's check fails saying it is not written yet, with
+    """Run the copy's cells in order (scripts/run_cells.py): every cell up to the first
+    exercise's stub runs, and the first exercise's check (the cell after it) fails saying it is not written yet, with
     the exercise's hint, rather than with an unrelated error further on."""
     copy = student_copies.write_copies([path], tmp_path)[0]
     cells = code_cells(json.loads(copy.read_text()))
@@ -87,6 +87,6 @@ def test_student_copy_stops_at_its_first_exercise_with_the_hint(path, tmp_path):
                          capture_output=True, text=True, env=env, timeout=900)
     assert run.returncode != 0
     ran = [int(m) for m in re.findall(r"cell (\d+): [\d.]+ s", run.stdout)]
-    assert ran == list(range(first)), run.stderr[-2000:]
+    assert ran == list(range(first + 1)), run.stderr[-2000:]
     assert "ExerciseError" in run.stderr and "is not written yet" in run.stderr, run.stderr[-2000:]
     assert json.loads(hint) in run.stderr
