@@ -7,7 +7,7 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 QUIET  := TQDM_MININTERVAL=5
 NBVAL  := --nbval-lax --nbval-current-env --nbval-cell-timeout=900
 
-.PHONY: install lab test unit notebooks bench bench-cold clean-notebooks student
+.PHONY: install grade-tools lab test unit notebooks bench bench-cold clean-notebooks student assignments site
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python scripts/lab_settings.py
 	touch $@
 
+# nbgrader (its JupyterLab menus are for instructors): for make assignments and make test only
+grade-tools: $(VENV)/.grade-installed
+$(VENV)/.grade-installed: pyproject.toml $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e ".[grade]"
+	touch $@
+
 LAB_FLAGS ?=
 AS_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)   # JupyterLab refuses root (containers) without it
 lab: install                    ## open the course in JupyterLab (LAB_FLAGS="--no-browser --port=8890" to pass options)
@@ -32,7 +38,7 @@ lab: install                    ## open the course in JupyterLab (LAB_FLAGS="--n
 JOBS   ?= 2
 PARALLEL := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS) --dist loadfile
 
-test: install                   ## everything: unit and slow tests, and every notebook end to end with each cell run twice (quick profile)
+test: install grade-tools       ## everything: unit and slow tests, and every notebook end to end with each cell run twice (quick profile)
 	$(OFFLINE) $(QUIET) TUTORLIB_PROFILE=quick MPLBACKEND=Agg $(PARALLEL) -p no:cacheprovider tests $(NBVAL) --rerun-notebooks notebooks
 
 # Tests marked slow (the marker is registered in tests/conftest.py) run a whole notebook, start
@@ -54,3 +60,12 @@ clean-notebooks:                ## strip outputs and execution counts from every
 
 student: install                ## student copies of every notebook in student/ (solutions replaced by stubs)
 	$(BIN)/python scripts/student_copies.py
+
+assignments: install grade-tools ## the lessons as nbgrader assignments in grading/release/ (the same stubs as make student)
+	$(BIN)/python scripts/assignments.py release
+
+# every notebook executed (quick profile, seed 0) and rendered with the guides: 13 minutes on 2 cores
+# with warm caches, two notebooks at once (each torch on one thread, as in make test)
+SITE_JOBS ?= 2
+site: install                   ## the executed course as static HTML in site/, and each lesson's figures as PNG files
+	$(OFFLINE) $(QUIET) OMP_NUM_THREADS=$(if $(filter 1,$(SITE_JOBS)),2,1) $(BIN)/python scripts/build_site.py --jobs $(SITE_JOBS)
