@@ -41,7 +41,7 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.25rem .5r
 code,pre{{background:#f5f5f5}}a.anchor-link{{opacity:.3;text-decoration:none;margin-left:.3rem}}pre{{padding:.5rem;overflow-x:auto}}nav{{margin-bottom:1.5rem}}</style>
 <script>window.MathJax={{tex:{{inlineMath:[['$','$'],['\\\\(','\\\\)']]}}}}</script>
 <script async src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-chtml.js"></script>
-</head><body><nav><a href="{home}">the course</a></nav>
+</head><body><nav><a href="{home}">the course</a> · <a href="{home_dir}figures/index.html">figures for slides</a></nav>
 {body}
 </body></html>
 """
@@ -163,6 +163,9 @@ def render_notebook(nb, target: Path) -> None:
         caption = captions[k] if len(cells) == len(captions) else ""
         for img in div.select("div.jp-OutputArea img"):
             img["alt"] = f"A figure: {caption}" if caption else "A figure: the text after this cell describes it"
+    nav = (f'<nav style="padding:1rem 2rem"><a href="../index.html">the course</a> · <a href="../lessons/'
+           f'{target.stem}.html">the instructor\'s guide</a> · <a href="../figures/index.html">figures for slides</a></nav>')
+    soup.body.insert(0, BeautifulSoup(nav, features="html.parser"))
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(_links(str(soup)), encoding="utf-8")
 
@@ -177,7 +180,27 @@ def render_markdown(source: Path, target: Path, home: str, notebooks: str) -> No
                   lambda m: f'<a href="{notebooks}/{m.group(1)}.html"><code>notebooks/{m.group(1)}.ipynb</code></a>',
                   _links(markdown2html_mistune(text)))
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(PAGE.format(title=html.escape(title), home=home, body=body), encoding="utf-8")
+    target.write_text(_page(title, home, body), encoding="utf-8")
+
+
+def _page(title: str, home: str, body: str) -> str:
+    return PAGE.format(title=html.escape(title), home=home, home_dir=home.removesuffix("index.html"), body=body)
+
+
+def render_figure_index(figures: dict, out: Path) -> Path:
+    """``out/figures/index.html``: every lesson's figures as thumbnails, each linking to its file."""
+    parts = ["<h1>Figures for slides</h1><p>Every figure the lessons draw, as PNG files at twice the "
+             "screen resolution (CC BY 4.0: credit the course). Click one for the file.</p>"]
+    for name, paths in figures.items():
+        stem = Path(name).stem
+        parts.append(f'<h2><a href="../notebooks/{stem}.html">{html.escape(stem)}</a></h2><p>')
+        parts += [f'<a href="{stem}/{p.name}"><img src="{stem}/{p.name}" width="300" '
+                  f'alt="{html.escape(stem)}, {p.stem}"></a> ' for p in paths]
+        parts.append("</p>")
+    target = out / "figures" / "index.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(_page("Figures for slides", "../index.html", "\n".join(parts)), encoding="utf-8")
+    return target
 
 
 def render_pages(out: Path) -> list[Path]:
@@ -219,6 +242,7 @@ def build(notebooks, out: Path, jobs: int = 1, reuse: bool = False, progress=pri
         result["figures"][path.name] = export_figures(nb, out / "figures" / path.stem)
         render_notebook(nb, out / "notebooks" / f"{path.stem}.html")
         result["pages"].append(out / "notebooks" / f"{path.stem}.html")
+    result["pages"].append(render_figure_index(result["figures"], out))
     return result
 
 

@@ -88,3 +88,6 @@ def test_the_site_of_lesson_00_embeds_its_figures_sound_and_widgets(tmp_path):
     guide = (tmp_path / "lessons" / f"{name}.html").read_text()
     assert f'href="../notebooks/{name}.html"' in guide and ".ipynb\"" not in guide
     assert (tmp_path / "index.html").is_file() and (tmp_path / "lessons" / "quizzes" / f"{name}.html").is_file()
+    slides = (tmp_path / "figures" / "index.html").read_text()
+    assert all(f'src="{name}/{f.name}"' in slides for f in figures)
+    assert 'href="../figures/index.html"' in guide and f'href="../lessons/{name}.html"' in page
