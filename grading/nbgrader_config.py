@@ -4,6 +4,7 @@ The student versions nbgrader writes carry the same stubs as `make student`: nbg
 ClearSolutions is swapped for one that calls scripts/student_copies.py, so each stub raises
 NotImplementedError with its exercise's title and hint instead of a bare one.
 """
+import os
 import sys
 from pathlib import Path
 
@@ -23,6 +24,8 @@ class HintedStubs(ClearSolutions):
 
     def preprocess_cell(self, cell, resources, cell_index):
         self._hint = self._hints.get(cell_index)
+        if cell.cell_type == "markdown":          # the badges open the instructor's notebook: a note instead
+            cell.source = student_copies.student_markdown(cell.source)
         return super().preprocess_cell(cell, resources, cell_index)
 
     def _replace_solution_region(self, cell, language):
@@ -31,6 +34,12 @@ class HintedStubs(ClearSolutions):
         cell.source = student_copies.stub_cell(cell.source, self._hint)
         return True
 
+
+# autograding runs each lesson as the course's tests do: the quick profile (a GPU grading server
+# would otherwise switch to full), offline; set any of these before calling nbgrader to change it
+for name, value in {"TUTORLIB_PROFILE": "quick", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+                    "HF_DATASETS_OFFLINE": "1", "MPLBACKEND": "Agg", "TQDM_MININTERVAL": "5"}.items():
+    os.environ.setdefault(name, value)          # the kernels nbgrader starts inherit them
 
 c = get_config()  # noqa: F821 (nbgrader defines it)
 c.CourseDirectory.course_id = "cross-modal-alignment"

@@ -1,7 +1,7 @@
 """The course as nbgrader assignments: one per lesson with exercises.
 
     python scripts/assignments.py mark [NB...]     # (re)write the nbgrader cell metadata in notebooks/
-    python scripts/assignments.py release [--course DIR] [LESSON...]
+    python scripts/assignments.py release [--course DIR] [lesson01 | notebooks/01_....ipynb ...]
                                                    # nbgrader generate_assignment, into grading/release/
 
 ``mark`` is for whoever writes an exercise. Each code cell with a ``### BEGIN SOLUTION`` block
@@ -79,9 +79,22 @@ def mark(nb):
     return nb
 
 
-def lessons_with_exercises(paths=None) -> list[Path]:
-    paths = paths or sorted((ROOT / "notebooks").glob("*.ipynb"))
-    return [Path(p) for p in paths if BEGIN in Path(p).read_text(encoding="utf-8")]
+def lessons_with_exercises(names=None) -> list[Path]:
+    """The notebooks named (paths, or assignment ids such as ``lesson01``), or every lesson
+    with exercises; a name that is neither, or a lesson without exercises, is refused."""
+    every = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    if not names:
+        return [p for p in every if BEGIN in p.read_text(encoding="utf-8")]
+    found = []
+    for name in map(str, names):
+        match = [p for p in every if assignment_id(p) == name] or ([Path(name)] if Path(name).is_file() else [])
+        if not match or match[0].suffix != ".ipynb":
+            raise ValueError(f"notebooks: got {name!r}, expected a notebook's path or an assignment id "
+                             f"({', '.join(assignment_id(p) for p in every[1:])})")
+        if BEGIN not in match[0].read_text(encoding="utf-8"):
+            raise ValueError(f"notebooks: {name!r} has no exercises, so there is nothing to grade")
+        found.append(match[0])
+    return found
 
 
 def assignment_id(path: Path) -> str:
@@ -117,10 +130,13 @@ def release(course: Path, notebooks) -> list[Path]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("what", choices=["mark", "release"])
-    ap.add_argument("notebooks", nargs="*", help="notebooks (default: every lesson with exercises)")
+    ap.add_argument("notebooks", nargs="*", help="notebooks or assignment ids (default: every lesson with exercises)")
     ap.add_argument("--course", default=str(ROOT / "grading"), help="the nbgrader course folder (release)")
-    args = ap.parse_args(argv)
-    notebooks = lessons_with_exercises(args.notebooks or None)
+    args = ap.parse_intermixed_args(argv)              # options before or after the notebooks
+    try:
+        notebooks = lessons_with_exercises(args.notebooks or None)
+    except ValueError as e:
+        ap.error(str(e))
     if args.what == "mark":
         for path in notebooks:
             before = path.read_text(encoding="utf-8")

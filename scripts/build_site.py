@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import base64
 import html
+import json
 import multiprocessing
 import os
 import re
@@ -121,21 +122,56 @@ def static_widgets(nb) -> int:
 
 
 def export_figures(nb, folder: Path) -> list[Path]:
-    """Write every PNG the notebook shows as ``folder/cell<k>-<j>.png``; return the paths."""
+    """Write every PNG the notebook shows as ``folder/in<N>-<j>.png`` (``N`` the cell's
+    ``In [N]`` on the page) with ``captions.json`` (each file's alternative text); figures of an
+    earlier build of the lesson are removed first. Returns the paths written."""
     folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for k, cell in enumerate(nb.cells):
+    for old in folder.glob("*.png"):
+        old.unlink()
+    written, captions = [], {}
+    for k, (cell, caption) in enumerate(zip(nb.cells, _captions(nb))):
         pngs = [o["data"]["image/png"] for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
         for j, png in enumerate(pngs):
-            written.append(folder / f"cell{k}-{j}.png")
+            written.append(folder / f"in{cell.get('execution_count') or f'cell{k}'}-{j}.png")
             written[-1].write_bytes(base64.b64decode(png))
+            captions[written[-1].name] = caption
+    (folder / "captions.json").write_text(json.dumps(captions, indent=1, ensure_ascii=False), encoding="utf-8")
     return written
 
 
-def _links(html_text: str) -> str:
-    """Relative links to a guide, quiz or notebook point at its page."""
-    return re.sub(r'href="(?!https?:|#|mailto:)([^"#]*?)\.(md|ipynb)(#[^"]*)?"',
-                  lambda m: f'href="{m.group(1)}.html{m.group(3) or ""}"', html_text)
+def _page_of(path: Path) -> Path | None:
+    """The site page (relative to the site's folder) of a file of the repository, or None."""
+    rel = path.relative_to(ROOT)
+    if rel == Path("README.md"):
+        return Path("index.html")
+    if rel.suffix == ".md" and (rel.parts[0] in ("lessons", "grading") or rel == Path("LICENSE-TEXT.md")):
+        return rel.with_suffix(".html")
+    if rel.suffix == ".ipynb" and rel.parts[0] == "notebooks":
+        return rel.with_suffix(".html")
+    return None
+
+
+def _links(html_text: str, source: Path, page: Path) -> str:
+    """Each relative link in the page made from ``source`` (at ``page`` in the site) points at
+    its target's page, or at the file in the repository where the site has no page for it."""
+    def fix(m):
+        path, _, anchor = m.group(1).partition("#")
+        if not path or re.match(r"[a-z]+:", path):
+            return m.group(0)
+        target = (source.parent / path).resolve()
+        if ROOT not in target.parents or not target.exists():      # a link between the site's own pages
+            return m.group(0)
+        dest = _page_of(target)
+        url = (os.path.relpath(dest, page.parent).replace(os.sep, "/") if dest else
+               f"{_repository()}/{'tree' if target.is_dir() else 'blob'}/main/{target.relative_to(ROOT).as_posix()}")
+        return f'href="{url}{"#" + anchor if anchor else ""}"'
+    return re.sub(r'href="([^"]*)"', fix, html_text)
+
+
+def _repository() -> str:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from set_repository import repository
+    return repository()
 
 
 def _captions(nb) -> list[str]:
@@ -146,11 +182,11 @@ def _captions(nb) -> list[str]:
         captions.append(following)
         if cell.cell_type == "markdown":
             text = re.sub(r"[`*$#]|\[([^]]*)\]\([^)]*\)", lambda m: m.group(1) or "", cell.source)
-            following = re.split(r"(?<=[.!?:])\s", " ".join(text.split()), maxsplit=1)[0][:200]
+            following = re.split(r"(?<=[.!?])\s", " ".join(text.split()), maxsplit=1)[0][:300]
     return captions[::-1]
 
 
-def render_notebook(nb, target: Path) -> None:
+def render_notebook(nb, target: Path, source: Path, out: Path) -> None:
     """nbconvert's HTML of ``nb``, each figure's alternative text the sentence after its cell."""
     from bs4 import BeautifulSoup
     from nbconvert import HTMLExporter
@@ -163,39 +199,47 @@ def render_notebook(nb, target: Path) -> None:
         caption = captions[k] if len(cells) == len(captions) else ""
         for img in div.select("div.jp-OutputArea img"):
             img["alt"] = f"A figure: {caption}" if caption else "A figure: the text after this cell describes it"
-    nav = (f'<nav style="padding:1rem 2rem"><a href="../index.html">the course</a> · <a href="../lessons/'
+    nav = (f'<nav style="padding:1rem 2rem;font:16px system-ui,sans-serif"><a href="../index.html">the course</a> · <a href="../lessons/'
            f'{target.stem}.html">the instructor\'s guide</a> · <a href="../figures/index.html">figures for slides</a></nav>')
     soup.body.insert(0, BeautifulSoup(nav, features="html.parser"))
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(_links(str(soup)), encoding="utf-8")
+    target.write_text(_links(str(soup), source, target.relative_to(out)), encoding="utf-8")
 
 
-def render_markdown(source: Path, target: Path, home: str, notebooks: str) -> None:
-    """A Markdown page as HTML; a notebook named in code (`notebooks/01_x.ipynb`) links to its
-    executed page, in ``notebooks`` (a path relative to the page)."""
+def render_markdown(source: Path, out: Path) -> Path:
+    """A Markdown file of the repository as a page of the site in ``out``; a notebook named in
+    code (`notebooks/01_x.ipynb`) links to its executed page. Returns the page's path."""
     from nbconvert.filters.markdown_mistune import markdown2html_mistune
+    page = _page_of(source)
+    target = out / page
     text = source.read_text(encoding="utf-8")
     title = next((ln.lstrip("# ") for ln in text.splitlines() if ln.startswith("#")), source.stem)
+    notebooks = os.path.relpath("notebooks", page.parent).replace(os.sep, "/")
     body = re.sub(r"(?<!<a href=\")<code>notebooks/([\w.-]+)\.ipynb</code>",
                   lambda m: f'<a href="{notebooks}/{m.group(1)}.html"><code>notebooks/{m.group(1)}.ipynb</code></a>',
-                  _links(markdown2html_mistune(text)))
+                  _links(markdown2html_mistune(text), source, page))
     target.parent.mkdir(parents=True, exist_ok=True)
+    home = os.path.relpath("index.html", page.parent).replace(os.sep, "/")
     target.write_text(_page(title, home, body), encoding="utf-8")
+    return target
 
 
 def _page(title: str, home: str, body: str) -> str:
     return PAGE.format(title=html.escape(title), home=home, home_dir=home.removesuffix("index.html"), body=body)
 
 
-def render_figure_index(figures: dict, out: Path) -> Path:
-    """``out/figures/index.html``: every lesson's figures as thumbnails, each linking to its file."""
+def render_figure_index(out: Path) -> Path:
+    """``out/figures/index.html``: the figures of every lesson built so far into ``out``, as
+    thumbnails linking to their files."""
     parts = ["<h1>Figures for slides</h1><p>Every figure the lessons draw, as PNG files at twice the "
-             "screen resolution (CC BY 4.0: credit the course). Click one for the file.</p>"]
-    for name, paths in figures.items():
-        stem = Path(name).stem
-        parts.append(f'<h2><a href="../notebooks/{stem}.html">{html.escape(stem)}</a></h2><p>')
-        parts += [f'<a href="{stem}/{p.name}"><img src="{stem}/{p.name}" width="300" '
-                  f'alt="{html.escape(stem)}, {p.stem}"></a> ' for p in paths]
+             "screen resolution (CC BY 4.0: credit the course). Each is named after its cell's "
+             "<code>In [N]</code> in the lesson's page; click one for the file.</p>"]
+    for folder in sorted(p for p in (out / "figures").glob("*") if p.is_dir()):
+        captions = json.loads((folder / "captions.json").read_text(encoding="utf-8"))
+        parts.append(f'<h2><a href="../notebooks/{folder.name}.html">{html.escape(folder.name)}</a></h2><p>')
+        parts += [f'<a href="{folder.name}/{name}"><img src="{folder.name}/{name}" width="300" '
+                  f'alt="{html.escape(caption or name, quote=True)}"></a> '
+                  for name, caption in captions.items()]
         parts.append("</p>")
     target = out / "figures" / "index.html"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -204,14 +248,10 @@ def render_figure_index(figures: dict, out: Path) -> Path:
 
 
 def render_pages(out: Path) -> list[Path]:
-    """The README (as the home page), the guides, the quizzes and the class page."""
-    pages = [(ROOT / "README.md", out / "index.html")]
-    pages += [(p, out / p.relative_to(ROOT).with_suffix(".html"))
-              for p in sorted((ROOT / "lessons").rglob("*.md"))]
-    for source, target in pages:
-        render_markdown(source, target, home=os.path.relpath(out / "index.html", target.parent),
-                        notebooks=os.path.relpath(out / "notebooks", target.parent))
-    return [t for _, t in pages]
+    """The README (as the home page), the guides, the quizzes, the class page, the grading
+    guide and the text's licence."""
+    sources = [ROOT / "README.md", ROOT / "LICENSE-TEXT.md", ROOT / "grading" / "README.md"]
+    return [render_markdown(p, out) for p in sources + sorted((ROOT / "lessons").rglob("*.md"))]
 
 
 def build(notebooks, out: Path, jobs: int = 1, reuse: bool = False, progress=print) -> dict:
@@ -240,9 +280,9 @@ def build(notebooks, out: Path, jobs: int = 1, reuse: bool = False, progress=pri
         nb = nbformat.read(executed / path.name, as_version=4)
         result["widgets"][path.name] = static_widgets(nb)
         result["figures"][path.name] = export_figures(nb, out / "figures" / path.stem)
-        render_notebook(nb, out / "notebooks" / f"{path.stem}.html")
+        render_notebook(nb, out / "notebooks" / f"{path.stem}.html", ROOT / "notebooks" / path.name, out)
         result["pages"].append(out / "notebooks" / f"{path.stem}.html")
-    result["pages"].append(render_figure_index(result["figures"], out))
+    result["pages"].append(render_figure_index(out))
     return result
 
 

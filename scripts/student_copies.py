@@ -24,12 +24,14 @@ _HEADING = re.compile(r"^#+\s*(Exercise\s+\d+[^\n]*)$", re.M)
 
 
 def _plain(text: str) -> str:
-    """Markdown to one plain line: no backticks, math dollars, LaTeX commands or emphasis."""
+    """Markdown to one plain line: no backticks, math dollars, LaTeX commands or emphasis
+    (a ``*`` between spaces or inside code is a product and stays)."""
     text = re.sub(r"\\(?:dots|ldots)", "...", text)
     text = re.sub(r"\\[,;! ]", " ", text)
     text = re.sub(r"\\([A-Za-z]+)", r"\1", text)
-    text = re.sub(r"[`*$]", "", text)
-    return re.sub(r"\s+", " ", text).strip()
+    parts = re.split(r"(`[^`]*`)", text)               # code spans kept as written
+    parts = [p[1:-1] if p.startswith("`") else re.sub(r"\*+(?=\S)|(?<=\S)\*+", "", p) for p in parts]
+    return re.sub(r"\s+", " ", "".join(parts).replace("$", "")).strip()
 
 
 def _sentences(text: str, n: int = 2) -> str:
@@ -79,6 +81,19 @@ def _source(cell) -> str:
     return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
 
 
+_BADGE_LINE = re.compile(r"^\[!\[(Open in Colab|Binder)\].*\n?", re.M)
+STUDENT_NOTE = ("*Your copy of the lesson: open it from where your course hands it out (the course "
+                "repository's Colab and Binder badges open the instructor's version).*\n")
+
+
+def student_markdown(source: str) -> str:
+    """A markdown cell for students: the Colab and Binder badges, which open the instructor's
+    notebook in the course repository, become a note."""
+    if not _BADGE_LINE.search(source):
+        return source
+    return _BADGE_LINE.sub("", _BADGE_LINE.sub(STUDENT_NOTE, source, count=1))
+
+
 def hints(cells) -> dict[int, str]:
     """The hint of each cell that holds a solution, by its index: from the last markdown cell
     before it that opens an exercise (one heading, one exercise)."""
@@ -98,6 +113,8 @@ def student_notebook(nb: dict) -> dict:
     nb = json.loads(json.dumps(nb))                   # a deep copy: the input is left alone
     stubs = hints(nb["cells"])
     for k, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] == "markdown":
+            cell["source"] = student_markdown(_source(cell))
         if cell["cell_type"] == "code":
             src = _source(cell)
             cell["source"] = stub_cell(src, stubs[k]) if k in stubs else src

@@ -71,9 +71,15 @@ def test_mark_splits_the_check_off_and_locks_the_exercise():
         assignments.mark(nb)
 
 
-def test_release_needs_an_nbgrader_course(tmp_path):
+def test_release_needs_an_nbgrader_course_and_lessons_with_exercises(tmp_path):
     with pytest.raises(ValueError, match="course: got .* expected a folder with nbgrader_config.py"):
         assignments.release(tmp_path, [NOTEBOOKS / GRADED])
+    assert assignments.lessons_with_exercises(["lesson06", str(NOTEBOOKS / GRADED)]) == [NOTEBOOKS / GRADED] * 2
+    assert len(assignments.lessons_with_exercises()) == 9
+    with pytest.raises(ValueError, match="'lesson00' has no exercises"):
+        assignments.lessons_with_exercises(["lesson00"])
+    with pytest.raises(ValueError, match="got 'lesson42', expected a notebook's path or an assignment id"):
+        assignments.lessons_with_exercises(["lesson42"])
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +98,9 @@ def test_nbgrader_writes_the_stubs_make_student_writes(course):
     name = GRADED
     released = json.loads((course / "release" / assignments.assignment_id(name) / name).read_text())
     student = student_copies.student_notebook(json.loads((NOTEBOOKS / name).read_text()))
-    assert code_sources(released) == code_sources(student)
+    source = lambda c: c["source"] if isinstance(c["source"], str) else "".join(c["source"])
+    assert [source(c) for c in released["cells"]] == [source(c) for c in student["cells"]]
+    assert "colab-badge" not in json.dumps(released) and student_copies.STUDENT_NOTE in source(released["cells"][0])
     locked = [c for c in released["cells"] if c["metadata"].get("nbgrader", {}).get("locked")]
     assert locked and all(c["metadata"].get("editable") is False for c in locked)
 

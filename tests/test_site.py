@@ -47,15 +47,34 @@ def test_widgets_become_what_they_showed(tmp_path):
     assert bar[0]["data"] == {"text/plain": "step: 100% |█████     | 10/10 [00:01<00:00]"}
     assert "starting value" in explorer[0]["data"]["text/html"] and "shape = star" in explorer[0]["data"]["text/html"]
     assert explorer[1]["data"]["text/plain"] == "<Figure>"
-    assert build_site.export_figures(nb, tmp_path) == [tmp_path / "cell1-0.png"]
-    assert (tmp_path / "cell1-0.png").read_bytes().startswith(PNG)
+    nb.cells[1].execution_count = 7
+    (tmp_path / "in3-0.png").write_bytes(PNG)                              # from an earlier build: removed
+    assert build_site.export_figures(nb, tmp_path) == [tmp_path / "in7-0.png"]
+    assert (tmp_path / "in7-0.png").read_bytes().startswith(PNG) and not (tmp_path / "in3-0.png").exists()
 
 
-def test_links_between_pages_point_at_pages():
-    out = build_site._links('<a href="../notebooks/01_x.ipynb">n</a> <a href="quizzes/01.md#q2">q</a> '
-                            '<a href="https://example.org/a.md">web</a>')
-    assert out == '<a href="../notebooks/01_x.html">n</a> <a href="quizzes/01.html#q2">q</a> ' \
-                  '<a href="https://example.org/a.md">web</a>'
+def test_links_point_at_pages_or_at_the_repository():
+    guide = build_site.ROOT / "lessons" / "01_contrastive_alignment.md"
+    out = build_site._links('<a href="../notebooks/01_contrastive_alignment.ipynb">n</a> '
+                            '<a href="quizzes/01_contrastive_alignment.md#q2">q</a> '
+                            '<a href="../README.md">home</a> <a href="../LICENSE">licence</a> '
+                            '<a href="https://example.org/a.md">web</a> <a href="#top">top</a>',
+                            guide, Path("lessons/01_contrastive_alignment.html"))
+    repo = build_site._repository()
+    assert out == ('<a href="../notebooks/01_contrastive_alignment.html">n</a> '
+                   '<a href="quizzes/01_contrastive_alignment.html#q2">q</a> '
+                   '<a href="../index.html">home</a> <a href="' + repo + '/blob/main/LICENSE">licence</a> '
+                   '<a href="https://example.org/a.md">web</a> <a href="#top">top</a>')
+
+
+def test_the_figures_page_keeps_lessons_built_before(tmp_path):
+    for lesson in ("00_a", "01_b"):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("plot", execution_count=1, outputs=[
+            nbformat.v4.new_output("display_data", {"image/png": base64.b64encode(PNG).decode()})]),
+            nbformat.v4.new_markdown_cell(f"The {lesson} curve rises. Then more.")])
+        build_site.export_figures(nb, tmp_path / "figures" / lesson)
+    page = build_site.render_figure_index(tmp_path).read_text()
+    assert 'src="00_a/in1-0.png"' in page and 'src="01_b/in1-0.png"' in page and 'alt="The 01_b curve rises."' in page
 
 
 def test_bad_input_is_named(tmp_path):
@@ -88,6 +107,8 @@ def test_the_site_of_lesson_00_embeds_its_figures_sound_and_widgets(tmp_path):
     guide = (tmp_path / "lessons" / f"{name}.html").read_text()
     assert f'href="../notebooks/{name}.html"' in guide and ".ipynb\"" not in guide
     assert (tmp_path / "index.html").is_file() and (tmp_path / "lessons" / "quizzes" / f"{name}.html").is_file()
+    assert (tmp_path / "grading" / "README.html").is_file() and (tmp_path / "LICENSE-TEXT.html").is_file()
+    assert "/blob/main/LICENSE\"" in (tmp_path / "index.html").read_text()
     slides = (tmp_path / "figures" / "index.html").read_text()
     assert all(f'src="{name}/{f.name}"' in slides for f in figures)
     assert 'href="../figures/index.html"' in guide and f'href="../lessons/{name}.html"' in page

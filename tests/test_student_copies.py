@@ -65,6 +65,11 @@ def test_stub_and_hint():
                    '    raise NotImplementedError("say \\"hi\\"")\n\ncheck(f)')
     md = "Some text.\n\n### Exercise 2: the `loss`\nReturn $s\\,S$ here. Then more. And more.\n\nHint: use `F.cross_entropy`."
     assert student_copies.hint_of(md) == "Exercise 2: the loss. Return s S here. Then more. Hint: use F.cross_entropy."
+    md = "### Exercise 3: *scaled*\nThe logits are `scale * s_i`, that is **s** times a * b.\n\nHint: x."
+    assert student_copies.hint_of(md) == "Exercise 3: scaled. The logits are scale * s_i, that is s times a * b. Hint: x."
+    title = "# 01 · A lesson\n\n[![Open in Colab](https://c/badge.svg)](https://c/x)\n[![Binder](https://b/logo.svg)](https://b/y)\n\nText."
+    assert student_copies.student_markdown(title) == f"# 01 · A lesson\n\n{student_copies.STUDENT_NOTE}\nText."
+    assert student_copies.student_markdown(student_copies.student_markdown(title)) == student_copies.student_markdown(title)
     for bad in ("    ### BEGIN SOLUTION\nx", "x\n    ### END SOLUTION", "### BEGIN SOLUTION\n### BEGIN SOLUTION"):
         with pytest.raises(ValueError, match="source"):
             student_copies.stub_cell(bad, "h")
