@@ -10,8 +10,9 @@ Node.js); the guides, quizzes and README are rendered with the same Markdown ren
 links between them point at the pages. Widgets have no kernel in a static page, so each widget
 is replaced by what it showed at its starting value (its figures, text and sound, kept by
 nbclient in the widget's state), under a line that says so. Every figure is also written as a
-PNG file, ``site/figures/<lesson>/cell<k>-<j>.png``, for slides (at twice the screen
-resolution). Math needs MathJax, which the pages load from its CDN when they are viewed.
+PNG file, ``site/figures/<lesson>/in<N>-<j>.png`` (``N`` as in the page's ``In [N]``), for
+slides (at twice the screen resolution), and a figures page shows them all. Links to files the
+site has no page for open them in the repository. Math needs MathJax, which the pages load from its CDN when they are viewed.
 """
 from __future__ import annotations
 
