@@ -83,15 +83,16 @@ def lessons_with_exercises(names=None) -> list[Path]:
     """The notebooks named (paths, or assignment ids such as ``lesson01``), or every lesson
     with exercises; a name that is neither, or a lesson without exercises, is refused."""
     every = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    graded = [p for p in every if BEGIN in p.read_text(encoding="utf-8")]
     if not names:
-        return [p for p in every if BEGIN in p.read_text(encoding="utf-8")]
+        return graded
     found = []
     for name in map(str, names):
         match = [p for p in every if assignment_id(p) == name] or ([Path(name)] if Path(name).is_file() else [])
         if not match or match[0].suffix != ".ipynb":
             raise ValueError(f"notebooks: got {name!r}, expected a notebook's path or an assignment id "
-                             f"({', '.join(assignment_id(p) for p in every[1:])})")
-        if BEGIN not in match[0].read_text(encoding="utf-8"):
+                             f"({', '.join(map(assignment_id, graded))})")
+        if match[0] not in graded and BEGIN not in match[0].read_text(encoding="utf-8"):
             raise ValueError(f"notebooks: {name!r} has no exercises, so there is nothing to grade")
         found.append(match[0])
     return found

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import html
 import json
 import multiprocessing
@@ -169,6 +170,7 @@ def _links(html_text: str, source: Path, page: Path) -> str:
     return re.sub(r'href="([^"]*)"', fix, html_text)
 
 
+@functools.lru_cache(maxsize=None)                      # read once, not once per link
 def _repository() -> str:
     sys.path.insert(0, str(ROOT / "scripts"))
     from set_repository import repository

@@ -33,8 +33,7 @@ assignments, student_copies = _load("assignments"), _load("student_copies")
 
 
 def code_sources(nb) -> list[str]:
-    return [c["source"] if isinstance(c["source"], str) else "".join(c["source"])
-            for c in nb["cells"] if c["cell_type"] == "code"]
+    return [student_copies._source(c) for c in nb["cells"] if c["cell_type"] == "code"]
 
 
 @pytest.mark.parametrize("path", assignments.lessons_with_exercises(), ids=lambda p: p.name)
@@ -98,7 +97,7 @@ def test_nbgrader_writes_the_stubs_make_student_writes(course):
     name = GRADED
     released = json.loads((course / "release" / assignments.assignment_id(name) / name).read_text())
     student = student_copies.student_notebook(json.loads((NOTEBOOKS / name).read_text()))
-    source = lambda c: c["source"] if isinstance(c["source"], str) else "".join(c["source"])
+    source = student_copies._source
     assert [source(c) for c in released["cells"]] == [source(c) for c in student["cells"]]
     assert "colab-badge" not in json.dumps(released) and student_copies.STUDENT_NOTE in source(released["cells"][0])
     locked = [c for c in released["cells"] if c["metadata"].get("nbgrader", {}).get("locked")]
