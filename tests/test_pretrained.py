@@ -93,11 +93,11 @@ def test_mini_clip_is_cached_and_rebuilt_when_damaged(small, tmp_cache, monkeypa
         return real(small, *a[1:], **k)
     monkeypatch.setattr(training, "train_mini_clip", counting)
     kw = dict(steps=3, warmup=1, batch_size=8, embed_dim=16, depth=1, progress=False)
-    a = pretrained.mini_clip(**kw)
-    b = pretrained.mini_clip(**kw)
+    a, a_history = pretrained.mini_clip(**kw)
+    b, b_history = pretrained.mini_clip(**kw)
     assert len(calls) == 1, "the second call should load from the cache"
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
-    assert b.history["loss"] == pytest.approx(a.history["loss"])
+    assert b_history["loss"] == pytest.approx(a_history["loss"])
     entry = next(p for p in tmp_cache.iterdir() if p.name.startswith("mini-clip-") and p.suffix == ".safetensors")
     entry.write_bytes(b"not a safetensors file")
     pretrained.mini_clip(**kw)
@@ -190,18 +190,18 @@ def test_cache_name_follows_every_profile_setting_it_depends_on(field, monkeypat
     """The cached mini-CLIP's entry reads the profile: change a setting, get a new entry
     (a stale model is never served after a change of world or recipe)."""
     monkeypatch.setenv("TUTORLIB_PROFILE", "quick")
-    before = pretrained.cache_name()
+    before = pretrained.recipe().entry()
     changed = profiles.QUICK.replace(**{field: 2 * getattr(profiles.QUICK, field)})
     monkeypatch.setitem(profiles.PROFILES, "quick", changed)
-    assert pretrained.cache_name() != before
+    assert pretrained.recipe().entry() != before
     assert pretrained.recipe()["steps"] == changed.clip_steps
 
 
 def test_cache_name_ignores_settings_it_does_not_use(monkeypatch):
     monkeypatch.setenv("TUTORLIB_PROFILE", "quick")
-    before = pretrained.cache_name()
+    before = pretrained.recipe().entry()
     monkeypatch.setitem(profiles.PROFILES, "quick", profiles.QUICK.replace(backbone_steps=7))
-    assert pretrained.cache_name() == before
+    assert pretrained.recipe().entry() == before
 
 
 def test_finetune_soft_targets_are_the_batch_matches(small, tiny_model):

@@ -110,3 +110,16 @@ def overrides(defaults: dict, changes: dict) -> dict:
     if unknown:
         raise ValueError(f"overrides: got unknown names {sorted(unknown)}, expected some of {sorted(defaults)}")
     return {**defaults, **changes}
+
+
+def recipe_or_overrides(r, changes: dict, make):
+    """A trainer's recipe: ``r`` as given, or ``make()`` (built from ``changes``) when ``r``
+    is None; both at once is refused (change a recipe with ``r.replace(...)``)."""
+    if r is None:
+        return make()
+    if changes:
+        raise ValueError(f"overrides: got {sorted(changes)} beside a recipe r, expected one of them "
+                         "(change a recipe with r.replace(...))")
+    if not hasattr(r, "entry"):
+        raise ValueError(f"r: got {type(r).__name__}, expected a recipes.Recipe")
+    return r

@@ -34,13 +34,13 @@ def minilm() -> MiniLMText:
 
 def features(split: str, n: int | None = None, progress: bool = True) -> dict:
     """The frozen view of a world split (``pretrained.training_data(split, n)``): ``image``
-    ``[N, layers, w]`` (every layer of ``selfsup.encoder()``, mean-pooled), ``text`` ``[N, 384]``
+    ``[N, layers, w]`` (every layer of ``selfsup.encoder()``'s tower, mean-pooled), ``text`` ``[N, 384]``
     (MiniLM of the full captions), and ``attrs`` / ``full_spec`` / ``caption`` for scoring
     (``evaluate`` adds ``positives`` ``[N, N]``, scene i satisfies caption j, on first use)."""
     _validate.one_of("split", split, world.SPLITS)
     data = pretrained.training_data(split, n)
-    tower = selfsup.encoder(progress=progress)
-    name = f"fewpairs-image-{cache.key(selfsup.cache_name(), pretrained.training_config(split, n))}.safetensors"
+    tower, _ = selfsup.encoder(progress=progress)
+    name = f"fewpairs-image-{cache.key(selfsup.recipe().key, pretrained.training_config(split, n))}.safetensors"
     image = cache.cached_tensors(name, lambda: {"image": selfsup.layer_features(tower, data["image"])})["image"]
     return {"image": image, "text": minilm().features(data["caption"], progress=progress),
             "attrs": data["attrs"], "full_spec": data["full_spec"], "caption": data["caption"]}

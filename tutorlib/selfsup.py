@@ -7,7 +7,7 @@ so it keeps what identifies a scene (its objects: shape, colour, size, where the
 and drops what the views change. It never sees a label or a caption, so its
 neighbourhoods are its own, not the evaluation's attributes in disguise.
 
-    tower = selfsup.encoder()                      # pretrained on first use, cached
+    tower, loss = selfsup.encoder()                # pretrained on first use, cached
     feats = selfsup.layer_features(tower, images)  # [N, depth + 1, width]: every layer, mean-pooled
 """
 from __future__ import annotations
@@ -20,8 +20,7 @@ import torch.nn.functional as F
 from . import _validate, cache, models, train, world
 from ._core import device, get_seed, settings
 from .ops import in_chunks
-
-VERSION = 1
+from .recipes import Recipe
 
 
 def views(scenes: world.Scenes, generator: torch.Generator) -> torch.Tensor:
@@ -50,14 +49,16 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, tau: float = 0.2) -> torch.Tenso
     return F.cross_entropy(logits, partner)
 
 
-def recipe(**overrides) -> dict:
-    """The pretraining recipe in the current profile (SimCLR's τ 0.2; a small ViT)."""
+def recipe(**overrides) -> Recipe:
+    """The pretraining recipe in the current profile (SimCLR's τ 0.2; a small ViT), with the
+    image geometry and this module's code (the scenes are the train split's, seed 0)."""
     cfg = settings()
-    r = dict(width=cfg.backbone_width, depth=2, steps=cfg.backbone_steps + 100, batch_size=128,
-             lr=1e-3, weight_decay=0.05, warmup=40, tau=0.2, scenes=cfg.modality_train_scenes * 4, seed=None)
+    r = dict(width=cfg.simclr_width, depth=2, steps=cfg.simclr_steps, batch_size=128,
+             lr=1e-3, weight_decay=0.05, warmup=40, tau=0.2, scenes=cfg.simclr_scenes, seed=None)
     r = _validate.overrides(r, overrides)
     r["seed"] = get_seed(r["seed"])
-    return r
+    geometry = {"image_size": cfg.image_size, "patch_size": cfg.patch_size}
+    return Recipe("simclr-image", r, inputs=(geometry,), code=(__name__,))
 
 
 class SimCLR(torch.nn.Module):
@@ -73,9 +74,10 @@ class SimCLR(torch.nn.Module):
         return self.head(tokens[:, 1:].mean(1))
 
 
-def pretrain(progress: bool = True, **overrides):
-    """Pretrain ``SimCLR`` on train-split scenes (never their captions); returns it (CPU) and the history."""
-    r = recipe(**overrides)
+def pretrain(progress: bool = True, r: Recipe | None = None, **overrides):
+    """Pretrain ``SimCLR`` with the recipe ``r`` (default: ``recipe(**overrides)``) on
+    train-split scenes (never their captions); returns it (CPU) and the history."""
+    r = _validate.recipe_or_overrides(r, overrides, lambda: recipe(**overrides))
     scenes = world.sample_scenes(r["scenes"], seed=0)        # the train split's scene distribution
     torch.manual_seed(r["seed"])
     model, g, dev = SimCLR(r["width"], r["depth"]), torch.Generator().manual_seed(r["seed"]), device()
@@ -91,24 +93,17 @@ def pretrain(progress: bool = True, **overrides):
     return model.cpu().eval(), history
 
 
-def cache_name(**overrides) -> str:
-    """The cache entry of ``encoder(**overrides)``: a hash of the recipe, ``VERSION`` and the image geometry."""
-    return f"simclr-image-{cache.key(recipe(**overrides), VERSION, settings().image_size, settings().patch_size)}.safetensors"
-
-
-def encoder(retrain: bool = False, progress: bool = True, **overrides) -> models.ImageTower:
+def encoder(retrain: bool = False, progress: bool = True, **overrides):
     """The cached, frozen SimCLR-pretrained ``ImageTower`` (trained on first use, then
-    loaded). ``tower.history`` holds the pretraining loss, one value per step."""
+    loaded). Returns ``(tower, loss)``: the tower and its pretraining loss, one value per step."""
     r = recipe(**overrides)
-    name = cache_name(**overrides)
 
     def build():
-        model, history = pretrain(progress=progress, **overrides)
+        model, history = pretrain(progress=progress, r=r)
         return model, {"loss": torch.tensor(history["loss"])}
-    model, extras = cache.cached_module(name, lambda: SimCLR(r["width"], r["depth"]), build, retrain=retrain)
-    tower = model.tower.eval().requires_grad_(False)
-    tower.history = extras["loss"].tolist()
-    return tower
+    model, extras = cache.cached_module(r.entry(), lambda: SimCLR(r["width"], r["depth"]), build,
+                                        retrain=retrain)
+    return model.tower.eval().requires_grad_(False), extras["loss"].tolist()
 
 
 @torch.no_grad()

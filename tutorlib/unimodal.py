@@ -21,8 +21,8 @@ from . import _validate, cache, models, train, world
 from ._core import device, get_seed, settings
 from .minilm import MiniLMText
 from .ops import in_chunks
+from .recipes import Recipe, code_hash
 
-VERSION = 1
 MAX_TEXT_TOKENS = 32      # MiniLM captions are cut at this many word pieces (ours have about 15)
 BACKBONES = ("image", "audio", "video")
 LABELS = {"image": ("shape", "colour", "size", "position"),
@@ -61,15 +61,19 @@ def labels(ds, modality: str) -> dict[str, torch.Tensor]:
     return {k: v.long() for k, v in t.items()}
 
 
-def recipe(modality: str, **overrides) -> dict:
-    """Hyperparameters of a backbone's pretraining in the current profile."""
+def recipe(modality: str, **overrides) -> Recipe:
+    """A backbone's pretraining recipe in the current profile: its hyperparameters, the
+    lesson's train and test worlds (the test world gives the stored accuracies; neither is
+    built for this), the towers' patch size, and this module's code."""
     _validate.one_of("modality", modality, BACKBONES)
     cfg = settings()
     r = dict(width=cfg.backbone_width, depth=cfg.backbone_depth, steps=cfg.backbone_steps,
              batch_size=cfg.backbone_batch_size, lr=1e-3, weight_decay=0.01, warmup=30, seed=None)
     r = _validate.overrides(r, overrides)
     r["seed"] = get_seed(r["seed"])
-    return r
+    worlds = (lesson_world_config("train"), lesson_world_config("test"))
+    return Recipe(f"unimodal-{modality}", r, inputs=(*worlds, {"patch_size": cfg.patch_size}),
+                  code=(__name__,))
 
 
 def make_backbone(modality: str, width: int | None = None, depth: int | None = None) -> torch.nn.Module:
@@ -98,11 +102,12 @@ def _accuracy(modality, tower, heads, ds) -> dict[str, float]:
     return {a: (heads[a](pooled).argmax(1) == y[a]).float().mean().item() for a in heads}
 
 
-def pretrain(modality: str, ds=None, progress: bool = True, **overrides):
-    """Pretrain a backbone on ``modality`` alone: from the tower's pooled output, one
-    linear head per attribute in ``LABELS[modality]``, loss = the mean of their
-    cross-entropies. Returns ``(tower, heads, history)`` on the CPU."""
-    r = recipe(modality, **overrides)
+def pretrain(modality: str, ds=None, progress: bool = True, r: Recipe | None = None, **overrides):
+    """Pretrain a backbone on ``modality`` alone, with the recipe ``r`` (default:
+    ``recipe(modality, **overrides)``): from the tower's pooled output, one linear head per
+    attribute in ``LABELS[modality]``, loss = the mean of their cross-entropies. Returns
+    ``(tower, heads, history)`` on the CPU."""
+    r = _validate.recipe_or_overrides(r, overrides, lambda: recipe(modality, **overrides))
     ds = lesson_world("train") if ds is None else ds
     if modality not in world.config_of(ds)["modalities"]:
         raise ValueError(f"ds: has no {modality!r} column, expected a load_world dataset with "
@@ -126,32 +131,21 @@ def pretrain(modality: str, ds=None, progress: bool = True, **overrides):
     return tower.cpu().eval(), heads.cpu().eval(), history
 
 
-def cache_name(modality: str, **overrides) -> str:
-    """The cache entry of ``backbone(modality, **overrides)``: a hash of the recipe,
-    ``VERSION``, the configs of the lesson's train and test worlds (not built for this: the
-    test world gives the stored accuracies) and the towers' patch size."""
-    r = recipe(modality, **overrides)
-    parts = (r, VERSION, lesson_world_config("train"), lesson_world_config("test"), settings().patch_size)
-    return f"unimodal-{modality}-{cache.key(*parts)}.safetensors"
-
-
 def backbone(modality: str, retrain: bool = False, progress: bool = True, **overrides):
     """The cached, frozen backbone of ``modality`` (pretrained on first use).
 
-    Returns the tower in eval mode with every parameter frozen, plus ``tower.accuracy``:
+    Returns ``(tower, accuracy)``: the tower in eval mode with every parameter frozen, and
     each attribute's test accuracy of the pretraining heads (what it learned alone).
     """
     r = recipe(modality, **overrides)
 
     def build():
-        tower, heads, _ = pretrain(modality, progress=progress, **overrides)
+        tower, heads, _ = pretrain(modality, progress=progress, r=r)
         accuracy = _accuracy(modality, tower, heads, lesson_world("test"))
         return tower, {a: torch.tensor(v) for a, v in accuracy.items()}
-    tower, extras = cache.cached_module(cache_name(modality, **overrides),
-                                        lambda: make_backbone(modality, r["width"], r["depth"]),
+    tower, extras = cache.cached_module(r.entry(), lambda: make_backbone(modality, r["width"], r["depth"]),
                                         build, retrain=retrain)
-    tower.accuracy = {a: v.item() for a, v in extras.items()}
-    return tower.eval().requires_grad_(False)
+    return tower.eval().requires_grad_(False), {a: v.item() for a, v in extras.items()}
 
 
 def _weights_key(module: torch.nn.Module) -> str:
@@ -210,10 +204,10 @@ def token_features(modality: str, ds, batch_size: int = 256, progress: bool = Tr
     if modality == "text" and overrides:
         raise ValueError(f"overrides: got {sorted(overrides)}, expected none for text (MiniLM is not trained here)")
     if modality == "text":
-        parts = ("all-minilm-l6-v2", MAX_TEXT_TOKENS, VERSION)
+        parts = ("all-minilm-l6-v2", MAX_TEXT_TOKENS, code_hash(__name__))
     else:                       # keyed by the backbone's weights: a retrained backbone gets new tokens
-        tower = backbone(modality, progress=progress, **overrides)
-        parts = (modality, _weights_key(tower), VERSION)
+        tower, _ = backbone(modality, progress=progress, **overrides)
+        parts = (modality, _weights_key(tower), code_hash(__name__))
     name = f"tokens-{modality}-{cache.key(parts, cfg)}.safetensors"
 
     def build():

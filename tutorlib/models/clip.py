@@ -32,7 +32,7 @@ class MiniCLIP(nn.Module):
 
 
 def build_mini_clip(embed_dim: int | None = None, depth: int | None = None, tokenizer=None,
-                    image_size: int | None = None) -> MiniCLIP:
+                    image_size: int | None = None, patch_size: int | None = None) -> MiniCLIP:
     """A new, *untrained* mini-CLIP of the course's shape: tiny ViT + word-level text
     tower, ``settings().embed_dim`` wide and ``settings().depth`` deep (128 and 2 in
     ``quick``, 256 and 4 in ``full``). The trained, cached one is ``pretrained.mini_clip()``."""
@@ -40,7 +40,7 @@ def build_mini_clip(embed_dim: int | None = None, depth: int | None = None, toke
     tok = tokenizer or Tokenizer()
     embed_dim = settings().embed_dim if embed_dim is None else embed_dim
     depth = settings().depth if depth is None else depth
-    return MiniCLIP(ImageTower(image_size, embed_dim=embed_dim, depth=depth),
+    return MiniCLIP(ImageTower(image_size, patch_size, embed_dim=embed_dim, depth=depth),
                     TextTower(len(tok), embed_dim=embed_dim, depth=depth,
                               context_length=tok.context_length))
 

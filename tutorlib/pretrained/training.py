@@ -7,21 +7,25 @@ import torch
 
 from .. import _validate, cache, losses, models, train
 from .._core import device, get_seed, settings
+from ..recipes import Recipe
 from .data import clip_batches, training_config, training_data
 
-VERSION = 3          # bump when the recipe changes: old cache entries are then ignored
 
-
-def recipe(**overrides) -> dict:
-    """The hyperparameters of the course mini-CLIP in the current profile. The seed
+def recipe(**overrides) -> Recipe:
+    """The recipe of the course mini-CLIP in the current profile: its hyperparameters, the
+    world it trains on and this module's code (the cache key follows all three). The seed
     defaults to ``TUTORLIB_SEED``, so a whole course reruns under another seed."""
     cfg = settings()
     r = dict(steps=cfg.clip_steps, batch_size=cfg.clip_batch_size, lr=1e-3, text_lr_ratio=0.1,
              weight_decay=0.1, warmup=50, partial_frac=0.5, loss="soft", temperature=None,
-             embed_dim=cfg.embed_dim, depth=cfg.depth, seed=None)
+             embed_dim=cfg.embed_dim, depth=cfg.depth, patch_size=cfg.patch_size, seed=None)
     r = _validate.overrides(r, overrides)
     r["seed"] = get_seed(r["seed"])          # None: TUTORLIB_SEED (default 0)
-    return r
+    return Recipe("mini-clip", r, inputs=(training_config(),), code=(__name__,))
+
+
+def _build(r: Recipe):
+    return models.build_mini_clip(embed_dim=r["embed_dim"], depth=r["depth"], patch_size=r["patch_size"])
 
 
 def param_groups(model, lr: float, text_lr_ratio: float, weight_decay: float) -> list[dict]:
@@ -50,19 +54,21 @@ def train_step(model, optimizer, batch) -> float:
     return loss.item()
 
 
-def train_mini_clip(data: dict | None = None, progress: bool = True, **overrides):
-    """Train a mini-CLIP from scratch with ``recipe(**overrides)``; return ``(model, history)``.
+def train_mini_clip(data: dict | None = None, progress: bool = True, r: Recipe | None = None,
+                    **overrides):
+    """Train a mini-CLIP from scratch with the recipe ``r`` (default: ``recipe(**overrides)``);
+    return ``(model, history)``.
 
     ``loss="soft"`` uses the soft targets of ``clip_batches``; ``loss="plain"`` the
     diagonal InfoNCE of the original CLIP with full captions only. ``temperature=t``
     fixes the temperature at ``t`` (logit_scale = ln 1/t, not learned). Training runs on
     ``tutorlib.device()`` (a GPU when there is one); the model comes back on the CPU.
     """
-    r = recipe(**overrides)
+    r = _validate.recipe_or_overrides(r, overrides, lambda: recipe(**overrides))
     _validate.one_of("loss", r["loss"], ("soft", "plain"))
     torch.manual_seed(get_seed(r["seed"]))
     data = training_data() if data is None else data
-    model = models.build_mini_clip(embed_dim=r["embed_dim"], depth=r["depth"])
+    model = _build(r)
     if r["temperature"] is not None:
         t = _validate.positive_number("temperature", r["temperature"])
         model.logit_scale.data.fill_(math.log(1 / t))
@@ -85,29 +91,17 @@ def train_mini_clip(data: dict | None = None, progress: bool = True, **overrides
     return model.cpu().eval(), history
 
 
-def cache_name(**overrides) -> str:
-    """The cache entry of ``mini_clip(**overrides)``: a hash of the recipe, ``VERSION`` and
-    the config of the world it trains on and the towers' patch size (so a change to any
-    of them trains a new model)."""
-    r = recipe(**overrides)
-    data_cfg = training_config()                # the world training_data() loads
-    return f"mini-clip-{cache.key(r, VERSION, data_cfg, settings().patch_size)}.safetensors"
-
-
 def mini_clip(retrain: bool = False, progress: bool = True, **overrides):
     """The cached course mini-CLIP (``recipe(**overrides)``), trained on first use.
 
-    Returns the model in eval mode with ``model.history`` (the training history).
+    Returns ``(model, history)``: the model in eval mode and its training history.
     ``retrain=True`` trains again and replaces the cache entry. A damaged entry is
     rebuilt, never trusted.
     """
     r = recipe(**overrides)
 
     def build():
-        model, history = train_mini_clip(progress=progress, **overrides)
+        model, history = train_mini_clip(progress=progress, r=r)
         return model, {k: torch.tensor(v, dtype=torch.float64) for k, v in history.items()}
-    model, extras = cache.cached_module(
-        cache_name(**overrides), lambda: models.build_mini_clip(embed_dim=r["embed_dim"], depth=r["depth"]),
-        build, retrain=retrain)
-    model.history = {k: v.tolist() for k, v in extras.items()}
-    return model.eval()
+    model, extras = cache.cached_module(r.entry(), lambda: _build(r), build, retrain=retrain)
+    return model.eval(), {k: v.tolist() for k, v in extras.items()}

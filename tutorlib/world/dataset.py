@@ -9,6 +9,7 @@ import torch
 
 from .. import _validate
 from .._core import get_seed, settings
+from ..recipes import code_hash
 from .audio import log_mel, render_audio
 from .images import render_images, render_video
 from .scenes import Scenes, sample_scenes
@@ -19,7 +20,9 @@ from .vocabulary import BASE_SHAPES, MODALITIES, NOVEL_PAIRS, NOVEL_SHAPES, SPLI
 def world_config(split: str, n: int, modalities, seed: int, image_size: int | None = None,
                  two_object_frac: float | None = None) -> dict:
     """The full, explicit config a dataset is built (and cached) from: every number
-    that changes its data, the profile's (``tutorlib.settings()``) included."""
+    that changes its data, the profile's (``tutorlib.settings()``) included, and ``code``,
+    a hash of the source that generates it (this module and all it imports): editing the
+    caption grammar or a renderer makes a new world, and so new models trained on it."""
     _validate.one_of("split", split, SPLITS)
     _validate.positive_int("n", n)
     mods = (modalities,) if isinstance(modalities, str) else tuple(modalities)
@@ -31,10 +34,14 @@ def world_config(split: str, n: int, modalities, seed: int, image_size: int | No
         two_object_frac = 0.0 if split in ("base", "novel") else 0.3
     s, seed = settings(), get_seed(seed)
     size = s.image_size if image_size is None else _validate.positive_int("image_size", image_size)
-    return dict(split=split, n=n, modalities=sorted(set(mods)), seed=seed, image_size=size,
-                frames=s.video_frames, sample_rate=s.sample_rate, duration=s.duration,
-                n_fft=s.n_fft, hop=s.hop, n_mels=s.n_mels,
-                two_object_frac=float(two_object_frac), version=1)
+    cfg = dict(split=split, n=n, modalities=sorted(set(mods)), seed=seed, image_size=size,
+               two_object_frac=float(two_object_frac), code=code_hash(__name__))
+    if "video" in mods:                 # only what the world's modalities read
+        cfg.update(frames=s.video_frames)
+    if "audio" in mods:
+        cfg.update(sample_rate=s.sample_rate, duration=s.duration, n_fft=s.n_fft, hop=s.hop,
+                   n_mels=s.n_mels)
+    return cfg
 
 
 def default_size(split: str) -> int:
