@@ -48,7 +48,7 @@ def run_notebook(path: Path, cold: bool = False) -> dict:
 
 def throughput(repeats: int = 5) -> dict:
     import torch
-    from tutorlib import losses, models, world
+    from tutorlib import losses, pretrained, world
     torch.set_num_threads(1)                         # "on one CPU core"
     res = {}
 
@@ -72,7 +72,7 @@ def throughput(repeats: int = 5) -> dict:
 
     torch.set_num_threads(os.cpu_count() or 1)       # training uses the whole machine
     torch.manual_seed(0)
-    model = models.build_mini_clip()
+    model = pretrained.build_mini_clip()
     tok = world.Tokenizer()
     x = world.render_images(scenes[:256])
     ids = tok(world.captions(scenes[:256])[0])

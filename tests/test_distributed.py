@@ -26,9 +26,11 @@ def _forms(rank, world_size):
                      ("local", lambda i, t: distributed.gathered_clip_loss(i, t, scale, local_loss=True)),
                      ("ring", lambda i, t: distributed.siglip_ring_loss(i, t, scale, bias))):
         i, t = img[rows].clone().requires_grad_(), txt[rows].clone().requires_grad_()
-        loss = fn(i, t)
+        with distributed.traffic() as received, distributed.traffic() as outer:
+            loss = fn(i, t)
         loss.backward()
-        out[name] = (loss.detach(), i.grad, t.grad)
+        assert received == outer
+        out[name] = (loss.detach(), i.grad, t.grad, received["bytes"])
     return out
 
 
@@ -50,6 +52,21 @@ def test_every_form_equals_the_single_process_loss_and_gradients():
         # each process's rows get W x the global gradient; DDP's average over processes divides it out
         torch.testing.assert_close(torch.cat([r[name][1] for r in per_rank]) / world, g_img, atol=1e-6, rtol=1e-5)
         torch.testing.assert_close(torch.cat([r[name][2] for r in per_rank]) / world, g_txt, atol=1e-6, rtol=1e-5)
+    # bytes received in the forward pass: the gathers bring the other ranks' images and texts,
+    # the ring passes the texts W - 1 times
+    block = N_LOCAL * D * 4
+    assert [r["gathered"][3] for r in per_rank] == [2 * (world - 1) * block] * world
+    assert [r["local"][3] for r in per_rank] == [2 * (world - 1) * block] * world
+    assert [r["ring"][3] for r in per_rank] == [(world - 1) * block] * world
+
+
+def test_traffic_counts_only_inside_its_block():
+    with distributed.traffic() as t:
+        distributed._received(10)
+        with distributed.traffic() as inner:
+            distributed._received(5)
+    distributed._received(7)
+    assert t == {"bytes": 15} and inner == {"bytes": 5}
 
 
 def _fails_on_rank_one(rank, world_size):

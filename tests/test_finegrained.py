@@ -140,7 +140,7 @@ def test_select_tokens_keeps_the_best_matched_tokens():
 def test_tower_tokens_agree_with_the_pooled_path():
     torch.manual_seed(0)
     tok = world.Tokenizer()
-    model = models.build_mini_clip(embed_dim=32, depth=2, tokenizer=tok)
+    model = pretrained.build_mini_clip(embed_dim=32, depth=2, tokenizer=tok)
     images = world.images_float(world.render_images(world.sample_scenes(3)))
     ids = tok(["a red circle", "a big blue square left of a small green star", "a star"])
     x = finegrained.image_tokens(model.image_tower, images)
@@ -250,7 +250,7 @@ def test_relation_swap_flips_only_the_relation():
 def test_finetune_passes_tokens_to_the_objective():
     data = pretrained.training_data("val", n=64)
     tok = world.Tokenizer()
-    model = models.build_mini_clip(embed_dim=32, depth=2, tokenizer=tok)
+    model = pretrained.build_mini_clip(embed_dim=32, depth=2, tokenizer=tok)
     seen = {}
 
     def objective(i, t, scale, negatives, image_tokens, text_tokens, text_mask):
@@ -317,7 +317,7 @@ def test_named_objects_leaves_shared_and_absent_values_out():
 def test_encode_is_one_pass_of_the_token_functions():
     torch.manual_seed(1)
     tok = world.Tokenizer()
-    model = models.build_mini_clip(embed_dim=32, depth=2, tokenizer=tok)
+    model = pretrained.build_mini_clip(embed_dim=32, depth=2, tokenizer=tok)
     images = world.images_float(world.render_images(world.sample_scenes(4)))
     ids = tok(world.captions(world.sample_scenes(4))[0])
     e = finegrained.encode(model, images, ids)

@@ -13,7 +13,7 @@ def test_full_profile_sizes_fit_together(monkeypatch):
     mel = world.log_mel(world.render_audio(scenes))
     video = world.render_video(scenes)
     assert video.shape == (3, 8, 3, 64, 64)
-    clip = models.build_mini_clip()
+    clip = pretrained.build_mini_clip()
     tok = world.Tokenizer()
     with torch.no_grad():
         assert clip.encode_image(images).shape == (3, 256)
@@ -35,7 +35,7 @@ def test_full_profile_prompts_and_inversion_fit_together(monkeypatch):
     OTI and OVI, a few items and steps."""
     from tutorlib import inversion, prompts, restore
     monkeypatch.setenv("TUTORLIB_PROFILE", "full")
-    clip, tok = models.build_mini_clip().eval(), world.Tokenizer()
+    clip, tok = pretrained.build_mini_clip().eval(), world.Tokenizer()
     images = world.images_float(world.render_images(world.sample_scenes(2, seed=0)))
     learner = prompts.PromptLearner(clip.text_tower, tok, ["red circle", "blue star"], init="a photo of a")
     visual = restore.VisualPrompts(learner, clip.image_tower.width)

@@ -3,13 +3,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tutorlib import inversion, models
+from tutorlib import inversion, models, pretrained
 
 
 @pytest.fixture
 def clip(tok):
     torch.manual_seed(0)
-    return models.build_mini_clip(embed_dim=16, depth=2, tokenizer=tok).eval()
+    return pretrained.build_mini_clip(embed_dim=16, depth=2, tokenizer=tok).eval()
 
 
 def test_oti_loss_falls_and_towers_stay_frozen(tok, clip):

@@ -93,3 +93,8 @@ def test_tokens_in_batches_equal_one_batch_and_take_a_dtype(minilm):
     assert torch.allclose(parts.float(), whole, atol=2e-3)          # batch size changes only rounding
     with pytest.raises(ValueError, match="^batch_size:"):
         minilm.tokens(texts, batch_size=0)
+
+
+def test_load_minilm_is_one_shared_encoder():
+    from tutorlib.minilm import load_minilm
+    assert load_minilm() is load_minilm() and isinstance(load_minilm(), MiniLMText)

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from tutorlib import models, world
+from tutorlib import models, pretrained, world
 
 
 @pytest.fixture
@@ -231,7 +231,7 @@ def test_video_tower_shapes_and_bad_video():
 # --------------------------------------------------------------------------- mini-CLIP
 def test_mini_clip_shapes_and_logit_scale(tok):
     torch.manual_seed(0)
-    clip = models.build_mini_clip().eval()
+    clip = pretrained.build_mini_clip().eval()
     img = clip.encode_image(torch.rand(3, 3, 32, 32))
     txt = clip.encode_text(tok(["a red circle", "a blue square", "a green star in the top"]))
     assert img.shape == (3, 128)
@@ -245,7 +245,7 @@ def test_mini_clip_shapes_and_logit_scale(tok):
 
 def test_count_parameters_trainable_only_by_default():
     torch.manual_seed(0)
-    clip = models.build_mini_clip()
+    clip = pretrained.build_mini_clip()
     total = models.count_parameters(clip)
     assert total == sum(p.numel() for p in clip.parameters())
     image_count = models.count_parameters(clip.image_tower)

@@ -142,8 +142,22 @@ def test_scene_grid_integer_images(scenes):
 
 def test_course_style_gives_each_line_its_own_style():
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots()
-    lines = [ax.plot([0, 1], [k, k])[0] for k in range(4)]
+    with matplotlib.rc_context():
+        plots.course_style()
+        fig, ax = plt.subplots()
+        lines = [ax.plot([0, 1], [k, k])[0] for k in range(4)]
     assert len({ln.get_linestyle() for ln in lines}) == 4 and len({ln.get_color() for ln in lines}) == 4
     assert lines[0].get_color().lower() == plots.OKABE_ITO[0].lower()
     plt.close(fig)
+
+
+def test_importing_plots_changes_no_global_setting():
+    """The course style is set by calling ``plots.course_style()``, never by an import."""
+    import importlib
+    with matplotlib.rc_context():
+        matplotlib.rcdefaults()
+        before = plt.rcParams["axes.prop_cycle"]
+        importlib.reload(plots)
+        assert plt.rcParams["axes.prop_cycle"] == before
+        plots.course_style()
+        assert plt.rcParams["axes.prop_cycle"] != before

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from tutorlib import models, prompts
+from tutorlib import models, pretrained, prompts
 
 CLASSES = ["red circle", "blue square", "large green star"]
 
@@ -10,7 +10,7 @@ CLASSES = ["red circle", "blue square", "large green star"]
 @pytest.fixture
 def clip(tok):
     torch.manual_seed(0)
-    return models.build_mini_clip(embed_dim=16, depth=2, tokenizer=tok).eval()
+    return pretrained.build_mini_clip(embed_dim=16, depth=2, tokenizer=tok).eval()
 
 
 def test_init_from_words_reproduces_the_hand_made_prompt(tok, clip):

@@ -103,9 +103,19 @@ def test_the_seed_changes_the_models_but_not_their_world(monkeypatch):
 
 
 def test_modules_behind_follows_imports_inside_functions_too():
-    behind = recipes.modules_behind("tutorlib.models.clip")
-    assert "tutorlib.world.tokenizer" in behind               # build_mini_clip imports it lazily
-    assert "tutorlib.plots" not in behind
+    assert "tutorlib.train" in recipes.modules_behind("tutorlib.binding")   # imported in fit_joint
+    behind = recipes.modules_behind("tutorlib.world.scenes")
+    assert "tutorlib.world.vocabulary" in behind and "tutorlib.world.text" not in behind  # no cycle
+    assert "tutorlib.world.tokenizer" in recipes.modules_behind("tutorlib.pretrained.training")
+    assert "tutorlib.plots" not in recipes.modules_behind("tutorlib.pretrained.training")
+
+
+def test_the_towers_do_not_import_the_world_nor_the_real_clip_adapter():
+    """A tower's code (and so every model key) depends on the towers alone: not on the world's
+    generator, and not on the Hugging Face adapter, which is imported on its own."""
+    behind = recipes.modules_behind("tutorlib.models")
+    assert not [m for m in behind if m.startswith("tutorlib.world")], behind
+    assert "tutorlib.models.hf_clip" not in behind
 
 
 def test_a_recipe_reads_like_its_values_and_is_frozen():

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from tutorlib import losses, train
+from tutorlib import losses, pretrained, train
 
 
 def _problem(seed=0):
@@ -162,7 +162,7 @@ def test_progress_false_prints_nothing(capsys):
 def test_decay_groups_follow_open_clip():
     """Weights decay; gains, biases, the class token and the logit scale do not."""
     from tutorlib import models, pretrained
-    model = models.build_mini_clip(embed_dim=16, depth=1)
+    model = pretrained.build_mini_clip(embed_dim=16, depth=1)
     groups = pretrained.param_groups(model, lr=1e-3, text_lr_ratio=0.1, weight_decay=0.1)
     decay = {id(p) for g in groups if g["weight_decay"] > 0 for p in g["params"]}
     for name, p in model.named_parameters():
@@ -179,7 +179,7 @@ def test_train_step_is_the_recipe_step():
     import copy
     from tutorlib import models, pretrained, world
     torch.manual_seed(0)
-    a = models.build_mini_clip(embed_dim=16, depth=1)
+    a = pretrained.build_mini_clip(embed_dim=16, depth=1)
     b = copy.deepcopy(a)
     batch = (torch.rand(6, 3, 32, 32), world.Tokenizer()(["a red circle"] * 6), torch.eye(6, dtype=torch.bool))
     opt = torch.optim.AdamW(pretrained.param_groups(a, 1e-3, 0.1, 0.1), lr=1e-3)

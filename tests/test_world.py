@@ -82,7 +82,7 @@ def test_make_scenes_names_and_indices():
     for f in ("shape", "colour", "size", "position", "motion", "seed"):
         assert torch.equal(getattr(a, f), getattr(b, f))
     assert a.shape.tolist() == [[5, -1]] and a.motion.tolist() == [[3, -1]]
-    assert a.describe() == "a small red star in the top left"
+    assert world.describe(a) == "a small red star in the top left"
 
 
 # --------------------------------------------------------------------------- images

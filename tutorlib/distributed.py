@@ -16,12 +16,13 @@ rows' owners, so a process's embedding rows receive W times the gradient of the 
 (W processes). ``DistributedDataParallel`` averages parameter gradients over the W processes,
 which makes the update exactly the single-process one.
 
-``TRAFFIC["bytes"]`` counts the bytes this process receives in the forward pass of these
-functions (the backward pass sends the same volume back).
+``with traffic() as t: ...`` counts in ``t["bytes"]`` the bytes this process receives in the
+forward pass of these functions inside the block (the backward pass sends the same volume back).
 """
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
@@ -30,10 +31,24 @@ import torch.nn.functional as F
 
 from . import _validate
 
-TRAFFIC = {"bytes": 0}
-# torch 2.13 marks the autograd-aware all_gather deprecated in favour of a private API; open_clip
-# still calls it, and it is the public way to gather with gradient.
-warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.all_gather is deprecated")
+_COUNTERS: list[dict] = []         # the open traffic() blocks of this process
+
+
+@contextmanager
+def traffic():
+    """Count the bytes this process receives inside the block: ``with traffic() as t: ...``,
+    then ``t["bytes"]`` (blocks may nest; each counts what happened inside it)."""
+    counter = {"bytes": 0}
+    _COUNTERS.append(counter)
+    try:
+        yield counter
+    finally:
+        _COUNTERS.remove(counter)
+
+
+def _received(n_bytes: int) -> None:
+    for counter in _COUNTERS:
+        counter["bytes"] += n_bytes
 
 
 def _world() -> tuple[int, int]:
@@ -48,9 +63,13 @@ def gather(x: torch.Tensor, with_grad: bool = True) -> torch.Tensor:
     so that its loss still differentiates through them (open_clip's default)."""
     rank, world = _world()
     _validate.tensor("x", x, 2, finite=False)
-    TRAFFIC["bytes"] += (world - 1) * x.numel() * x.element_size()
+    _received((world - 1) * x.numel() * x.element_size())
     if with_grad:
-        return torch.cat(dist_nn.all_gather(x.contiguous()), 0)
+        with warnings.catch_warnings():
+            # torch 2.13 marks the autograd-aware all_gather deprecated in favour of a private API;
+            # open_clip still calls it, and it is the public way to gather with gradient
+            warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.all_gather")
+            return torch.cat(dist_nn.all_gather(x.contiguous()), 0)
     parts = [torch.empty_like(x) for _ in range(world)]
     dist.all_gather(parts, x.detach().contiguous())
     parts[rank] = x
@@ -122,7 +141,7 @@ def siglip_ring_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scal
     loss = _sigmoid_terms(img, txt, scale, bias, positives=True)
     right, left = (rank + 1) % world, (rank - 1) % world
     for _ in range(world - 1):
-        TRAFFIC["bytes"] += txt.numel() * txt.element_size()
+        _received(txt.numel() * txt.element_size())
         txt = _NeighbourExchange.apply(txt, right, left)
         loss = loss + _sigmoid_terms(img, txt, scale, bias, positives=False)
     return loss

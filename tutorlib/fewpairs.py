@@ -9,7 +9,6 @@ CLIP's loss, CWCL's weighted targets, STRUCTURE's neighbourhood regulariser, or 
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -18,7 +17,7 @@ from tqdm.auto import tqdm
 
 from . import _validate, cache, losses, metrics, pretrained, selfsup, structure, train, world
 from ._core import get_seed
-from .minilm import MiniLMText
+from .minilm import load_minilm
 from .ops import in_chunks
 
 METHODS = ("clip", "cwcl", "structure", "cwcl+structure")
@@ -26,30 +25,27 @@ CWCL_SOURCES = ("text", "image", "own")
 ATTRIBUTES = ("shape", "colour", "size")          # zero-shot on the paraphrase split's held-out wording
 
 
-@functools.lru_cache(maxsize=1)
-def minilm() -> MiniLMText:
-    """MiniLM, loaded once per process (its features are cached on disk by text)."""
-    return MiniLMText()
-
-
 def features(split: str, n: int | None = None, progress: bool = True) -> dict:
     """The frozen view of a world split (``pretrained.training_data(split, n)``): ``image``
     ``[N, layers, w]`` (every layer of ``selfsup.encoder()``'s tower, mean-pooled), ``text`` ``[N, 384]``
-    (MiniLM of the full captions), and ``attrs`` / ``full_spec`` / ``caption`` for scoring
-    (``evaluate`` adds ``positives`` ``[N, N]``, scene i satisfies caption j, on first use)."""
+    (MiniLM of the full captions), and ``attrs`` / ``full_spec`` / ``caption`` for scoring, with
+    ``positives`` ``[N, N]`` (scene i satisfies caption j) on every split but train (never scored)."""
     _validate.one_of("split", split, world.SPLITS)
     data = pretrained.training_data(split, n)
     tower, _ = selfsup.encoder(progress=progress)
     name = f"fewpairs-image-{cache.key(selfsup.recipe().key, pretrained.training_config(split, n))}.safetensors"
     image = cache.cached_tensors(name, lambda: {"image": selfsup.layer_features(tower, data["image"])})["image"]
-    return {"image": image, "text": minilm().features(data["caption"], progress=progress),
-            "attrs": data["attrs"], "full_spec": data["full_spec"], "caption": data["caption"]}
+    out = {"image": image, "text": load_minilm().features(data["caption"], progress=progress),
+           "attrs": data["attrs"], "full_spec": data["full_spec"], "caption": data["caption"]}
+    if split != "train":
+        out["positives"] = world.matches(data["attrs"], data["full_spec"])
+    return out
 
 
 def class_features(attr: str) -> torch.Tensor:
     """MiniLM features ``[C, 384]`` of one prompt per class of ``attr``, in held-out wording."""
     _validate.one_of("attr", attr, world.ATTRIBUTES)
-    return minilm().features(world.class_prompts(attr, held_out=True), progress=False)
+    return load_minilm().features(world.class_prompts(attr, held_out=True), progress=False)
 
 
 class Projector(torch.nn.Module):
@@ -127,8 +123,8 @@ def evaluate(img_proj: Projector, txt_proj: Projector, feats: dict, layer: int =
     scenes), plus ``zero-shot``, their mean."""
     img = F.normalize(img_proj(feats["image"][:, layer].float()), dim=-1)
     txt = F.normalize(in_chunks(txt_proj, feats["text"].float()), dim=-1)
-    if "positives" not in feats:            # computed once per split: every run is scored on the same scenes
-        feats["positives"] = world.matches(feats["attrs"], feats["full_spec"])
+    if "positives" not in feats:
+        raise ValueError("feats: has no 'positives', expected features(split) of a scored split (not train)")
     out = metrics.retrieval(img, txt, ks=(1,), positives=feats["positives"])
     single = feats["attrs"][:, 1, 0] < 0
     for j, attr in enumerate(ATTRIBUTES):

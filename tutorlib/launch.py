@@ -33,11 +33,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def default_backend(world_size: int) -> str:
+def default_backend() -> str:
     """``gloo``: the course's process functions work on CPU tensors, which ``nccl`` cannot
     carry; pass ``backend="nccl"`` to ``run`` for functions that put each rank on its own GPU
-    (``torch.cuda.device_count()`` must reach ``world_size``)."""
-    _validate.positive_int("world_size", world_size)
+    (``torch.cuda.device_count()`` must reach the number of processes)."""
     return "gloo"
 
 
@@ -103,7 +102,7 @@ def run(fn, world_size: int = 2, *args, backend: str | None = None, timeout: flo
         raise ValueError(f"fn: got {type(fn).__name__}, expected a function fn(rank, world_size, *args)")
     _validate.positive_int("world_size", world_size)
     timeout = _validate.positive_number("timeout", timeout)
-    backend = backend or default_backend(world_size)
+    backend = backend or default_backend()
     _validate.one_of("backend", backend, ("gloo", "nccl"))
     ctx = mp.get_context("spawn")
     results = ctx.Queue()

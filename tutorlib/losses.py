@@ -27,12 +27,6 @@ def similarity(image_emb: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
     return _cos(image_emb, text_emb)
 
 
-def clip_logits(image_emb, text_emb, logit_scale):
-    """``exp(logit_scale) * cos`` both ways: ``[N, N]`` image->text and its transpose."""
-    logits = _validate.loss_inputs(image_emb, text_emb, logit_scale).exp() * _cos(image_emb, text_emb)
-    return logits, logits.T
-
-
 def info_nce(logits: torch.Tensor) -> torch.Tensor:
     """InfoNCE in one direction (van den Oord et al. 2018): row i of ``logits`` ``[N, N]``
     should pick column i, so the loss is the cross-entropy with labels 0..N-1:

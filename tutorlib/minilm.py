@@ -3,6 +3,7 @@
 on-disk feature cache."""
 from __future__ import annotations
 
+import functools
 import json
 
 import torch
@@ -119,3 +120,10 @@ def _write_shard(name: str, rows: dict[str, torch.Tensor]) -> None:
     order = sorted(rows)
     blob = torch.tensor(list(json.dumps(order).encode()), dtype=torch.uint8)
     cache.save_tensors(name, {"features": torch.stack([rows[t] for t in order]), "texts": blob})
+
+
+@functools.lru_cache(maxsize=1)
+def load_minilm() -> MiniLMText:
+    """The course's one MiniLM: loaded once per process and shared (it is frozen), so that its
+    text-keyed feature rows read from disk are read once too."""
+    return MiniLMText()

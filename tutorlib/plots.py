@@ -16,13 +16,10 @@ OTHER_MARKERS = ("v", "P", "*", "X", "<", ">")
 
 
 def course_style() -> None:
-    """The course's figure defaults, set when this module is imported: lines cycle through
-    Okabe & Ito's colour-blind-safe colours *and* a line style each, so two curves differ in
-    more than colour (in grey-scale print too)."""
+    """Set the course's figure defaults (every notebook calls this once, in its set-up cell):
+    lines cycle through Okabe & Ito's colour-blind-safe colours *and* a line style each, so
+    two curves differ in more than colour (in grey-scale print too)."""
     plt.rcParams["axes.prop_cycle"] = cycler(color=OKABE_ITO) + cycler(linestyle=LINESTYLES)
-
-
-course_style()
 
 
 def _img(x: torch.Tensor):

@@ -12,14 +12,12 @@ modality, ever. The towers are then frozen and their *token outputs* are cached:
 """
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 
 from . import _validate, cache, models, train, world
 from ._core import device, get_seed, settings
-from .minilm import MiniLMText
+from .minilm import load_minilm
 from .ops import in_chunks
 from .recipes import Recipe, code_hash
 
@@ -168,14 +166,8 @@ def _tower_tokens(modality, tower, x, batch_size, progress):
     return out
 
 
-@functools.lru_cache(maxsize=1)
-def _minilm() -> MiniLMText:
-    """MiniLM, loaded once per process (the lesson encodes captions and four prompt sets)."""
-    return MiniLMText()
-
-
 def _text_tokens(texts, batch_size, progress):
-    minilm = _minilm().to(device())
+    minilm = load_minilm().to(device())
     return minilm.tokens(texts, MAX_TEXT_TOKENS, batch_size, progress, dtype=torch.float16)
 
 

@@ -6,10 +6,6 @@ import math
 import torch
 from torch import nn
 
-from .._core import settings
-from .image import ImageTower
-from .text import TextTower
-
 
 class MiniCLIP(nn.Module):
     """An image tower and a text tower with a learnable ``logit_scale`` (the log of the
@@ -29,20 +25,6 @@ class MiniCLIP(nn.Module):
 
     def forward(self, images, ids):
         return self.encode_image(images), self.encode_text(ids), self.logit_scale
-
-
-def build_mini_clip(embed_dim: int | None = None, depth: int | None = None, tokenizer=None,
-                    image_size: int | None = None, patch_size: int | None = None) -> MiniCLIP:
-    """A new, *untrained* mini-CLIP of the course's shape: tiny ViT + word-level text
-    tower, ``settings().embed_dim`` wide and ``settings().depth`` deep (128 and 2 in
-    ``quick``, 256 and 4 in ``full``). The trained, cached one is ``pretrained.mini_clip()``."""
-    from ..world import Tokenizer
-    tok = tokenizer or Tokenizer()
-    embed_dim = settings().embed_dim if embed_dim is None else embed_dim
-    depth = settings().depth if depth is None else depth
-    return MiniCLIP(ImageTower(image_size, patch_size, embed_dim=embed_dim, depth=depth),
-                    TextTower(len(tok), embed_dim=embed_dim, depth=depth,
-                              context_length=tok.context_length))
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:

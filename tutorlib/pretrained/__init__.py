@@ -19,7 +19,7 @@ temperature clamped to [0, ln 100] and excluded from weight decay.
 from .data import clip_batches, training_config, training_data
 from .evaluation import embed, evaluate
 from .finetuning import finetune
-from .training import mini_clip, param_groups, recipe, train_mini_clip, train_step
+from .training import build_mini_clip, mini_clip, param_groups, recipe, train_mini_clip, train_step
 
-__all__ = ["training_data", "training_config", "clip_batches", "recipe", "param_groups", "train_step", "train_mini_clip", "mini_clip",
+__all__ = ["training_data", "training_config", "clip_batches", "recipe", "param_groups", "train_step", "build_mini_clip", "train_mini_clip", "mini_clip",
            "embed", "evaluate", "finetune"]

@@ -5,10 +5,23 @@ import math
 
 import torch
 
-from .. import _validate, cache, losses, models, train
+from .. import _validate, cache, losses, models, train, world
 from .._core import device, get_seed, settings
 from ..recipes import Recipe
 from .data import clip_batches, training_config, training_data
+
+
+def build_mini_clip(embed_dim: int | None = None, depth: int | None = None, tokenizer=None,
+                    image_size: int | None = None, patch_size: int | None = None) -> models.MiniCLIP:
+    """A new, *untrained* mini-CLIP of the course's shape: tiny ViT + word-level text
+    tower, ``settings().embed_dim`` wide and ``settings().depth`` deep (128 and 2 in
+    ``quick``, 256 and 4 in ``full``). The trained, cached one is ``mini_clip()``."""
+    tok = tokenizer or world.Tokenizer()
+    embed_dim = settings().embed_dim if embed_dim is None else embed_dim
+    depth = settings().depth if depth is None else depth
+    return models.MiniCLIP(models.ImageTower(image_size, patch_size, embed_dim=embed_dim, depth=depth),
+                           models.TextTower(len(tok), embed_dim=embed_dim, depth=depth,
+                                            context_length=tok.context_length))
 
 
 def recipe(**overrides) -> Recipe:
@@ -25,7 +38,7 @@ def recipe(**overrides) -> Recipe:
 
 
 def _build(r: Recipe):
-    return models.build_mini_clip(embed_dim=r["embed_dim"], depth=r["depth"], patch_size=r["patch_size"])
+    return build_mini_clip(embed_dim=r["embed_dim"], depth=r["depth"], patch_size=r["patch_size"])
 
 
 def param_groups(model, lr: float, text_lr_ratio: float, weight_decay: float) -> list[dict]:

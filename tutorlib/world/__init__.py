@@ -22,7 +22,7 @@ from .vocabulary import (ATTRIBUTES, BASE_SHAPES, COLOURS, MODALITIES, MOTIONS, 
 from .scenes import Scenes, make_scenes, sample_scenes, scene_attributes
 from .images import object_masks, render_images, render_video
 from .audio import LOUDNESS, PITCH_HZ, TIMBRE, TREMOLO_HZ, log_mel, render_audio
-from .text import SPEC_WIDTH, captions, class_prompts, matches, swap_captions
+from .text import SPEC_WIDTH, captions, class_prompts, describe, matches, swap_captions
 from .tokenizer import SPECIALS, Tokenizer
 from .dataset import (build_columns, config_of, default_size, images_float, load_world, scenes_of, split_scenes,
                       tensors, world_config)
@@ -34,7 +34,7 @@ __all__ = [
     "Scenes", "make_scenes", "sample_scenes", "scene_attributes",
     "render_images", "render_video", "object_masks",
     "PITCH_HZ", "TIMBRE", "LOUDNESS", "TREMOLO_HZ", "render_audio", "log_mel",
-    "SPEC_WIDTH", "captions", "swap_captions", "matches", "class_prompts",
+    "SPEC_WIDTH", "captions", "describe", "swap_captions", "matches", "class_prompts",
     "SPECIALS", "Tokenizer",
     "world_config", "default_size", "split_scenes", "build_columns", "load_world", "config_of", "tensors",
     "images_float", "scenes_of",

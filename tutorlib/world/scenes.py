@@ -39,11 +39,6 @@ class Scenes:
             idx = slice(idx % len(self), idx % len(self) + 1)
         return Scenes(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
 
-    def describe(self, i: int = 0) -> str:
-        """A plain-English description of scene ``i`` (the canonical caption)."""
-        from .text import captions          # here: captions imports this module
-        return captions(self[i], style="canonical")[0][0]
-
 
 def scene_attributes(scenes: Scenes) -> torch.Tensor:
     """``[N, 2, 4]``: (shape, colour, size, position) of each object (-1 if absent)."""

@@ -126,6 +126,13 @@ def captions(scenes: Scenes, seed: int = 0, *, style: str = "full",
     return texts, torch.tensor(specs, dtype=torch.long).view(-1, SPEC_WIDTH)
 
 
+def describe(scenes: Scenes, i: int = 0) -> str:
+    """A plain-English description of scene ``i`` of ``scenes`` (its canonical caption)."""
+    if not isinstance(scenes, Scenes):
+        raise ValueError(f"scenes: got {type(scenes).__name__}, expected a world.Scenes")
+    return captions(scenes[i], style="canonical")[0][0]
+
+
 def swap_captions(scenes: Scenes, seed: int = 0, attribute: str = "colour",
                   held_out: bool = False) -> tuple[list[str], list[str], torch.Tensor]:
     """Binding test pairs: each two-object scene's full caption, and the same caption
