@@ -9,13 +9,16 @@ pixels, so that prompt vectors (CoOp) and pseudo-tokens (inversion) can be injec
 
 What a tower must offer for that is declared in ``models.interface`` (``PromptableText``,
 ``PromptableImage``). The real pretrained text encoder (MiniLM) is ``tutorlib.minilm``.
+``models.hf_clip`` wraps a Hugging Face ``CLIPModel`` in that protocol (``hf_clip.from_pretrained``);
+it is imported on its own (``from tutorlib.models import hf_clip``), so that the course's towers,
+and the cache keys of the models trained with them, do not depend on it.
 """
 from .audio_video import AudioTower, VideoTower
 from .blocks import Block, Encoder
-from .clip import MiniCLIP, build_mini_clip, count_parameters
+from .clip import MiniCLIP, count_parameters
 from .image import ImageTower
 from .interface import PromptableImage, PromptableText
 from .text import TextTower
 
 __all__ = ["Block", "Encoder", "TextTower", "ImageTower", "AudioTower", "VideoTower", "MiniCLIP",
-           "build_mini_clip", "count_parameters", "PromptableText", "PromptableImage"]
+           "count_parameters", "PromptableText", "PromptableImage"]
