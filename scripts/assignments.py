@@ -6,7 +6,7 @@
 
 ``mark`` is for whoever writes an exercise. Each code cell with a ``### BEGIN SOLUTION`` block
 becomes an nbgrader *solution* cell ending with its function; the code that checks it
-(``tutorlib.check`` calls, asserts) moves to the next code cell, an *autograded test* cell
+(``tutorlib.course.check`` calls, asserts) moves to the next code cell, an *autograded test* cell
 worth ``POINTS``, locked; the markdown that states the exercise is locked (read-only). Marking a
 marked notebook changes nothing (a test holds the notebooks to that).
 

@@ -48,7 +48,9 @@ def run_notebook(path: Path, cold: bool = False) -> dict:
 
 def throughput(repeats: int = 5) -> dict:
     import torch
-    from tutorlib import losses, pretrained, world
+    from tutorlib.objectives import losses
+    from tutorlib.zoo import pretrained
+    from tutorlib import world
     torch.set_num_threads(1)                         # "on one CPU core"
     res = {}
 

@@ -5,7 +5,7 @@
 
 In each code cell, the lines from ``### BEGIN SOLUTION`` to ``### END SOLUTION`` become
 ``raise NotImplementedError(<the exercise's hint>)`` at the same indentation; everything
-else (the ``tutorlib.check`` calls included) is kept, and outputs are cleared. The hint is
+else (the ``tutorlib.course.check`` calls included) is kept, and outputs are cleared. The hint is
 the exercise's own text: its title and its "Hint:" sentence (or its first sentences) from
 the markdown cell above. The instructor notebooks are only read; running the command again
 writes byte-identical copies.

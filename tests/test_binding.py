@@ -1,11 +1,11 @@
-"""tutorlib.binding: the Gram volume, GRAM's loss, ImageBind's anchored loss, all pairs."""
+"""tutorlib.objectives.binding: the Gram volume, GRAM's loss, ImageBind's anchored loss, all pairs."""
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from tutorlib import binding, losses
+from tutorlib.objectives import binding, losses
 
 
 def unit(*shape):

@@ -1,4 +1,4 @@
-"""tutorlib.cache: atomic safetensors entries, damaged-file recovery, locking."""
+"""tutorlib.core.cache: atomic safetensors entries, damaged-file recovery, locking."""
 import multiprocessing as mp
 import os
 import time
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tutorlib import cache
+from tutorlib.core import cache
 
 
 def test_cache_dir_honours_env(tmp_cache):

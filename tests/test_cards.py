@@ -1,7 +1,7 @@
-"""tutorlib.cards: the paper card's table."""
+"""tutorlib.course.cards: the paper card's table."""
 import pytest
 
-from tutorlib import cards
+from tutorlib.course import cards
 
 
 def test_table_has_one_row_per_difference():

@@ -1,8 +1,8 @@
-"""tutorlib.check: the exercise checkers."""
+"""tutorlib.course.check: the exercise checkers."""
 import pytest
 import torch
 
-from tutorlib import check
+from tutorlib.course import check
 
 
 def reference(x, y):
@@ -143,7 +143,7 @@ import math                                           # noqa: E402
 
 import torch.nn.functional as F                       # noqa: E402
 
-from tutorlib import losses                           # noqa: E402
+from tutorlib.objectives import losses  # noqa: E402
 
 
 def clip_inputs():

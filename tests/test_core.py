@@ -1,10 +1,10 @@
-"""tutorlib._core: profile, seeding, device."""
+"""tutorlib.core.runtime: profile, seeding, device."""
 import numpy as np
 import pytest
 import torch
 
 import tutorlib
-from tutorlib import _core
+from tutorlib.core import runtime
 
 
 @pytest.mark.parametrize("value, want", [("quick", "quick"), ("full", "full"),
@@ -16,7 +16,7 @@ def test_profile_honours_env(monkeypatch, value, want):
 
 def test_profile_default_follows_device(monkeypatch):
     monkeypatch.delenv("TUTORLIB_PROFILE", raising=False)
-    want = _core._auto_profile(tutorlib.device())[0]
+    want = runtime._auto_profile(tutorlib.device())[0]
     assert tutorlib.profile() == want
 
 
@@ -79,11 +79,13 @@ def test_device_is_torch_device():
     torch.zeros(1, device=d)          # usable
 
 
-def test_lazy_submodules():
-    assert tutorlib.losses.__name__ == "tutorlib.losses"
+def test_lazy_floors():
+    assert tutorlib.objectives.__name__ == "tutorlib.objectives"
+    from tutorlib.objectives import losses
+    assert losses.__name__ == "tutorlib.objectives.losses"
     with pytest.raises(AttributeError):
         tutorlib.not_a_module
-    assert _core.PROFILES == ("quick", "full")
+    assert runtime.PROFILES == ("quick", "full")
 
 
 class _FakeGPU:
@@ -95,10 +97,10 @@ class _FakeGPU:
                                              (40, 64, "full"), (80, 200, "full")])
 def test_profile_on_a_gpu_follows_its_memory_and_says_so(monkeypatch, capsys, gpu, host, want):
     monkeypatch.delenv("TUTORLIB_PROFILE", raising=False)
-    monkeypatch.setattr(_core, "device", lambda: torch.device("cuda"))
+    monkeypatch.setattr(runtime, "device", lambda: torch.device("cuda"))
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: _FakeGPU(gpu))
-    monkeypatch.setattr(_core, "_host_gib", lambda: float(host))
-    monkeypatch.setattr(_core, "_TOLD", set())
+    monkeypatch.setattr(runtime, "_host_gib", lambda: float(host))
+    monkeypatch.setattr(runtime, "_TOLD", set())
     assert tutorlib.profile() == want
     told = capsys.readouterr().err
     assert f"profile {want!r}" in told and "TUTORLIB_PROFILE=" in told and f"{gpu} GiB" in told
@@ -108,6 +110,6 @@ def test_profile_on_a_gpu_follows_its_memory_and_says_so(monkeypatch, capsys, gp
 
 def test_profile_on_a_cpu_says_nothing(monkeypatch, capsys):
     monkeypatch.delenv("TUTORLIB_PROFILE", raising=False)
-    monkeypatch.setattr(_core, "device", lambda: torch.device("cpu"))
+    monkeypatch.setattr(runtime, "device", lambda: torch.device("cpu"))
     assert tutorlib.profile() == "quick"
     assert capsys.readouterr().err == ""

@@ -1,7 +1,7 @@
-"""tutorlib.costs: the time of a step and the cost table of lesson 05."""
+"""tutorlib.training.costs: the time of a step and the cost table of lesson 05."""
 import pytest
 
-from tutorlib import costs
+from tutorlib.training import costs
 
 
 def test_step_time_warms_up_then_keeps_the_fastest():

@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from tutorlib import distributed, launch, losses
+from tutorlib.objectives import distributed, losses
+from tutorlib.training import launch
 
 N_LOCAL, D = 5, 8
 
@@ -117,7 +118,7 @@ def _data(step, n):
 def _train(rank, world_size, gathered, steps=6, n_global=8):
     """``train.fit`` under DistributedDataParallel: each process takes its slice of the global batch."""
     from torch.nn.parallel import DistributedDataParallel
-    from tutorlib import train
+    from tutorlib.training import train
     model = _Towers()
     ddp = DistributedDataParallel(model) if world_size > 1 else model
     rows = slice(rank * n_global // world_size, (rank + 1) * n_global // world_size)
@@ -170,7 +171,7 @@ def _not_written(image_emb, text_emb, logit_scale):
 
 
 def test_check_across_processes_names_the_rank_that_differs():
-    from tutorlib import check
+    from tutorlib.course import check
     assert check.across_processes(_local_reference, _local_reference, _shard, world_size=2) == 0
     with pytest.raises(check.ExerciseError, match=r"rank [01] of 2: .*values differ"):  # rank 1's labels point at rank 0's pairs
         check.across_processes(_local_without_offset, _local_reference, _shard, world_size=2)

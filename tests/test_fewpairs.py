@@ -8,7 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tutorlib import fewpairs, losses, representations, selfsup, structure, world
+from tutorlib.methods import fewpairs
+from tutorlib.objectives import losses, structure
+from tutorlib.evaluation import representations
+from tutorlib.zoo import selfsup
+from tutorlib import world
 
 
 def _randn(*shape, seed=0):

@@ -6,7 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tutorlib import costs, finegrained, grounding, models, plots, pretrained, world
+from tutorlib.training import costs
+from tutorlib.objectives import finegrained
+from tutorlib.evaluation import grounding
+from tutorlib import models, world
+from tutorlib.course import plots
+from tutorlib.zoo import pretrained
 
 
 def _loop_similarity(x, y, mask):

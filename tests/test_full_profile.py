@@ -2,7 +2,8 @@
 pieces fit together there too, on a few items, on the CPU."""
 import torch
 
-from tutorlib import models, pretrained, world
+from tutorlib import models, world
+from tutorlib.zoo import pretrained
 
 
 def test_full_profile_sizes_fit_together(monkeypatch):
@@ -33,7 +34,7 @@ def test_full_profile_sizes_fit_together(monkeypatch):
 def test_full_profile_prompts_and_inversion_fit_together(monkeypatch):
     """Lessons 03 and 04's pieces on the `full` towers: prompts before the last image block,
     OTI and OVI, a few items and steps."""
-    from tutorlib import inversion, prompts, restore
+    from tutorlib.methods import inversion, prompts, restore
     monkeypatch.setenv("TUTORLIB_PROFILE", "full")
     clip, tok = pretrained.build_mini_clip().eval(), world.Tokenizer()
     images = world.images_float(world.render_images(world.sample_scenes(2, seed=0)))
@@ -52,7 +53,8 @@ def test_full_profile_prompts_and_inversion_fit_together(monkeypatch):
 def test_full_profile_progressive_stages_fit_together(monkeypatch):
     """Lesson 05's pieces at `full` sizes: the backbones' token outputs on 64 px images, 8-frame
     videos and 0.5 s sounds feed a width-256 OneEncoder through stage 1 and stage 2."""
-    from tutorlib import progressive, unimodal
+    from tutorlib.methods import progressive
+    from tutorlib.zoo import unimodal
     monkeypatch.setenv("TUTORLIB_PROFILE", "full")
     r = unimodal.recipe("video")
     assert r["width"] == 128 and r["depth"] == 2 and r["steps"] >= 2000

@@ -6,10 +6,13 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from tutorlib import finegrained, inversion, metrics, prompts, restore, world  # noqa: E402
+from tutorlib.objectives import finegrained
+from tutorlib.methods import inversion, prompts, restore
+from tutorlib.evaluation import metrics
+from tutorlib import world
 from tutorlib.models import hf_clip  # noqa: E402
-from tutorlib.models.hf_clip import HFCLIP, HFImageTower, HFTextTower  # noqa: E402
-from tutorlib.models.interface import PromptableImage, PromptableText, require  # noqa: E402
+from tutorlib.models.hf_clip import HFCLIP, HFImageTower, HFTextTower   # noqa: E402
+from tutorlib.models.interface import PromptableImage, PromptableText, require   # noqa: E402
 
 CONTEXT = 16
 

@@ -1,9 +1,11 @@
-"""tutorlib.inversion: OTI (image -> pseudo-words) and OVI (text -> pseudo-patches)."""
+"""tutorlib.methods.inversion: OTI (image -> pseudo-words) and OVI (text -> pseudo-patches)."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-from tutorlib import inversion, models, pretrained
+from tutorlib.methods import inversion
+from tutorlib import models
+from tutorlib.zoo import pretrained
 
 
 @pytest.fixture

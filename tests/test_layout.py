@@ -40,7 +40,7 @@ def test_every_function_fits_in_a_notebook_cell():
 
 def test_profile_numbers_live_only_in_profiles():
     """No library module picks a per-profile number itself: ``settings()`` holds them."""
-    picks = {str(p.relative_to(ROOT)): n for p in _sources() if p.name not in ("_core.py", "profiles.py")
+    picks = {str(p.relative_to(ROOT)): n for p in _sources() if p.name not in ("runtime.py", "profiles.py")
              and (n := len(re.findall(r"\bpick\(", p.read_text())))}
     assert not picks, f"pick(...) outside profiles.py: {picks}"
 
@@ -51,7 +51,7 @@ def test_no_private_name_is_imported_across_modules():
         for node in ast.walk(ast.parse(p.read_text())):
             if isinstance(node, ast.ImportFrom) and node.level > 0:
                 bad += [f"{p.relative_to(ROOT)}: {a.name}" for a in node.names
-                        if a.name.startswith("_") and a.name not in ("_validate", "_core")]
+                        if a.name.startswith("_") and a.name not in ("_validate",)]
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
                     and node.value.id in ("models", "losses", "world", "pretrained", "ops", "cache") \
                     and node.attr.startswith("_"):

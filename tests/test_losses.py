@@ -1,11 +1,11 @@
-"""tutorlib.losses: CLIP (with and without NegCLIP swap negatives) and SigLIP losses
+"""tutorlib.objectives.losses: CLIP (with and without NegCLIP swap negatives) and SigLIP losses
 against independent implementations."""
 import math
 
 import pytest
 import torch
 
-from tutorlib import losses
+from tutorlib.objectives import losses
 
 try:                                   # transformers < 5
     from transformers.models.clip.modeling_clip import clip_loss as hf_clip_loss
@@ -217,7 +217,7 @@ def test_clamp_logit_scale():
 
 
 def test_info_nce_is_cross_entropy_on_the_diagonal():
-    from tutorlib import losses
+    from tutorlib.objectives import losses
     logits = torch.randn(6, 6, dtype=torch.float64)
     manual = -torch.stack([logits[i].log_softmax(0)[i] for i in range(6)]).mean()
     assert torch.allclose(losses.info_nce(logits), manual)

@@ -1,10 +1,10 @@
-"""tutorlib.metrics on hand-made examples."""
+"""tutorlib.evaluation.metrics on hand-made examples."""
 import math
 
 import pytest
 import torch
 
-from tutorlib import metrics
+from tutorlib.evaluation import metrics
 
 
 def _angles(degrees):
@@ -263,7 +263,7 @@ def test_relative_alignment_against_a_loop():
 
 
 def test_roc_auc_counts_ordered_pairs_and_half_ties():
-    from tutorlib import metrics
+    from tutorlib.evaluation import metrics
     assert metrics.roc_auc(torch.tensor([3.0, 4.0]), torch.tensor([1.0, 2.0])) == 1.0
     assert metrics.roc_auc(torch.tensor([1.0]), torch.tensor([2.0])) == 0.0
     assert metrics.roc_auc(torch.tensor([1.0, 3.0]), torch.tensor([1.0, 2.0])) == 0.625   # (0.5 + 0 + 1 + 1) / 4

@@ -1,10 +1,10 @@
-"""tutorlib.minilm: the real pretrained text encoder, loaded offline, and its feature cache."""
+"""tutorlib.zoo.minilm: the real pretrained text encoder, loaded offline, and its feature cache."""
 import os
 
 import pytest
 import torch
 
-from tutorlib.minilm import MiniLMText, minilm_path
+from tutorlib.zoo.minilm import MiniLMText, minilm_path
 
 
 @pytest.fixture(scope="module")
@@ -96,5 +96,5 @@ def test_tokens_in_batches_equal_one_batch_and_take_a_dtype(minilm):
 
 
 def test_load_minilm_is_one_shared_encoder():
-    from tutorlib.minilm import load_minilm
+    from tutorlib.zoo.minilm import load_minilm
     assert load_minilm() is load_minilm() and isinstance(load_minilm(), MiniLMText)

@@ -1,11 +1,11 @@
-"""tutorlib.mixup: slerp on the sphere, the m^2-mix loss and the uni-modal mixups."""
+"""tutorlib.objectives.mixup: slerp on the sphere, the m^2-mix loss and the uni-modal mixups."""
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from tutorlib import losses, mixup
+from tutorlib.objectives import losses, mixup
 
 
 def unit(n, d, seed=0):

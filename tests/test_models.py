@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from tutorlib import models, pretrained, world
+from tutorlib import models, world
+from tutorlib.zoo import pretrained
 
 
 @pytest.fixture
@@ -276,7 +277,7 @@ def test_towers_provide_the_declared_interface():
 
 
 def test_prompt_and_inversion_entry_points_name_a_tower_without_the_interface():
-    from tutorlib import inversion, prompts
+    from tutorlib.methods import inversion, prompts
     tok = world.Tokenizer()
     audio = models.AudioTower(embed_dim=16, depth=1)
     with pytest.raises(ValueError, match="text_tower"):

@@ -1,8 +1,9 @@
-"""tutorlib.ops: pooling over real tokens and running a function in chunks."""
+"""tutorlib.core.ops: pooling over real tokens and running a function in chunks."""
 import pytest
 import torch
 
-from tutorlib import ops, progressive
+from tutorlib.core import ops
+from tutorlib.methods import progressive
 
 
 def test_masked_mean():

@@ -1,11 +1,12 @@
-"""tutorlib.plots: every figure for valid input, ValueError for bad input."""
+"""tutorlib.course.plots: every figure for valid input, ValueError for bad input."""
 import matplotlib
 import matplotlib.pyplot as plt
 import pytest
 import torch
 from matplotlib.figure import Figure
 
-from tutorlib import plots, world
+from tutorlib.course import plots
+from tutorlib import world
 
 matplotlib.use("Agg")
 

@@ -2,8 +2,10 @@
 import pytest
 import torch
 
-from tutorlib import cache, pretrained, profiles, world
-from tutorlib.pretrained import finetuning
+from tutorlib.core import cache, profiles
+from tutorlib.zoo import pretrained
+from tutorlib import world
+from tutorlib.zoo.pretrained import finetuning
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +86,7 @@ def test_training_reduces_the_loss_and_fixed_temperature_stays(small):
 
 
 def test_mini_clip_is_cached_and_rebuilt_when_damaged(small, tmp_cache, monkeypatch):
-    from tutorlib.pretrained import training
+    from tutorlib.zoo.pretrained import training
     calls = []
     real = training.train_mini_clip
 

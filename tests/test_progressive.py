@@ -1,9 +1,10 @@
-"""tutorlib.progressive: the Universal Projection, its stages, and what stays frozen."""
+"""tutorlib.methods.progressive: the Universal Projection, its stages, and what stays frozen."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-from tutorlib import losses, progressive
+from tutorlib.objectives import losses
+from tutorlib.methods import progressive
 
 WIDTHS = {"image": 16, "text": 24, "audio": 12, "video": 16}
 LENGTHS = {"image": 5, "text": 7, "audio": 6, "video": 9}

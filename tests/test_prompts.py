@@ -1,8 +1,10 @@
-"""tutorlib.prompts: CoOp's prompt learner on a tiny frozen model."""
+"""tutorlib.methods.prompts: CoOp's prompt learner on a tiny frozen model."""
 import pytest
 import torch
 
-from tutorlib import models, pretrained, prompts
+from tutorlib import models
+from tutorlib.zoo import pretrained
+from tutorlib.methods import prompts
 
 CLASSES = ["red circle", "blue square", "large green star"]
 

@@ -1,10 +1,12 @@
-"""tutorlib.recipes: an artefact's cache key follows its settings, its inputs and the code that
+"""tutorlib.core.recipes: an artefact's cache key follows its settings, its inputs and the code that
 builds it, so no version number is bumped by hand and no stale artefact is ever served."""
 import shutil
 
 import pytest
 
-from tutorlib import cache, pretrained, profiles, recipes, selfsup, unimodal, world
+from tutorlib.core import cache, profiles, recipes
+from tutorlib.zoo import pretrained, selfsup, unimodal
+from tutorlib import world
 
 
 def keys() -> dict[str, str]:
@@ -55,9 +57,9 @@ def test_editing_a_tower_changes_the_models_but_not_the_world(source):
 
 def test_editing_the_loss_changes_only_the_models_that_train_with_it(source):
     before = keys()
-    source("losses.py", "\n_EDITED = 1\n")
+    source("objectives/losses.py", "\n_EDITED = 1\n")
     assert changed(before, keys()) == {"mini-clip"}         # the backbones and SimCLR do not use it
-    source("selfsup.py", "\n_EDITED = 1\n")
+    source("zoo/selfsup.py", "\n_EDITED = 1\n")
     assert changed(before, keys()) == {"mini-clip", "simclr"}
 
 
@@ -103,11 +105,11 @@ def test_the_seed_changes_the_models_but_not_their_world(monkeypatch):
 
 
 def test_modules_behind_follows_imports_inside_functions_too():
-    assert "tutorlib.train" in recipes.modules_behind("tutorlib.binding")   # imported in fit_joint
+    assert "tutorlib.training.train" in recipes.modules_behind("tutorlib.objectives.binding")   # imported in fit_joint
     behind = recipes.modules_behind("tutorlib.world.scenes")
     assert "tutorlib.world.vocabulary" in behind and "tutorlib.world.text" not in behind  # no cycle
-    assert "tutorlib.world.tokenizer" in recipes.modules_behind("tutorlib.pretrained.training")
-    assert "tutorlib.plots" not in recipes.modules_behind("tutorlib.pretrained.training")
+    assert "tutorlib.world.tokenizer" in recipes.modules_behind("tutorlib.zoo.pretrained.training")
+    assert "tutorlib.course.plots" not in recipes.modules_behind("tutorlib.zoo.pretrained.training")
 
 
 def test_the_towers_do_not_import_the_world_nor_the_real_clip_adapter():

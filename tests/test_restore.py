@@ -1,9 +1,9 @@
-"""tutorlib.restore: RESTORE's pieces, on CoOp's prompt learner and a tiny frozen model."""
+"""tutorlib.methods.restore: RESTORE's pieces, on CoOp's prompt learner and a tiny frozen model."""
 import pytest
 import torch
 
 from test_prompts import CLASSES, clip  # noqa: F401  (the same tiny model and classes as CoOp's tests)
-from tutorlib import prompts, restore
+from tutorlib.methods import prompts, restore
 
 
 def test_visual_prompts_and_feature_shift(tok, clip):

@@ -1,10 +1,12 @@
-"""tutorlib.train.fit: the course's one training loop."""
+"""tutorlib.training.train.fit: the course's one training loop."""
 import math
 
 import pytest
 import torch
 
-from tutorlib import losses, pretrained, train
+from tutorlib.objectives import losses
+from tutorlib.zoo import pretrained
+from tutorlib.training import train
 
 
 def _problem(seed=0):
@@ -161,7 +163,8 @@ def test_progress_false_prints_nothing(capsys):
 
 def test_decay_groups_follow_open_clip():
     """Weights decay; gains, biases, the class token and the logit scale do not."""
-    from tutorlib import models, pretrained
+    from tutorlib import models
+    from tutorlib.zoo import pretrained
     model = pretrained.build_mini_clip(embed_dim=16, depth=1)
     groups = pretrained.param_groups(model, lr=1e-3, text_lr_ratio=0.1, weight_decay=0.1)
     decay = {id(p) for g in groups if g["weight_decay"] > 0 for p in g["params"]}
@@ -177,7 +180,8 @@ def test_decay_groups_follow_open_clip():
 def test_train_step_is_the_recipe_step():
     """train_mini_clip runs train_step inside fit: one step of each from the same start agrees."""
     import copy
-    from tutorlib import models, pretrained, world
+    from tutorlib import models, world
+    from tutorlib.zoo import pretrained
     torch.manual_seed(0)
     a = pretrained.build_mini_clip(embed_dim=16, depth=1)
     b = copy.deepcopy(a)

@@ -1,8 +1,10 @@
-"""tutorlib.unimodal: backbones pretrained on one modality alone, and their cached tokens."""
+"""tutorlib.zoo.unimodal: backbones pretrained on one modality alone, and their cached tokens."""
 import pytest
 import torch
 
-from tutorlib import cache, profiles, unimodal, world
+from tutorlib.core import cache, profiles
+from tutorlib.zoo import unimodal
+from tutorlib import world
 
 
 def test_pretraining_learns_from_one_modality_only():

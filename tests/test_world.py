@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from tutorlib import cache, profiles, world
+from tutorlib.core import cache, profiles
+from tutorlib import world
 from tutorlib.world import COLOURS, SHAPES, Scenes
 
 
@@ -381,7 +382,7 @@ def test_class_prompts_one_per_class_in_the_training_words():
     tok = world.Tokenizer()
     for attr in ("shape", "colour", "size", "position"):
         assert tok.unk_id not in tok(world.class_prompts(attr)).flatten().tolist(), attr
-    assert not hasattr(world, "prompts")          # renamed: tutorlib.prompts is the lesson-03 module
+    assert not hasattr(world, "prompts")          # renamed: tutorlib.methods.prompts is the lesson-03 module
     with pytest.raises(ValueError, match=r"^attribute:"):
         world.class_prompts("motion")
 
@@ -684,7 +685,8 @@ def test_load_world_default_sizes_come_from_the_profile(world_cache, quick_profi
 def test_the_derived_audio_frame_count_is_what_log_mel_makes(monkeypatch):
     """``settings().audio_frames`` is computed, not typed: it must match the spectrogram
     that the audio tower reads, in both profiles."""
-    from tutorlib import profiles, settings
+    from tutorlib.core import profiles
+    from tutorlib import settings
     for name in ("quick", "full"):
         monkeypatch.setenv("TUTORLIB_PROFILE", name)
         wave = world.render_audio(world.sample_scenes(2, seed=0))

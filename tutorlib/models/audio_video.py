@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import _validate
-from .._core import settings
+from ..core import _validate
+from ..core.runtime import settings
 from .blocks import Encoder
 
 

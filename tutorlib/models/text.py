@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import _validate
-from ..ops import mean_over_tokens
+from ..core import _validate
+from ..core.ops import mean_over_tokens
 from .blocks import Encoder
 
 

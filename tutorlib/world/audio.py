@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .. import _validate
-from .._core import settings
+from ..core import _validate
+from ..core.runtime import settings
 from .scenes import Scenes
 
 PITCH_HZ = torch.tensor([220.0, 277.2, 349.2, 440.0, 554.4, 698.5])   # by colour

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import torch
 
-from .. import _validate
-from .._core import get_seed, settings
-from ..recipes import code_hash
+from ..core import _validate
+from ..core.runtime import get_seed, settings
+from ..core.recipes import code_hash
 from .audio import log_mel, render_audio
 from .images import render_images, render_video
 from .scenes import Scenes, sample_scenes
@@ -115,7 +115,7 @@ def _save_dataset(cfg: dict, folder) -> None:
     """Build the columns of ``cfg`` and save them as a ``datasets.Dataset`` in ``folder``."""
     import datasets
     import pyarrow as pa
-    from .. import cache
+    from ..core import cache
     table = pa.table({k: _arrow_column(v) for k, v in build_columns(cfg).items()})
     ds = datasets.Dataset(table, info=datasets.DatasetInfo(description=json.dumps(cfg)),
                           fingerprint=cache.key(cfg))   # the config is the identity: no hashing of the table
@@ -139,7 +139,7 @@ def load_world(split: str = "train", n: int | None = None, modalities=("image", 
     ``[T, 3, H, W]`` uint8. Same config and seed give byte-identical data.
     """
     import datasets
-    from .. import cache
+    from ..core import cache
 
     n = default_size(split) if n is None else n
     cfg = world_config(split, n, modalities, seed, image_size, two_object_frac)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .. import _validate
-from .._core import settings
+from ..core import _validate
+from ..core.runtime import settings
 from .scenes import Scenes
 from .vocabulary import RGB, SHAPES
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from .. import _validate
-from .._core import get_seed
+from ..core import _validate
+from ..core.runtime import get_seed
 from .vocabulary import ATTRIBUTES, COLOURS, MOTIONS, NOVEL_PAIRS, POSITIONS, SHAPES, SIZES
 
 

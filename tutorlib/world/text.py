@@ -9,12 +9,11 @@ from dataclasses import fields
 
 import torch
 
-from .. import _validate
-from .._core import get_seed
-from ..ops import in_chunks
+from ..core import _validate
+from ..core.runtime import get_seed
+from ..core.ops import in_chunks
 from .scenes import Scenes, scene_attributes
-from .vocabulary import (ATTRIBUTES, COLOURS, NOUNS, PARTIALS, POSITIONS, RELATIONS, SHAPES,
-                         SIZES, SYNONYMS, TEMPLATES)
+from .vocabulary import ATTRIBUTES, COLOURS, NOUNS, PARTIALS, POSITIONS, RELATIONS, SHAPES, SIZES, SYNONYMS, TEMPLATES
 
 SPEC_WIDTH = 9   # [shape, colour, size, position] for object A and B, then the relation
 _OBJ_FIELDS = ("shape", "colour", "size", "position")

@@ -5,7 +5,7 @@ import re
 
 import torch
 
-from .. import _validate
+from ..core import _validate
 from .vocabulary import NOUNS, RELATIONS, SYNONYMS, TEMPLATES
 
 _TOKEN = re.compile(r"[a-z]+")

@@ -1,0 +1,111 @@
+"""Device, profile and seeding: the three knobs every notebook turns first."""
+from __future__ import annotations
+
+import os
+import random
+import sys
+
+import numpy as np
+import torch
+
+from .profiles import PROFILES as _SETTINGS
+
+PROFILES = tuple(_SETTINGS)          # "quick", "full": the names of tutorlib.core.profiles.PROFILES
+
+
+def device() -> torch.device:
+    """The best device here: CUDA, then Apple's MPS, then the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+# `full` on a GPU only when its memory and the host's can hold the largest lesson: lesson 02 in `full`
+# peaked at 19.3 GB of GPU memory and 10.5 GB of host memory (a free Colab T4: about 15 GB and 12 GB)
+FULL_MIN_GPU_GIB, FULL_MIN_HOST_GIB = 24.0, 16.0
+_TOLD: set = set()
+
+
+def _host_gib() -> float:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):      # not a POSIX system: do not hold it back
+        return float("inf")
+
+
+def _auto_profile(dev: torch.device) -> tuple[str, str]:
+    """The profile a machine whose best device is ``dev`` can hold, and why."""
+    if dev.type != "cuda":
+        return "quick", "no CUDA GPU"
+    props = torch.cuda.get_device_properties(0)
+    gpu, host = props.total_memory / 2**30, _host_gib()
+    if gpu >= FULL_MIN_GPU_GIB and host >= FULL_MIN_HOST_GIB:
+        return "full", f"{props.name} with {gpu:.0f} GiB, host {host:.0f} GiB"
+    return "quick", (f"{props.name} with {gpu:.0f} GiB, host {host:.0f} GiB: `full` needs {FULL_MIN_GPU_GIB:.0f} GiB "
+                     f"on the GPU and {FULL_MIN_HOST_GIB:.0f} GiB on the host (lesson 02's peak)")
+
+
+def profile() -> str:
+    """``"quick"`` on a CPU, ``"full"`` on a GPU with the memory for it; ``TUTORLIB_PROFILE`` overrides.
+
+    ``quick`` keeps every notebook near a minute on a 2-core laptop; ``full`` uses a
+    larger world, wider towers and longer training with the same code. On a GPU below
+    ``FULL_MIN_GPU_GIB`` (or a host below ``FULL_MIN_HOST_GIB``) the course stays ``quick``.
+    On a GPU, the first call says which profile it picked, why, and how to change it.
+    """
+    forced = os.environ.get("TUTORLIB_PROFILE", "").strip().lower()
+    if forced:
+        if forced not in PROFILES:
+            raise ValueError(
+                f"TUTORLIB_PROFILE: got {forced!r}, expected one of {PROFILES}")
+        return forced
+    dev = device()
+    name, why = _auto_profile(dev)
+    if dev.type == "cuda" and (name, why) not in _TOLD:
+        _TOLD.add((name, why))
+        other = "quick" if name == "full" else "full"
+        print(f"tutorlib: profile {name!r} ({why}); set TUTORLIB_PROFILE={other} before importing to change it",
+              file=sys.stderr)
+    return name
+
+
+def settings():
+    """The current profile's shared settings, a frozen ``tutorlib.core.profiles.Profile``:
+    ``settings().image_size`` is 32 in ``quick`` and 64 in ``full``."""
+    return _SETTINGS[profile()]
+
+
+def pick(quick, full):
+    """The value for the current profile: ``pick(quick=..., full=...)``. For a lesson's own
+    choices; the settings the library shares live in ``settings()``."""
+    return quick if profile() == "quick" else full
+
+
+def get_seed(seed: int | None = None) -> int:
+    """``seed`` if given, else ``TUTORLIB_SEED`` from the environment, else 0."""
+    if seed is None:
+        raw = os.environ.get("TUTORLIB_SEED", "0").strip() or "0"
+        try:
+            seed = int(raw)
+        except ValueError:
+            raise ValueError(f"TUTORLIB_SEED: got {raw!r}, expected an integer") from None
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed: got {seed!r}, expected a non-negative integer or None")
+    return int(seed)
+
+
+def seed_everything(seed: int | None = None) -> int:
+    """Seed Python, NumPy and torch (CPU and CUDA); return the seed used.
+
+    ``seed=None`` reads ``TUTORLIB_SEED`` (default 0), so one environment variable
+    reruns a whole lesson under another seed.
+    """
+    seed = get_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    return seed

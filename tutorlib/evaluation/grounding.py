@@ -1,0 +1,94 @@
+"""Where words point (lesson 07): each word token's best patch, scored against the world's
+object masks. No real dataset can do this without box annotations; the world knows where
+every object is and which words name it.
+
+    cover = patch_coverage(world.object_masks(scenes), patch_size=8)   # [N, 2, P] pixel shares
+    named, kind = named_objects(ids, scenes, tokenizer)                 # [N, L]: which object a word names
+    sim = word_patch_similarity(image_tokens, text_tokens)             # [N, L, P], scene i with caption i
+    hit, chance = pointing(sim, named, cover)                           # per named word
+
+A word *points at* the object it names when its best patch holds more of that object's pixels
+than of the other object's. Chance is the same rule for a patch drawn at random: the share of
+the image's patches where the named object covers more than the other (its area, in patches).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..core import _validate
+from .. import world
+
+KINDS = ("colour", "shape")          # the words whose object is known: kind 1 = colour, 2 = shape
+
+
+def patch_coverage(masks: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """The share of each patch's pixels that each object covers: ``masks`` ``[N, K, H, W]``
+    bool (``world.object_masks``) -> ``[N, K, P]`` in [0, 1], patches in the towers' order
+    (row by row, as ``ImageTower.patchify`` flattens them)."""
+    _validate.tensor("masks", masks, 4, floating=False, finite=False)
+    _validate.positive_int("patch_size", patch_size)
+    if masks.shape[-1] % patch_size or masks.shape[-2] % patch_size:
+        raise ValueError(f"masks: got {tuple(masks.shape[-2:])} pixels, expected multiples of patch_size={patch_size}")
+    return F.avg_pool2d(masks.float(), patch_size).flatten(2)
+
+
+def _word_table(tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per vocabulary id: its kind (0 other, 1 colour, 2 shape) and the value it names."""
+    kind = torch.zeros(len(tokenizer), dtype=torch.long)
+    value = torch.full((len(tokenizer),), -1, dtype=torch.long)
+    for k, names in ((1, world.COLOURS), (2, world.SHAPES)):
+        for v, name in enumerate(names):
+            for word in world.SYNONYMS[name][0] + world.SYNONYMS[name][1]:
+                if word in tokenizer.index:
+                    kind[tokenizer.index[word]], value[tokenizer.index[word]] = k, v
+    return kind, value
+
+
+def named_objects(ids: torch.Tensor, scenes, tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
+    """For captions ``ids`` ``[N, L]`` of ``scenes`` (caption i of scene i): which object
+    (0 or 1) each token names, ``[N, L]`` long, -1 for tokens that name none; and each
+    token's kind ``[N, L]`` (1 colour word, 2 shape word, 0 other). A colour or shape word
+    names the scene's one object with that value; -1 when both objects share it."""
+    _validate.tensor("ids", ids, 2, floating=False)
+    if not isinstance(scenes, world.Scenes) or len(scenes) != len(ids):
+        got = f"{len(scenes)} scenes" if isinstance(scenes, world.Scenes) else type(scenes).__name__
+        raise ValueError(f"scenes: got {got}, expected a world.Scenes with one scene per caption ({len(ids)})")
+    kind_of, value_of = _word_table(tokenizer)
+    kind, value = kind_of[ids], value_of[ids]                                  # [N, L]
+    attrs = torch.stack([scenes.colour, scenes.shape], 1)                      # [N, 2 kinds, 2 objects]
+    per_kind = attrs[torch.arange(len(ids))[:, None], (kind - 1).clamp_min(0)]  # [N, L, 2]
+    same = per_kind == value[..., None]                                        # which objects have it
+    named = torch.where(same.sum(-1) == 1, same.long().argmax(-1), -1)
+    named = torch.where(kind > 0, named, -1)
+    return named, torch.where(named >= 0, kind, 0)
+
+
+def word_patch_similarity(image_tokens: torch.Tensor, text_tokens: torch.Tensor) -> torch.Tensor:
+    """Cosine of every word token with every patch token of its own image: ``image_tokens``
+    ``[N, P, d]`` and ``text_tokens`` ``[N, L, d]`` (caption i of image i) -> ``[N, L, P]``."""
+    _validate.tensor("image_tokens", image_tokens, 3)
+    _validate.tensor("text_tokens", text_tokens, 3)
+    _validate.same_rows("image_tokens", image_tokens, "text_tokens", text_tokens)
+    _validate.same_width("image_tokens", image_tokens, "text_tokens", text_tokens)
+    return F.normalize(text_tokens, dim=-1) @ F.normalize(image_tokens, dim=-1).transpose(1, 2)
+
+
+def pointing(sim: torch.Tensor, named: torch.Tensor, coverage: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Whether each word that names an object points at it: ``sim`` ``[N, L, P]``
+    (``word_patch_similarity``), ``named`` ``[N, L]`` (``named_objects``), ``coverage``
+    ``[N, 2, P]`` (``patch_coverage``). Returns, for the ``W`` tokens with ``named >= 0`` in
+    row-major order, ``hit`` ``[W]`` bool (its best patch holds more of the named object than
+    of the other) and ``chance`` ``[W]`` (the share of patches where that holds)."""
+    _validate.tensor("sim", sim, 3, finite=False)
+    _validate.tensor("named", named, 2, floating=False)
+    _validate.tensor("coverage", coverage, 3, finite=False)
+    if named.shape != sim.shape[:2] or coverage.shape != (sim.shape[0], 2, sim.shape[2]):
+        raise ValueError(f"sim, named, coverage: got shapes {tuple(sim.shape)}, {tuple(named.shape)}, "
+                         f"{tuple(coverage.shape)}, expected [N, L, P], [N, L] and [N, 2, P]")
+    rows, cols = torch.nonzero(named >= 0, as_tuple=True)
+    obj = named[rows, cols]
+    mine, other = coverage[rows, obj], coverage[rows, 1 - obj]                 # [W, P]
+    wins = mine > other
+    best = sim[rows, cols].argmax(-1)
+    return wins.gather(1, best[:, None]).squeeze(1), wins.float().mean(1)

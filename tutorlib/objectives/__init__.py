@@ -1,0 +1,4 @@
+"""What the models are trained to minimise: ``losses`` (CLIP, SigLIP, soft targets,
+CWCL), ``mixup`` (m²-mix on the sphere), ``structure`` (STRUCTURE's regulariser),
+``binding`` (the Gram volume, GRAM and ImageBind), ``finegrained`` (FILIP) and
+``distributed`` (the losses across processes)."""

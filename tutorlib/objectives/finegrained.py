@@ -1,0 +1,175 @@
+"""Fine-grained alignment (lesson 07): FILIP's token-wise late interaction (Yao et al., ICLR 2022).
+
+CLIP compares one vector per image with one per caption. FILIP compares every patch token
+with every word token and lets each token vote with its best match:
+
+    s^I_ij = 1/n1 sum_k max_r <x_ik, y_jr>        (image i -> text j: each patch finds its word)
+    s^T_ij = 1/n2 sum_r max_k <y_jr, x_ik>        (text j -> image i: each real word finds its patch)
+
+with L2-normalised tokens, the image's class token dropped and padding masked (n2 counts the
+caption's real tokens). s^I gives the image->text logits and s^T the text->image logits of the
+usual symmetric InfoNCE, with label smoothing 0.1 as in the MindSpore port.
+
+    x = image_tokens(model.image_tower, images)          # [N, P, d] projected patch tokens
+    y, mask = text_tokens(model.text_tower, ids)         # [M, L, d], [M, L] True = real token
+    s_i, s_t = token_similarity(x, y, mask)              # [N, M] each, image rows, text columns
+    loss = filip_loss(x, y, mask, logit_scale)           # x, y paired row by row (N = M)
+    x, y, mask = select_tokens(x, y, mask, keep=0.25)    # the paper's token dropping
+    s_i, s_t = paired_scores(x, y, mask)                 # [N] each: image i with caption i only
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..core import _validate
+from ..models.interface import PromptableImage, PromptableText, require
+from ..core.ops import check_mask
+
+
+def image_tokens(image_tower, images: torch.Tensor) -> torch.Tensor:
+    """The patch tokens of ``images`` ``[N, 3, H, W]`` in the joint space: the tower's token
+    outputs with the class token dropped, through the same projection as the pooled
+    embedding, ``[N, P, embed_dim]``."""
+    require("image_tower", image_tower, PromptableImage)
+    _, tokens = image_tower(images, return_tokens=True)
+    return image_tower.proj(tokens[:, 1:])
+
+
+def text_tokens(text_tower, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The token outputs of captions ``ids`` ``[M, L]`` in the joint space ``[M, L', embed_dim]``
+    and their mask ``[M, L']`` (True = a real token, ``<bos>`` and ``<eos>`` included); ``L'``
+    drops the columns that are padding in every row, as the tower does."""
+    require("text_tower", text_tower, PromptableText)
+    _, tokens = text_tower(ids, return_tokens=True)
+    return text_tower.proj(tokens), (ids != text_tower.pad_id)[:, :tokens.shape[1]]
+
+
+def _check_tokens(image_tokens, text_tokens, text_mask) -> None:
+    _validate.tensor("image_tokens", image_tokens, 3)
+    _validate.tensor("text_tokens", text_tokens, 3)
+    if image_tokens.shape[2] != text_tokens.shape[2]:
+        raise ValueError(f"image_tokens, text_tokens: got widths {image_tokens.shape[2]} and "
+                         f"{text_tokens.shape[2]}, expected the same joint width d")
+    if text_mask is None:
+        raise ValueError("text_mask: got None, expected a bool [M, L] tensor (True = real token)")
+    check_mask(text_mask, text_tokens.shape[:2])
+
+
+def token_similarity(image_tokens: torch.Tensor, text_tokens: torch.Tensor,
+                     text_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """FILIP's two late-interaction similarities of ``N`` images and ``M`` captions:
+    ``image_tokens`` ``[N, P, d]``, ``text_tokens`` ``[M, L, d]``, ``text_mask`` ``[M, L]``.
+
+    Returns ``(s_i, s_t)``, both ``[N, M]`` (row = image, column = caption): s_i averages over
+    the patches each patch's best real word, s_t averages over the real words each word's
+    best patch. Holds the ``[N, M, P, L]`` token-pair cosines at once: chunk the images
+    (``scores``) for a large N x M."""
+    _check_tokens(image_tokens, text_tokens, text_mask)
+    return _similarities(image_tokens, text_tokens, text_mask)
+
+
+def _similarities(image_tokens, text_tokens, text_mask) -> tuple[torch.Tensor, torch.Tensor]:
+    (N, P, d), (M, L, _) = image_tokens.shape, text_tokens.shape
+    x, y = F.normalize(image_tokens, dim=-1), F.normalize(text_tokens, dim=-1)
+    # padding slots hold a copy of the caption's first real token: a max over words is then
+    # blind to them without a masked copy of the [N, P, M, L] cosines (and the gradient the
+    # copy receives goes to the real token it copies)
+    first = text_mask.long().argmax(1)
+    y = torch.where(text_mask[..., None], y, y[torch.arange(M, device=y.device), first][:, None])
+    sim = (x.reshape(N * P, d) @ y.reshape(M * L, d).T).view(N, P, M, L)
+    s_i = sim.max(3).values.mean(1)                                        # best word per patch
+    best_patch = sim.max(1).values                                          # [N, M, L]
+    s_t = (best_patch * text_mask[None]).sum(2) / text_mask.sum(1).to(sim.dtype)[None]
+    return s_i, s_t
+
+
+def filip_loss(image_tokens: torch.Tensor, text_tokens: torch.Tensor, text_mask: torch.Tensor,
+               logit_scale, label_smoothing: float = 0.1) -> torch.Tensor:
+    """FILIP's contrastive loss on ``N`` paired images and captions (row i with row i):
+
+        L = 1/2 [ CE(s * S^I, I) + CE(s * (S^T)^T, I) ],   s = exp(logit_scale)
+
+    with ``S^I``, ``S^T`` from ``token_similarity`` and cross-entropies smoothed by
+    ``label_smoothing`` (the port's 0.1: the target is 0.9 on the pair plus 0.1 / N everywhere)."""
+    logit_scale = _validate.scalar("logit_scale", logit_scale)
+    if not 0.0 <= float(label_smoothing) < 1.0:
+        raise ValueError(f"label_smoothing: got {label_smoothing!r}, expected a number in [0, 1)")
+    _validate.same_rows("image_tokens", image_tokens, "text_tokens", text_tokens)
+    s_i, s_t = token_similarity(image_tokens, text_tokens, text_mask)
+    labels = torch.arange(len(s_i), device=s_i.device)
+    scale = logit_scale.exp()
+    return (F.cross_entropy(scale * s_i, labels, label_smoothing=label_smoothing)
+            + F.cross_entropy(scale * s_t.T, labels, label_smoothing=label_smoothing)) / 2
+
+
+@torch.no_grad()
+def _top_tokens(tokens: torch.Tensor, others: torch.Tensor, others_mask, k: int,
+                mask=None) -> torch.Tensor:
+    """Indices ``[B, k]`` of each row's ``k`` tokens with the highest cosine to any real token
+    of ``others`` ``[M, L, d]`` (padding of ``tokens`` itself ranks last)."""
+    x, o = F.normalize(tokens, dim=-1), F.normalize(others, dim=-1)
+    sim = torch.einsum("bpd,mld->bpml", x, o)
+    if others_mask is not None:
+        sim = sim.masked_fill(~others_mask[None, None], float("-inf"))
+    best = sim.flatten(2).amax(2)                                           # [B, P]
+    if mask is not None:
+        best = best.masked_fill(~mask, float("-inf"))
+    return best.topk(k, dim=1).indices
+
+
+def select_tokens(image_tokens: torch.Tensor, text_tokens: torch.Tensor, text_mask: torch.Tensor,
+                  keep: float = 0.25) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """FILIP's token dropping (Sec. 3.1.2): keep the ``keep`` fraction of each image's patch
+    tokens, and of each caption's token slots, whose best cosine to any token of the other
+    modality in the batch is highest. Indices are chosen without gradient; the kept tokens
+    carry it. Returns ``(image_tokens [N, k_i, d], text_tokens [M, k_t, d], text_mask [M, k_t])``
+    with ``k = max(1, int(keep * n))``; a caption with fewer real tokens than ``k_t`` keeps
+    them all and some padding (still masked)."""
+    _check_tokens(image_tokens, text_tokens, text_mask)
+    if not 0.0 < float(keep) <= 1.0:
+        raise ValueError(f"keep: got {keep!r}, expected a fraction in (0, 1]")
+    k_i = max(1, int(keep * image_tokens.shape[1]))
+    k_t = max(1, int(keep * text_tokens.shape[1]))
+    i_idx = _top_tokens(image_tokens, text_tokens, text_mask, k_i)
+    t_idx = _top_tokens(text_tokens, image_tokens, None, k_t, mask=text_mask)
+    take = lambda t, idx: t.gather(1, idx[..., None].expand(-1, -1, t.shape[2]))  # noqa: E731
+    return take(image_tokens, i_idx), take(text_tokens, t_idx), text_mask.gather(1, t_idx)
+
+
+def scores(image_tokens: torch.Tensor, text_tokens: torch.Tensor, text_mask: torch.Tensor,
+           chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """``token_similarity`` for many images, ``chunk`` images at a time (memory
+    ``chunk x M x P x L`` instead of ``N x M x P x L``): ``(s_i, s_t)``, both ``[N, M]``."""
+    _validate.positive_int("chunk", chunk)
+    _check_tokens(image_tokens, text_tokens, text_mask)
+    parts = [token_similarity(image_tokens[lo:lo + chunk], text_tokens, text_mask)
+             for lo in range(0, len(image_tokens), chunk)]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
+def paired_scores(image_tokens: torch.Tensor, text_tokens: torch.Tensor,
+                  text_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The diagonal of ``token_similarity``, image i with caption i only, without the rest:
+    ``(s_i, s_t)``, both ``[N]``, for ``[N, P, d]``, ``[N, L, d]`` and ``[N, L]``. The score a
+    binding test compares between a true and a swapped caption."""
+    _check_tokens(image_tokens, text_tokens, text_mask)
+    _validate.same_rows("image_tokens", image_tokens, "text_tokens", text_tokens)
+    x, y = F.normalize(image_tokens, dim=-1), F.normalize(text_tokens, dim=-1)
+    sim = x @ y.transpose(1, 2)                                             # [N, P, L]
+    s_i = sim.masked_fill(~text_mask[:, None], float("-inf")).max(2).values.mean(1)
+    s_t = (sim.max(1).values * text_mask).sum(1) / text_mask.sum(1).to(sim.dtype)
+    return s_i, s_t
+
+
+def encode(model, images: torch.Tensor, ids: torch.Tensor) -> dict:
+    """One pass of each tower of a mini-CLIP-shaped ``model``: the pooled embeddings ``image``
+    ``[N, d]`` and ``text`` ``[M, d]`` (what ``encode_image`` / ``encode_text`` return), the
+    patch tokens ``x`` ``[N, P, d]``, the caption tokens ``y`` ``[M, L, d]`` and their ``mask``."""
+    it, tt = getattr(model, "image_tower", None), getattr(model, "text_tower", None)
+    require("model.image_tower", it, PromptableImage)
+    require("model.text_tower", tt, PromptableText)
+    image, x = it(images, return_tokens=True)
+    text, y = tt(ids, return_tokens=True)
+    return {"image": image, "text": text, "x": it.proj(x[:, 1:]), "y": tt.proj(y),
+            "mask": (ids != tt.pad_id)[:, :y.shape[1]]}
