@@ -152,3 +152,24 @@ def lab(tmp_path):
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
         log.close()
+
+
+@pytest.fixture
+def quick_profile(monkeypatch):
+    """Set the quick profile's settings for one test: ``quick_profile(hop=32, ...)``."""
+    from tutorlib.core import profiles
+    monkeypatch.setenv("TUTORLIB_PROFILE", "quick")
+
+    def use(**changes):
+        monkeypatch.setitem(profiles.PROFILES, "quick", profiles.QUICK.replace(**changes))
+    return use
+
+
+@pytest.fixture
+def training_synonyms():
+    """Every synonym the training captions may use (held-out captions must use none)."""
+    from tutorlib import world
+    words = set()
+    for train, _ in world.SYNONYMS.values():
+        words.update(train)
+    return words - {"left", "right"}                 # these are their own paraphrases
