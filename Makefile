@@ -18,7 +18,7 @@ install: $(VENV)/.installed     ## install tutorlib (editable) and the test tool
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[test]"
-	$(BIN)/python scripts/lab_settings.py
+	$(BIN)/python -m scripts.lab_settings
 	touch $@
 
 # nbgrader (its JupyterLab menus are for instructors): for make assignments and make test only
@@ -50,22 +50,22 @@ notebooks: install              ## notebooks only, each cell run once (the quick
 	$(OFFLINE) $(QUIET) TUTORLIB_PROFILE=quick MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider $(NBVAL) notebooks
 
 bench: install                  ## wall time and peak memory of every notebook, render and training throughput
-	$(OFFLINE) $(BIN)/python scripts/benchmark.py
+	$(OFFLINE) $(BIN)/python -m scripts.benchmark
 
 bench-cold: install             ## every notebook from an empty cache, as on a fresh Colab or Binder session
-	$(OFFLINE) $(BIN)/python scripts/benchmark.py --cold --no-throughput
+	$(OFFLINE) $(BIN)/python -m scripts.benchmark --cold --no-throughput
 
 clean-notebooks:                ## strip outputs and execution counts from every notebook
-	$(BIN)/python scripts/clean_notebooks.py notebooks/*.ipynb
+	$(BIN)/python -m scripts.clean_notebooks notebooks/*.ipynb
 
 student: install                ## student copies of every notebook in student/ (solutions replaced by stubs)
-	$(BIN)/python scripts/student_copies.py
+	$(BIN)/python -m scripts.student_copies
 
 assignments: install grade-tools ## the lessons as nbgrader assignments in grading/release/ (the same stubs as make student)
-	$(BIN)/python scripts/assignments.py release
+	$(BIN)/python -m scripts.assignments release
 
 # every notebook executed (quick profile, seed 0) and rendered with the guides: 13 minutes on 2 cores
 # with warm caches, two notebooks at once (each torch on one thread, as in make test)
 SITE_JOBS ?= 2
 site: install                   ## the executed course as static HTML in site/, and each lesson's figures as PNG files
-	$(OFFLINE) $(QUIET) OMP_NUM_THREADS=$(if $(filter 1,$(SITE_JOBS)),2,1) $(BIN)/python scripts/build_site.py --jobs $(SITE_JOBS)
+	$(OFFLINE) $(QUIET) OMP_NUM_THREADS=$(if $(filter 1,$(SITE_JOBS)),2,1) $(BIN)/python -m scripts.build_site --jobs $(SITE_JOBS)

@@ -11,8 +11,8 @@ from pathlib import Path
 from nbgrader.converters import GenerateAssignment
 from nbgrader.preprocessors import ClearSolutions
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-import student_copies  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))    # nbgrader runs from grading/
+from scripts import student_copies  # noqa: E402
 
 
 class HintedStubs(ClearSolutions):

@@ -1,7 +1,7 @@
 """The course as nbgrader assignments: one per lesson with exercises.
 
-    python scripts/assignments.py mark [NB...]     # (re)write the nbgrader cell metadata in notebooks/
-    python scripts/assignments.py release [--course DIR] [lesson01 | notebooks/01_....ipynb ...]
+    python -m scripts.assignments mark [NB...]     # (re)write the nbgrader cell metadata in notebooks/
+    python -m scripts.assignments release [--course DIR] [lesson01 | notebooks/01_....ipynb ...]
                                                    # nbgrader generate_assignment, into grading/release/
 
 ``mark`` is for whoever writes an exercise. Each code cell with a ``### BEGIN SOLUTION`` block
@@ -27,9 +27,14 @@ from pathlib import Path
 
 import nbformat
 
+try:
+    from scripts import notebook_io
+    from scripts.student_copies import BEGIN, END, HEADING
+except ImportError:                     # run as a file (python -m scripts.assignments)
+    import notebook_io
+    from student_copies import BEGIN, END, HEADING
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-from student_copies import BEGIN, END, _HEADING  # noqa: E402
 
 POINTS = 1
 _DEF = re.compile(r"^def (\w+)\(", re.M)
@@ -73,7 +78,7 @@ def mark(nb):
             if test is None or BEGIN in test.source:
                 raise ValueError(f"cell {k}: the solution `{names[0]}` has no check in a code cell after it")
             test.metadata["nbgrader"] = _nbgrader(f"{names[0]}_check", grade=True, locked=True)
-        elif cell.cell_type == "markdown" and _HEADING.search(cell.source):
+        elif cell.cell_type == "markdown" and HEADING.search(cell.source):
             cell.metadata["nbgrader"] = _nbgrader(f"exercise_text_{k}", locked=True)
         k += 1
     return nb
@@ -140,9 +145,8 @@ def main(argv=None) -> int:
         ap.error(str(e))
     if args.what == "mark":
         for path in notebooks:
-            before = path.read_text(encoding="utf-8")
-            nbformat.write(mark(nbformat.reads(before, as_version=4)), path)
-            print(("marked " if path.read_text(encoding="utf-8") != before else "unchanged ") + str(path))
+            changed = notebook_io.write(mark(notebook_io.read(path)), path)
+            print(("marked " if changed else "unchanged ") + str(path))
     else:
         for path in release(Path(args.course), notebooks):
             print(f"wrote {path}")

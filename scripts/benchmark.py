@@ -1,10 +1,10 @@
 """Benchmarks (not tests): every notebook's wall time and peak memory, the world's
 render throughput on one CPU core, and a mini-CLIP training step at batch 256.
 
-    python scripts/benchmark.py                 # everything
-    python scripts/benchmark.py --only 00 01    # some notebooks
-    python scripts/benchmark.py --no-notebooks  # throughput only
-    python scripts/benchmark.py --cold          # each notebook from an empty cache (a fresh Colab or Binder session)
+    python -m scripts.benchmark                 # everything
+    python -m scripts.benchmark --only 00 01    # some notebooks
+    python -m scripts.benchmark --no-notebooks  # throughput only
+    python -m scripts.benchmark --cold          # each notebook from an empty cache (a fresh Colab or Binder session)
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """The executed course as a static HTML site, readable without running anything (`make site`).
 
-    python scripts/build_site.py                       # every notebook, into site/
-    python scripts/build_site.py --jobs 2 notebooks/00_the_world.ipynb --out /tmp/site
-    python scripts/build_site.py --reuse               # render again from site/executed/
+    python -m scripts.build_site                       # every notebook, into site/
+    python -m scripts.build_site --jobs 2 notebooks/00_the_world.ipynb --out /tmp/site
+    python -m scripts.build_site --reuse               # render again from site/executed/
 
 Each notebook is executed in a fresh kernel in the ``quick`` profile with seed 0 (nbclient),
 then rendered by nbconvert's HTML exporter (Jupyter's own converter: pure Python, offline, no
@@ -31,6 +31,12 @@ from pathlib import Path
 
 import nbformat
 
+try:
+    from scripts import notebook_io, set_repository
+except ImportError:                     # run as a file (python -m scripts.build_site)
+    import notebook_io
+    import set_repository
+
 ROOT = Path(__file__).resolve().parent.parent
 WIDGET_VIEW, WIDGET_STATE = "application/vnd.jupyter.widget-view+json", "application/vnd.jupyter.widget-state+json"
 SETUP = "%config InlineBackend.figure_formats = ['retina']"       # crisp on screen, 2x pixels for slides
@@ -54,7 +60,7 @@ def execute(path: Path, seed: int = 0, timeout: int = 900):
     """``path`` run top to bottom in a fresh kernel (``quick`` profile, ``seed``), widget
     states kept; returns the executed notebook."""
     from nbclient import NotebookClient
-    nb = nbformat.read(path, as_version=4)
+    nb = notebook_io.read(path)
     nb.cells.insert(0, nbformat.v4.new_code_cell(SETUP))
     env = dict(os.environ, TUTORLIB_PROFILE="quick", TUTORLIB_SEED=str(seed),
                MPLBACKEND="module://matplotlib_inline.backend_inline")      # figures, whatever the shell says
@@ -153,7 +159,7 @@ def _page_of(path: Path) -> Path | None:
     return None
 
 
-def _links(html_text: str, source: Path, page: Path) -> str:
+def links(html_text: str, source: Path, page: Path) -> str:
     """Each relative link in the page made from ``source`` (at ``page`` in the site) points at
     its target's page, or at the file in the repository where the site has no page for it."""
     def fix(m):
@@ -172,9 +178,7 @@ def _links(html_text: str, source: Path, page: Path) -> str:
 
 @functools.lru_cache(maxsize=None)                      # read once, not once per link
 def _repository() -> str:
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from set_repository import repository
-    return repository()
+    return set_repository.repository()
 
 
 def _captions(nb) -> list[str]:
@@ -206,7 +210,7 @@ def render_notebook(nb, target: Path, source: Path, out: Path) -> None:
            f'{target.stem}.html">the instructor\'s guide</a> · <a href="../figures/index.html">figures for slides</a></nav>')
     soup.body.insert(0, BeautifulSoup(nav, features="html.parser"))
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(_links(str(soup), source, target.relative_to(out)), encoding="utf-8")
+    target.write_text(links(str(soup), source, target.relative_to(out)), encoding="utf-8")
 
 
 def render_markdown(source: Path, out: Path) -> Path:
@@ -220,7 +224,7 @@ def render_markdown(source: Path, out: Path) -> Path:
     notebooks = os.path.relpath("notebooks", page.parent).replace(os.sep, "/")
     body = re.sub(r"(?<!<a href=\")<code>notebooks/([\w.-]+)\.ipynb</code>",
                   lambda m: f'<a href="{notebooks}/{m.group(1)}.html"><code>notebooks/{m.group(1)}.ipynb</code></a>',
-                  _links(markdown2html_mistune(text), source, page))
+                  links(markdown2html_mistune(text), source, page))
     target.parent.mkdir(parents=True, exist_ok=True)
     home = os.path.relpath("index.html", page.parent).replace(os.sep, "/")
     target.write_text(_page(title, home, body), encoding="utf-8")
@@ -280,7 +284,7 @@ def build(notebooks, out: Path, jobs: int = 1, reuse: bool = False, progress=pri
                 progress(f"executed {path.name} ({k + 1}/{len(todo)}, {time.perf_counter() - start:.0f} s so far)")
     result = {"pages": render_pages(out), "figures": {}, "widgets": {}}
     for path in notebooks:
-        nb = nbformat.read(executed / path.name, as_version=4)
+        nb = notebook_io.read(executed / path.name)
         result["widgets"][path.name] = static_widgets(nb)
         result["figures"][path.name] = export_figures(nb, out / "figures" / path.stem)
         render_notebook(nb, out / "notebooks" / f"{path.stem}.html", ROOT / "notebooks" / path.name, out)
@@ -291,10 +295,7 @@ def build(notebooks, out: Path, jobs: int = 1, reuse: bool = False, progress=pri
 
 def _execute_to(path: Path, kept: Path) -> Path:
     """Execute ``path`` and write the executed notebook to ``kept`` (atomically)."""
-    nb = execute(path)
-    tmp = kept.with_suffix(".tmp")
-    nbformat.write(nb, tmp)
-    tmp.replace(kept)
+    notebook_io.write(execute(path), kept)
     return path
 
 

@@ -2,8 +2,8 @@
 launch (JupyterLab 4 asks whether to fetch news from jupyter.org, which a class does not need
 and an offline machine cannot answer).
 
-    python scripts/lab_settings.py            # into this Python's prefix (a venv, Binder's env)
-    python scripts/lab_settings.py --prefix P
+    python -m scripts.lab_settings            # into this Python's prefix (a venv, Binder's env)
+    python -m scripts.lab_settings --prefix P
 
 Writes ``P/share/jupyter/lab/settings/overrides.json``, keeping any other overrides there.
 """

@@ -6,9 +6,9 @@ their asserts, and the time of each cell is printed. Where ``IPython`` or ``ipyw
 is missing, small stand-ins are used: ``display`` prints, and ``widgets.interact`` calls
 the function once with each slider's starting value.
 
-    python scripts/run_cells.py notebooks/02_hard_negatives_mixup.ipynb
-    TUTORLIB_PROFILE=full python scripts/run_cells.py notebooks/0*.ipynb
-    python scripts/run_cells.py --keep-going notebooks/01_contrastive_alignment.ipynb
+    python -m scripts.run_cells notebooks/02_hard_negatives_mixup.ipynb
+    TUTORLIB_PROFILE=full python -m scripts.run_cells notebooks/0*.ipynb
+    python -m scripts.run_cells --keep-going notebooks/01_contrastive_alignment.ipynb
 
 ``--keep-going`` reports a failed ``assert`` and goes on to the next cell (the rest of
 that cell is skipped), so that a sweep over seeds logs every claim's numbers; the exit
@@ -16,11 +16,15 @@ status is then 1 if any assert failed.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 import types
+
+try:
+    from scripts import notebook_io
+except ImportError:                     # run as a file (python -m scripts.run_cells): its folder is on the path
+    import notebook_io
 
 
 def _stub_ipython():
@@ -62,10 +66,7 @@ def _stub_ipython():
 
 
 def run(path: str, keep_going: bool = False) -> tuple[float, int]:
-    with open(path) as f:
-        nb = json.load(f)
-    cells = [("".join(c["source"]) if isinstance(c["source"], list) else c["source"])
-             for c in nb["cells"] if c["cell_type"] == "code"]
+    cells = notebook_io.code_sources(notebook_io.read(path))
     here = os.getcwd()
     os.chdir(os.path.dirname(os.path.abspath(path)))
     namespace = {"__name__": "__main__"}
@@ -95,7 +96,7 @@ if __name__ == "__main__":
     keep_going = "--keep-going" in args
     paths = [a for a in args if a != "--keep-going"]
     if not paths:
-        sys.exit("usage: python scripts/run_cells.py [--keep-going] NOTEBOOK.ipynb [...]")
+        sys.exit("usage: python -m scripts.run_cells [--keep-going] NOTEBOOK.ipynb [...]")
     os.environ.setdefault("MPLBACKEND", "Agg")
     _stub_ipython()
     try:                                 # tables print whole in a log, not folded at 80 columns

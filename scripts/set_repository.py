@@ -1,7 +1,7 @@
 """Write the repository's address (from pyproject.toml) into every notebook.
 
-    python scripts/set_repository.py          # rewrite the Colab set-up cells and badges
-    python scripts/set_repository.py --check  # exit 1 if any notebook disagrees
+    python -m scripts.set_repository          # rewrite the Colab set-up cells and badges
+    python -m scripts.set_repository --check  # exit 1 if any notebook disagrees
 
 ``[project.urls] Repository`` in ``pyproject.toml`` is the one place that holds the
 address. Each notebook's first code cell (the Colab set-up cell, which installs the
@@ -13,6 +13,11 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
+
+try:
+    from scripts import notebook_io
+except ImportError:                     # run as a file (python -m scripts.set_repository): its folder is on the path
+    import notebook_io
 
 ROOT = Path(__file__).resolve().parent.parent
 SETUP = ('# Setup: on Colab this installs the course library; anywhere else it does nothing.\n'
@@ -60,20 +65,19 @@ def updated(nb, name: str, repo: str):
 
 
 def main(argv=None) -> int:
-    import nbformat
     check = "--check" in (argv if argv is not None else sys.argv[1:])
     repo, stale = repository(), []
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
-        nb = nbformat.read(path, as_version=4)
+        nb = notebook_io.read(path)
         before = [c.source for c in nb.cells]
         nb = updated(nb, path.name, repo)
         if [c.source for c in nb.cells] != before:
             stale.append(path.name)
             if not check:
-                nbformat.write(nb, path)
+                notebook_io.write(nb, path)
     if check and stale:
         print(f"notebooks whose set-up cell or badges do not use {repo}: {stale}; "
-              "run python scripts/set_repository.py")
+              "run python -m scripts.set_repository")
         return 1
     print(f"{'checked' if check else 'wrote'} the address {repo} in every notebook"
           + (f" (updated {stale})" if stale and not check else ""))

@@ -1,7 +1,7 @@
 """Write the student copies of the notebooks: every solution replaced by a stub.
 
-    python scripts/student_copies.py                # notebooks/*.ipynb -> student/
-    python scripts/student_copies.py --out DIR NB... # some notebooks, elsewhere
+    python -m scripts.student_copies                 # notebooks/*.ipynb -> student/
+    python -m scripts.student_copies --out DIR NB... # some notebooks, elsewhere
 
 In each code cell, the lines from ``### BEGIN SOLUTION`` to ``### END SOLUTION`` become
 ``raise NotImplementedError(<the exercise's hint>)`` at the same indentation; everything
@@ -18,9 +18,14 @@ import re
 import sys
 from pathlib import Path
 
+try:
+    from scripts import notebook_io
+except ImportError:                     # run as a file (python -m scripts.student_copies): its folder is on the path
+    import notebook_io
+
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
-_HEADING = re.compile(r"^#+\s*(Exercise\s+\d+[^\n]*)$", re.M)
+HEADING = re.compile(r"^#+\s*(Exercise\s+\d+[^\n]*)$", re.M)
 
 
 def _plain(text: str) -> str:
@@ -41,7 +46,7 @@ def _sentences(text: str, n: int = 2) -> str:
 def hint_of(markdown: str) -> str:
     """The exercise's title and hint from the markdown cell that introduces it: its
     first sentences after the heading, and its "Hint:" sentence."""
-    heads = list(_HEADING.finditer(markdown))
+    heads = list(HEADING.finditer(markdown))
     if not heads:
         return "write this exercise (see the text above)"
     head = heads[-1]
@@ -77,10 +82,6 @@ def stub_cell(source: str, hint: str) -> str:
     return "\n".join(out)
 
 
-def _source(cell) -> str:
-    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-
-
 _BADGE_LINE = re.compile(r"^\[!\[(Open in Colab|Binder)\].*\n?", re.M)
 STUDENT_NOTE = ("*Your copy of the lesson: open it from where your course hands it out (the course "
                 "repository's Colab and Binder badges open the instructor's version).*\n")
@@ -99,8 +100,8 @@ def hints(cells) -> dict[int, str]:
     before it that opens an exercise (one heading, one exercise)."""
     found, markdown = {}, ""
     for k, cell in enumerate(cells):
-        src = _source(cell)
-        if cell["cell_type"] == "markdown" and _HEADING.search(src):
+        src = notebook_io.source(cell)
+        if cell["cell_type"] == "markdown" and HEADING.search(src):
             markdown = src
         elif cell["cell_type"] == "code" and BEGIN in src:
             found[k], markdown = hint_of(markdown), ""
@@ -114,9 +115,9 @@ def student_notebook(nb: dict) -> dict:
     stubs = hints(nb["cells"])
     for k, cell in enumerate(nb["cells"]):
         if cell["cell_type"] == "markdown":
-            cell["source"] = student_markdown(_source(cell))
+            cell["source"] = student_markdown(notebook_io.source(cell))
         if cell["cell_type"] == "code":
-            src = _source(cell)
+            src = notebook_io.source(cell)
             cell["source"] = stub_cell(src, stubs[k]) if k in stubs else src
             cell["outputs"], cell["execution_count"] = [], None
     return nb
@@ -130,13 +131,8 @@ def write_copies(notebooks, out: Path) -> list[Path]:
         path = Path(path)
         if path.suffix != ".ipynb" or not path.is_file():
             raise ValueError(f"notebooks: got {str(path)!r}, expected an existing .ipynb file")
-        nb = student_notebook(json.loads(path.read_text(encoding="utf-8")))
         target = out / path.name
-        text = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
-        if not target.exists() or target.read_text(encoding="utf-8") != text:
-            tmp = target.with_suffix(".ipynb.tmp")
-            tmp.write_text(text, encoding="utf-8")
-            tmp.replace(target)
+        notebook_io.write(student_notebook(notebook_io.read(path)), target)
         written.append(target)
     return written
 

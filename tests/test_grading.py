@@ -4,7 +4,6 @@ raises at the first exercise, and autograding the instructor version gives full 
 The autograded lesson is also this suite's determinism check: nbgrader runs it in a fresh
 kernel, and a second fresh kernel must print the same numbers (timings aside).
 """
-import importlib.util
 import json
 import os
 import re
@@ -22,24 +21,17 @@ NOTEBOOKS = ROOT / "notebooks"
 GRADED = "06_binding_many_modalities.ipynb"     # three exercises, five trainings in a minute
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-assignments, student_copies = _load("assignments"), _load("student_copies")
+from scripts import assignments, notebook_io, student_copies  # noqa: E402
 
 
 def code_sources(nb) -> list[str]:
-    return [student_copies._source(c) for c in nb["cells"] if c["cell_type"] == "code"]
+    return [notebook_io.source(c) for c in nb["cells"] if c["cell_type"] == "code"]
 
 
 @pytest.mark.parametrize("path", assignments.lessons_with_exercises(), ids=lambda p: p.name)
 def test_notebook_is_marked_for_nbgrader(path):
     nb = nbformat.read(path, as_version=4)
-    assert assignments.mark(nb) == nb, f"run `python scripts/assignments.py mark {path.relative_to(ROOT)}`"
+    assert assignments.mark(nb) == nb, f"run `python -m scripts.assignments mark {path.relative_to(ROOT)}`"
     kinds = [c.metadata["nbgrader"] for c in nb.cells if "nbgrader" in c.metadata]
     solutions = [m for m in kinds if m["solution"]]
     tests = [m for m in kinds if m["grade"]]
@@ -97,7 +89,7 @@ def test_nbgrader_writes_the_stubs_make_student_writes(course):
     name = GRADED
     released = json.loads((course / "release" / assignments.assignment_id(name) / name).read_text())
     student = student_copies.student_notebook(json.loads((NOTEBOOKS / name).read_text()))
-    source = student_copies._source
+    source = notebook_io.source
     assert [source(c) for c in released["cells"]] == [source(c) for c in student["cells"]]
     assert "colab-badge" not in json.dumps(released) and student_copies.STUDENT_NOTE in source(released["cells"][0])
     locked = [c for c in released["cells"] if c["metadata"].get("nbgrader", {}).get("locked")]

@@ -1,10 +1,8 @@
 """The JupyterLab settings the course installs: no news pop-up, other overrides kept."""
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-import lab_settings  # noqa: E402
+from scripts import lab_settings
 
 
 def test_overrides_turn_news_off_and_keep_what_was_there(tmp_path):
@@ -21,5 +19,5 @@ def test_overrides_turn_news_off_and_keep_what_was_there(tmp_path):
 
 def test_make_install_and_binder_install_them():
     root = Path(__file__).resolve().parent.parent
-    assert "scripts/lab_settings.py" in (root / "Makefile").read_text()
-    assert "scripts/lab_settings.py" in (root / "binder" / "postBuild").read_text()
+    assert "scripts.lab_settings" in (root / "Makefile").read_text()
+    assert "scripts.lab_settings" in (root / "binder" / "postBuild").read_text()

@@ -1,6 +1,5 @@
 """`make site` (scripts/build_site.py): the executed course as static HTML, its figures as files."""
 import base64
-import importlib.util
 import re
 from pathlib import Path
 
@@ -8,16 +7,14 @@ import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-spec = importlib.util.spec_from_file_location("build_site", ROOT / "scripts" / "build_site.py")
-build_site = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(build_site)
+from scripts import build_site, set_repository  # noqa: E402
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def test_make_site_builds_every_notebook():
     import subprocess
     recipe = subprocess.run(["make", "-n", "-s", "site"], cwd=ROOT, capture_output=True, text=True).stdout
-    assert "scripts/build_site.py" in recipe and ".ipynb" not in recipe     # no list: every notebook
+    assert "scripts.build_site" in recipe and ".ipynb" not in recipe     # no list: every notebook
 
 
 def _tqdm_and_explorer_state():
@@ -55,12 +52,12 @@ def test_widgets_become_what_they_showed(tmp_path):
 
 def test_links_point_at_pages_or_at_the_repository():
     guide = build_site.ROOT / "lessons" / "01_contrastive_alignment.md"
-    out = build_site._links('<a href="../notebooks/01_contrastive_alignment.ipynb">n</a> '
+    out = build_site.links('<a href="../notebooks/01_contrastive_alignment.ipynb">n</a> '
                             '<a href="quizzes/01_contrastive_alignment.md#q2">q</a> '
                             '<a href="../README.md">home</a> <a href="../LICENSE">licence</a> '
                             '<a href="https://example.org/a.md">web</a> <a href="#top">top</a>',
                             guide, Path("lessons/01_contrastive_alignment.html"))
-    repo = build_site._repository()
+    repo = set_repository.repository()
     assert out == ('<a href="../notebooks/01_contrastive_alignment.html">n</a> '
                    '<a href="quizzes/01_contrastive_alignment.html#q2">q</a> '
                    '<a href="../index.html">home</a> <a href="' + repo + '/blob/main/LICENSE">licence</a> '

@@ -1,6 +1,5 @@
 """scripts/student_copies.py: student versions of the notebooks, solutions replaced by stubs."""
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -14,9 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 WITH_EXERCISES = [p for p in NOTEBOOKS if "### BEGIN SOLUTION" in p.read_text()]
 
-spec = importlib.util.spec_from_file_location("student_copies", ROOT / "scripts" / "student_copies.py")
-student_copies = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(student_copies)
+from scripts import student_copies  # noqa: E402
 
 
 def code_cells(nb):

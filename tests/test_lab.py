@@ -11,9 +11,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
-sys.path.insert(0, str(ROOT / "scripts"))
-import set_repository  # noqa: E402
 from conftest import get  # noqa: E402
+from scripts import set_repository  # noqa: E402
 
 
 @pytest.mark.slow
@@ -34,7 +33,7 @@ def test_jupyterlab_from_make_lab_serves_every_notebook(lab):
 
 def test_repository_address_lives_in_one_place():
     repo = set_repository.repository()
-    assert set_repository.main(["--check"]) == 0, "run python scripts/set_repository.py"
+    assert set_repository.main(["--check"]) == 0, "run python -m scripts.set_repository"
     import nbformat
     for name in NOTEBOOKS:
         nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
