@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import tutorlib
-from tutorlib.core import runtime
+from tutorlib.core import profiles, runtime
 
 
 @pytest.mark.parametrize("value, want", [("quick", "quick"), ("full", "full"),
@@ -85,7 +85,7 @@ def test_lazy_floors():
     assert losses.__name__ == "tutorlib.objectives.losses"
     with pytest.raises(AttributeError):
         tutorlib.not_a_module
-    assert runtime.PROFILES == ("quick", "full")
+    assert runtime.PROFILES is profiles.PROFILES and tuple(runtime.PROFILES) == ("quick", "full")
 
 
 class _FakeGPU:

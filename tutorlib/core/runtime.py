@@ -8,9 +8,7 @@ import sys
 import numpy as np
 import torch
 
-from .profiles import PROFILES as _SETTINGS
-
-PROFILES = tuple(_SETTINGS)          # "quick", "full": the names of tutorlib.core.profiles.PROFILES
+from .profiles import PROFILES          # {"quick": QUICK, "full": FULL}: one name for one thing
 
 
 def device() -> torch.device:
@@ -59,7 +57,7 @@ def profile() -> str:
     if forced:
         if forced not in PROFILES:
             raise ValueError(
-                f"TUTORLIB_PROFILE: got {forced!r}, expected one of {PROFILES}")
+                f"TUTORLIB_PROFILE: got {forced!r}, expected one of {tuple(PROFILES)}")
         return forced
     dev = device()
     name, why = _auto_profile(dev)
@@ -74,7 +72,7 @@ def profile() -> str:
 def settings():
     """The current profile's shared settings, a frozen ``tutorlib.core.profiles.Profile``:
     ``settings().image_size`` is 32 in ``quick`` and 64 in ``full``."""
-    return _SETTINGS[profile()]
+    return PROFILES[profile()]
 
 
 def pick(quick, full):

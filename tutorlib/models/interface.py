@@ -3,10 +3,12 @@
 CoOp's context vectors and OTI's pseudo-words (``prompts``, ``inversion``) are fed to a
 text tower as token embeddings; visual prompts and OVI's pseudo-patches go into an
 image tower as patch embeddings; ``pretrained.finetune`` runs the frozen early blocks
-once and trains the last ones; FILIP (``finegrained``, lesson 07) reads every token's
-output (``return_tokens=True``) and projects it with ``proj``. A new tower (or an adapter around a Hugging Face CLIP)
-works with those lessons when it has these attributes. ``TextTower`` and
-``ImageTower`` satisfy them; ``isinstance(tower, PromptableText)`` checks the names.
+once and trains the last ones; RESTORE's per-block text shift (``restore``) adds the
+positions to a prompt's embeddings itself; FILIP (``finegrained``, lesson 07) reads every
+token's output (``return_tokens=True``) and projects it with ``proj``. A tower works with
+those lessons when it has these attributes: ``TextTower`` and ``ImageTower`` have them, and
+so does ``models.hf_clip``'s adapter around a Hugging Face CLIP.
+``isinstance(tower, PromptableText)`` checks the names.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ class PromptableText(Protocol):
     context_length: int             # longest sequence, in tokens
     pad_id: int                     # the padding token's id
     token_embedding: nn.Embedding   # ids -> [N, L, width]
+    positional_embedding: torch.Tensor  # [context_length, width], added to the token embeddings
     encoder: nn.Module              # has .blocks (a ModuleList), .ln; run as encoder(x, pad_mask, start, stop)
     proj: nn.Module                 # pooled [N, width] -> [N, embed_dim]
 

@@ -1,6 +1,7 @@
 """One training loop for the whole course, with a progress bar.
 
     history = fit(loss_fn, params, batches, steps=600, lr=1e-3)
+    out, value = step(optimizer, loss_fn, batch)     # one update, for a loop of your own
 
 ``loss_fn(batch)`` returns a scalar loss, or a dict with ``"loss"`` and any other
 scalars to log. ``batches`` is a callable ``batches(step) -> batch`` or an iterable
@@ -75,6 +76,20 @@ def _scalar_loss(out, step: int) -> tuple[torch.Tensor, float]:
     return loss, value
 
 
+def step(optimizer: torch.optim.Optimizer, loss_fn, batch, after_step=None, index: int = 0):
+    """One update, the body of every training loop in the course: ``out = loss_fn(batch)``
+    (a scalar loss, or a dict with ``"loss"``), the loss checked for NaN or inf, its backward
+    pass, ``optimizer.step()``, then ``after_step(index)``. Returns ``(out, loss value)``."""
+    out = loss_fn(batch)
+    loss, value = _scalar_loss(out, index)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    if after_step is not None:
+        after_step(index)
+    return out, value
+
+
 def fit(loss_fn, params, batches, *, steps: int, lr: float = 1e-3, weight_decay: float = 0.0,
         warmup: int = 0, optimizer: torch.optim.Optimizer | None = None, after_step=None,
         log_every: int = 10, desc: str = "training", progress: bool = True) -> dict[str, list]:
@@ -101,23 +116,17 @@ def fit(loss_fn, params, batches, *, steps: int, lr: float = 1e-3, weight_decay:
     history: dict[str, list] = {"loss": [], "lr": [], "time": []}
     stream, start = _cycle(batches), time.perf_counter()
     bar = tqdm(range(steps), desc=desc, disable=not progress or _rank() != 0, leave=True)
-    for step in bar:
+    for i in bar:
         for group, lr0 in zip(optimizer.param_groups, base):
-            group["lr"] = lr0 * lr_factor(step, steps, warmup)
-        out = loss_fn(next(stream))
-        loss, value = _scalar_loss(out, step)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if after_step is not None:
-            after_step(step)
+            group["lr"] = lr0 * lr_factor(i, steps, warmup)
+        out, value = step(optimizer, loss_fn, next(stream), after_step, i)
         history["loss"].append(value)
         history["lr"].append(optimizer.param_groups[0]["lr"])
         history["time"].append(time.perf_counter() - start)
         for k, v in (out.items() if isinstance(out, dict) else ()):
             if k != "loss":
                 history.setdefault(k, []).append(float(v))
-        if step % log_every == 0 or step == steps - 1:
+        if i % log_every == 0 or i == steps - 1:
             bar.set_postfix(loss=f"{value:.3f}", refresh=False)   # redrawn at tqdm's own pace
     bar.close()
     return history

@@ -56,18 +56,24 @@ def param_groups(model, lr: float, text_lr_ratio: float, weight_decay: float) ->
     return groups
 
 
-def train_step(model, optimizer, batch) -> float:
-    """One step of the recipe on ``batch = (images, ids, targets)``: forward, the soft-target
-    CLIP loss, backward, the optimiser's step, the clamp of the logit scale to [0, ln 100].
-    Returns the loss. ``train_mini_clip`` runs exactly this inside ``train.fit``."""
-    images, ids, targets = batch
+def batch_loss(model, batch, plain: bool = False) -> dict:
+    """The recipe's loss on ``batch = (images [B, 3, H, W], ids [B, L], targets [B, B])``, moved
+    to the model's device: the soft-target CLIP loss (``plain``: the diagonal InfoNCE of the
+    original CLIP), and the logit scale to log."""
+    dev = model.logit_scale.device
+    images, ids, targets = (t.to(dev, non_blocking=True) for t in batch)
     img, txt, scale = model(images, ids)
-    loss = losses.clip_loss(img, txt, scale, targets=targets)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    losses.clamp_logit_scale_(model.logit_scale)
-    return loss.item()
+    loss = losses.clip_loss(img, txt, scale, targets=None if plain else targets)
+    return {"loss": loss, "logit_scale": scale.item()}
+
+
+def train_step(model, optimizer, batch) -> float:
+    """One step of the recipe: ``batch_loss``, backward, the optimiser's step, the clamp of the
+    logit scale to [0, ln 100] (``train.step``, the body of ``train.fit``, which
+    ``train_mini_clip`` runs). Returns the loss."""
+    def clamp(_):
+        losses.clamp_logit_scale_(model.logit_scale)
+    return train.step(optimizer, lambda b: batch_loss(model, b), batch, after_step=clamp)[1]
 
 
 def train_mini_clip(data: dict | None = None, progress: bool = True, r: Recipe | None = None,
@@ -91,17 +97,12 @@ def train_mini_clip(data: dict | None = None, progress: bool = True, r: Recipe |
         model.logit_scale.requires_grad_(False)
     plain = r["loss"] == "plain"
     batches = clip_batches(data, r["batch_size"], 0.0 if plain else r["partial_frac"], r["seed"])
-    dev = device()
-    model.to(dev)
+    model.to(device())
 
-    def loss_fn(batch):
-        images, ids, targets = (t.to(dev, non_blocking=True) for t in batch)
-        img, txt, scale = model(images, ids)
-        loss = losses.clip_loss(img, txt, scale, targets=None if plain else targets)
-        return {"loss": loss, "logit_scale": scale.item()}
-
-    history = train.fit(loss_fn, param_groups(model, r["lr"], r["text_lr_ratio"], r["weight_decay"]), batches, steps=r["steps"], lr=r["lr"],
-                        weight_decay=r["weight_decay"], warmup=r["warmup"],
+    groups = param_groups(model, r["lr"], r["text_lr_ratio"], r["weight_decay"])
+    history = train.fit(lambda batch: batch_loss(model, batch, plain), groups, batches,
+                        steps=r["steps"], lr=r["lr"], weight_decay=r["weight_decay"],
+                        warmup=r["warmup"],
                         after_step=lambda step: losses.clamp_logit_scale_(model.logit_scale),
                         desc=f"mini-CLIP ({r['loss']} loss)", progress=progress)
     return model.cpu().eval(), history
