@@ -49,6 +49,7 @@ def run_notebook(path: Path, cold: bool = False) -> dict:
 def throughput(repeats: int = 5) -> dict:
     import torch
     from tutorlib.objectives import losses
+    from tutorlib.training import train
     from tutorlib.zoo import pretrained
     from tutorlib import world
     torch.set_num_threads(1)                         # "on one CPU core"
@@ -80,12 +81,8 @@ def throughput(repeats: int = 5) -> dict:
     ids = tok(world.captions(scenes[:256])[0])
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
-    def step():
-        i, t, s = model(x, ids)
-        loss = losses.clip_loss(i, t, s)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    def step():                                      # the course's one update (train.step)
+        train.step(opt, lambda batch: losses.clip_loss(*model(*batch)), (x, ids))
     res["train_step_b256_s"] = 1 / best_rate(step, 1)
     res["train_threads"] = torch.get_num_threads()
     return res
