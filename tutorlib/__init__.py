@@ -28,7 +28,8 @@ from importlib import import_module
 from .core.runtime import device, get_seed, pick, profile, seed_everything, settings
 
 __version__ = "0.1.0"
-_FLOORS = ("core", "world", "models", "objectives", "evaluation", "training", "zoo", "methods", "course")
+_FLOORS = ("core", "world", "models", "objectives", "evaluation", "training", "zoo", "methods",
+           "course")
 __all__ = ["device", "profile", "settings", "seed_everything", "pick", "get_seed", *_FLOORS]
 
 

@@ -105,10 +105,12 @@ def finite(**named: torch.Tensor) -> None:
 
 
 def overrides(defaults: dict, changes: dict) -> dict:
-    """``defaults`` updated with ``changes`` (a recipe's keyword overrides), refusing names it lacks."""
+    """``defaults`` updated with ``changes`` (a recipe's keyword overrides), refusing names it
+    lacks."""
     unknown = set(changes) - set(defaults)
     if unknown:
-        raise ValueError(f"overrides: got unknown names {sorted(unknown)}, expected some of {sorted(defaults)}")
+        raise ValueError(f"overrides: got unknown names {sorted(unknown)}, "
+                         f"expected some of {sorted(defaults)}")
     return {**defaults, **changes}
 
 
@@ -118,8 +120,8 @@ def recipe_or_overrides(r, changes: dict, make):
     if r is None:
         return make()
     if changes:
-        raise ValueError(f"overrides: got {sorted(changes)} beside a recipe r, expected one of them "
-                         "(change a recipe with r.replace(...))")
+        raise ValueError(f"overrides: got {sorted(changes)} beside a recipe r, "
+                         "expected one of them (change a recipe with r.replace(...))")
     if not hasattr(r, "entry"):
         raise ValueError(f"r: got {type(r).__name__}, expected a recipes.Recipe")
     return r

@@ -68,7 +68,8 @@ def save_tensors(name: str, tensors: dict[str, torch.Tensor],
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        clean = {k: v.detach().cpu().clone().contiguous() for k, v in tensors.items()}  # clone: no shared memory
+        # clone: no shared memory
+        clean = {k: v.detach().cpu().clone().contiguous() for k, v in tensors.items()}
         save_file(clean, tmp, metadata={k: str(v) for k, v in (metadata or {}).items()})
         os.replace(tmp, path)
     finally:
@@ -137,7 +138,8 @@ def cached_module(name: str, empty, build, *, retrain: bool = False):
         if stored is not None:
             module = empty()
             try:
-                module.load_state_dict({k[7:]: v for k, v in stored.items() if k.startswith("module.")})
+                module.load_state_dict({k[7:]: v for k, v in stored.items()
+                                        if k.startswith("module.")})
                 return module, {k[6:]: v for k, v in stored.items() if k.startswith("extra.")}
             except (RuntimeError, KeyError):
                 pass                                    # stale or damaged: rebuild

@@ -27,7 +27,8 @@ from types import MappingProxyType
 from . import _validate, cache
 
 PACKAGE = "tutorlib"
-ROOT = Path(__file__).resolve().parents[1]      # the package whose source is hashed (tests point it at a copy)
+# the package whose source is hashed (tests point it at a copy)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _file_of(module: str) -> Path | None:
@@ -67,7 +68,8 @@ def _without_docstrings(tree: ast.AST) -> ast.AST:
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
-                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+                and isinstance(body[0].value, ast.Constant) \
+                and isinstance(body[0].value.value, str):
             node.body = body[1:] or [ast.Pass()]
     return tree
 

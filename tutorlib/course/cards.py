@@ -34,7 +34,8 @@ def paper_card(rows, title: str | None = None) -> Card:
         raise ValueError("rows: got no rows, expected (what, official, here, why) tuples")
     for i, row in enumerate(rows):
         if not isinstance(row, (tuple, list)) or len(row) != 4:
-            raise ValueError(f"rows[{i}]: got {row!r}, expected a (what, official, here, why) tuple")
+            raise ValueError(f"rows[{i}]: got {row!r}, "
+                             "expected a (what, official, here, why) tuple")
     lines = [f"**{title}**", ""] if title else []
     lines += ["| | official | here | why |", "|---|---|---|---|"]
     lines += ["| " + " | ".join(_cell(x) for x in row) + " |" for row in rows]

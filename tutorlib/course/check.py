@@ -4,15 +4,13 @@ inputs and say, kindly, how close they are.
     check.function(my_clip_loss, tutorlib.objectives.losses.clip_loss, inputs)
     check.close(my_value, reference_value)
 
-Where the reference is differentiable, ``check.function`` also compares the gradients
-with respect to every floating-point tensor input: a loss that uses ``math.exp`` on the
-logit scale gives the right number and no gradient to the temperature. A failure names
-the trial (``make_inputs`` may be a dict ``{"with ties": fn, ...}``) and, where it
-recognises one, the likely mistake.
+Where the reference is differentiable, ``check.function`` also compares the gradients with
+respect to every floating-point tensor input: a loss that uses ``math.exp`` on the logit scale gives
+the right number and no gradient to the temperature. A failure names the trial (``make_inputs`` may
+be a dict ``{"with ties": fn, ...}``) and, where it recognises one, the likely mistake.
 
-A failing check raises ``ExerciseError`` (an ``AssertionError``) with a message that
-says what differs, so a notebook run stops at the first exercise that is not right.
-"""
+A failing check raises ``ExerciseError`` (an ``AssertionError``) with a message that says what
+differs, so a notebook run stops at the first exercise that is not right."""
 from __future__ import annotations
 
 import inspect
@@ -53,7 +51,8 @@ def _ratio_hint(got: torch.Tensor, want: torch.Tensor, n: int | None) -> str:
     known = [(2.0, "twice the reference: did you add the two directions without halving?"),
              (0.5, "half the reference: did you halve one direction only, or divide by 2 twice?")]
     if n and n > 2:
-        known += [(float(n), f"{n} times the reference, the batch size: did you sum instead of averaging?"),
+        known += [(float(n), f"{n} times the reference, the batch size: "
+                             "did you sum instead of averaging?"),
                   (1.0 / n, f"1/{n} of the reference: did you divide by the batch size twice?")]
     return next((f" Hint: {msg}" for value, msg in known if math.isclose(r, value, rel_tol=1e-3)), "")
 
@@ -80,10 +79,9 @@ def _compare(got, want, atol: float, rtol: float, where: str = "", n: int | None
     worst = diff.max().item() if diff.numel() else 0.0
     if not torch.allclose(got, want, atol=atol, rtol=rtol):
         i = int(diff.flatten().argmax())
-        raise ExerciseError(
-            f"{where}values differ: largest difference {worst:.3g} at flat index {i} "
-            f"(yours {got.flatten()[i].item():.6g}, reference {want.flatten()[i].item():.6g})."
-            f"{_ratio_hint(got, want, n)}")
+        raise ExerciseError(f"{where}values differ: largest difference {worst:.3g} at flat "
+                            f"index {i} (yours {got.flatten()[i].item():.6g}, reference "
+                            f"{want.flatten()[i].item():.6g}).{_ratio_hint(got, want, n)}")
     return worst
 
 
@@ -97,12 +95,13 @@ def _known_mistakes(reference) -> list:
     def both_ways(x, y, s):
         labels = torch.arange(len(x))
         return (F.cross_entropy(s * x @ y.T, labels) + F.cross_entropy(s * y @ x.T, labels)) / 2
-
     if reference is losses.similarity:
-        return [(lambda x, y: x @ y.T, "normalise each row (F.normalize(..., dim=-1)) before the dot products")]
+        return [(lambda x, y: x @ y.T,
+                 "normalise each row (F.normalize(..., dim=-1)) before the dot products")]
     if reference is losses.clip_loss:
         return [(lambda x, y, t, *a: losses.clip_loss(x, y, t.log()),
-                 "logit_scale is the log of the scale: multiply by logit_scale.exp(), not by logit_scale"),
+                 "logit_scale is the log of the scale: multiply by logit_scale.exp(), "
+                 "not by logit_scale"),
                 (lambda x, y, t, *a: losses.info_nce(t.exp() * losses.similarity(x, y)),
                  "that is one direction only: average the image→text and text→image losses"),
                 (lambda x, y, t, *a: both_ways(x, y, t.exp()),
@@ -120,7 +119,8 @@ def _mistake_hint(learner_out, reference, args, mistakes) -> str:
         try:
             out = wrong(*args)
             if isinstance(out, torch.Tensor) and torch.allclose(
-                    torch.as_tensor(learner_out).detach().double(), out.detach().double(), atol=1e-5, rtol=1e-4):
+                    torch.as_tensor(learner_out).detach().double(), out.detach().double(),
+                    atol=1e-5, rtol=1e-4):
                 return f" Likely cause: {message}."
         except Exception:                     # a variant that does not fit these inputs
             continue
@@ -143,7 +143,8 @@ def _gradients(fn, args, idx, weights):
     if not isinstance(out, torch.Tensor) or not out.requires_grad:
         return None
     w = weights(out.shape)
-    return torch.autograd.grad((out * w.to(out.dtype)).sum(), [leaves[i] for i in idx], allow_unused=True)
+    return torch.autograd.grad((out * w.to(out.dtype)).sum(), [leaves[i] for i in idx],
+                               allow_unused=True)
 
 
 def _compare_gradients(learner, reference, args, where, atol, rtol, g):
@@ -151,36 +152,40 @@ def _compare_gradients(learner, reference, args, where, atol, rtol, g):
     weights = {}
 
     def w(shape):                        # the same random weights for both functions
-        return weights.setdefault(tuple(shape), torch.randn(tuple(shape), generator=g, dtype=torch.float64))
+        return weights.setdefault(tuple(shape),
+                                  torch.randn(tuple(shape), generator=g, dtype=torch.float64))
     want = _gradients(reference, args, idx, w) if idx else None
     if want is None or all(gw is None for gw in want):
         return None                      # nothing differentiable to compare
     try:
         got = _gradients(learner, args, idx, w)
     except Exception as e:
-        raise ExerciseError(f"{where}the values match, but your function fails when its inputs require "
-                            f"gradients: {type(e).__name__}: {e} (an in-place change of an input?)") from e
+        raise ExerciseError(
+            f"{where}the values match, but your function fails when its inputs require "
+            f"gradients: {type(e).__name__}: {e} (an in-place change of an input?)") from e
     names = _arg_names(reference, len(args))
     worst = 0.0
     for i, k in enumerate(idx):
         if want[i] is None:
             continue
         if got is None or got[i] is None:
-            raise ExerciseError(
-                f"{where}the values match, but no gradient flows to {names[k]}: did you use math.exp, "
-                f"float(), .item() or torch.no_grad() on it? Training could not change it.")
-        worst = max(worst, _compare(got[i], want[i], max(atol, 1e-5), rtol, f"{where}gradient of {names[k]}: "))
+            raise ExerciseError(f"{where}the values match, but no gradient flows to {names[k]}: "
+                                "did you use math.exp, float(), .item() or torch.no_grad() "
+                                "on it? Training could not change it.")
+        worst = max(worst, _compare(got[i], want[i], max(atol, 1e-5), rtol,
+                                    f"{where}gradient of {names[k]}: "))
     return worst
 
 
 def _cases(make_inputs, trials: int) -> list:
     if isinstance(make_inputs, dict):
         if not make_inputs or not all(callable(f) for f in make_inputs.values()):
-            raise ValueError(f"make_inputs: got a dict {list(make_inputs)!r}, expected descriptions "
-                             "mapped to callables that return argument tuples")
+            raise ValueError(f"make_inputs: got a dict {list(make_inputs)!r}, expected "
+                             "descriptions mapped to callables that return argument tuples")
         return list(make_inputs.items())
     if not callable(make_inputs):
-        raise ValueError(f"make_inputs: got {type(make_inputs).__name__}, expected a callable or a dict of them")
+        raise ValueError(f"make_inputs: got {type(make_inputs).__name__}, expected a callable "
+                         "or a dict of them")
     return [(None, make_inputs)] * trials
 
 
@@ -220,8 +225,10 @@ def function(learner, reference, make_inputs, trials: int = 3, atol: float = 1e-
             try:
                 worst = max(worst, _compare(got, want, atol, rtol, where, n))
             except ExerciseError as e:
-                raise ExerciseError(f"{e}{_mistake_hint(got, reference, args, mistakes or [])}") from None
-            grad_diff = _compare_gradients(learner, reference, args, where, atol, rtol, g) if gradients else None
+                raise ExerciseError(
+                    f"{e}{_mistake_hint(got, reference, args, mistakes or [])}") from None
+            grad_diff = (_compare_gradients(learner, reference, args, where, atol, rtol, g)
+                         if gradients else None)
             if grad_diff is not None:
                 worst, compared = max(worst, grad_diff), True
     finally:
@@ -246,11 +253,12 @@ def _run_both(rank, world_size, learner, reference, make_inputs):
     args = args if isinstance(args, tuple) else (args,)
     out = []
     for fn in (learner, reference):
-        leaves = [a.detach().clone().requires_grad_(True) if isinstance(a, torch.Tensor) and a.is_floating_point()
-                  else a for a in args]
+        leaves = [a.detach().clone().requires_grad_(True)
+                  if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args]
         value = fn(*leaves)
         value.backward()
-        out.append((value.detach(), [a.grad for a in leaves if isinstance(a, torch.Tensor) and a.is_floating_point()]))
+        out.append((value.detach(), [a.grad for a in leaves
+                                     if isinstance(a, torch.Tensor) and a.is_floating_point()]))
     return out
 
 
@@ -269,11 +277,13 @@ def across_processes(learner, reference, make_inputs, world_size: int = 2, atol:
     try:
         per_rank = launch.run(_run_both, world_size, learner, reference, make_inputs, timeout=timeout)
     except TimeoutError as e:
-        raise ExerciseError(f"{name} did not finish in {timeout:g} s: does every rank call the same collectives? ({e})") from None
+        raise ExerciseError(f"{name} did not finish in {timeout:g} s: does every rank call the "
+                            f"same collectives? ({e})") from None
     except RuntimeError as e:
         last = str(e).strip().splitlines()[-1]
         if last.startswith("NotImplementedError"):
-            raise ExerciseError(f"{name} is not written yet: {last.partition(': ')[2]}".rstrip(": ")) from None
+            raise ExerciseError(
+                f"{name} is not written yet: {last.partition(': ')[2]}".rstrip(": ")) from None
         raise ExerciseError(f"{name} failed inside a process: {e}") from None
     worst = 0.0
     for rank, ((got, got_grads), (want, want_grads)) in enumerate(per_rank):
@@ -283,7 +293,8 @@ def across_processes(learner, reference, make_inputs, world_size: int = 2, atol:
             if w is not None and g is None:
                 raise ExerciseError(f"{where}no gradient reaches input {k}: did the gather drop it?")
             if w is not None:
-                worst = max(worst, _compare(g, w, max(atol, 1e-5), rtol, f"{where}gradient of input {k}: "))
+                worst = max(worst, _compare(g, w, max(atol, 1e-5), rtol,
+                                            f"{where}gradient of input {k}: "))
     print(f"✅ {name} matches the reference in each of {world_size} processes, values and gradients "
           f"(largest difference {worst:.2g}).")
     return Difference(worst)

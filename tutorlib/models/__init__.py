@@ -9,9 +9,10 @@ pixels, so that prompt vectors (CoOp) and pseudo-tokens (inversion) can be injec
 
 What a tower must offer for that is declared in ``models.interface`` (``PromptableText``,
 ``PromptableImage``). The real pretrained text encoder (MiniLM) is ``tutorlib.zoo.minilm``.
-``models.hf_clip`` wraps a Hugging Face ``CLIPModel`` in that protocol (``hf_clip.from_pretrained``);
-it is imported on its own (``from tutorlib.models import hf_clip``), so that the course's towers,
-and the cache keys of the models trained with them, do not depend on it.
+``models.hf_clip`` wraps a Hugging Face ``CLIPModel`` in that protocol
+(``hf_clip.from_pretrained``); it is imported on its own
+(``from tutorlib.models import hf_clip``), so that the course's towers, and the cache keys of
+the models trained with them, do not depend on it.
 """
 from .audio_video import AudioTower, VideoTower
 from .blocks import Block, Encoder

@@ -53,7 +53,8 @@ class VideoTower(nn.Module):
         frames = settings().video_frames if frames is None else frames
         width = embed_dim if width is None else width
         for name, v in (("image_size", image_size), ("frames", frames), ("patch_size", patch_size),
-                        ("embed_dim", embed_dim), ("width", width), ("depth", depth), ("heads", heads)):
+                        ("embed_dim", embed_dim), ("width", width), ("depth", depth),
+                        ("heads", heads)):
             _validate.positive_int(name, v)
         if image_size % patch_size:
             raise ValueError(f"image_size: got {image_size}, expected a multiple of "

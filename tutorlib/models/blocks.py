@@ -21,7 +21,8 @@ class Block(nn.Module):
         only the first token's output (all a CLS-pooled tower keeps from its last block)."""
         h = self.ln1(x)
         q, x = (h[:, :1], x[:, :1]) if first_only else (h, x)
-        x = x + self.attn(q, h, h, key_padding_mask=pad_mask, attn_mask=attn_mask, need_weights=False)[0]
+        x = x + self.attn(q, h, h, key_padding_mask=pad_mask, attn_mask=attn_mask,
+                          need_weights=False)[0]
         return x + self.mlp(self.ln2(x))
 
 

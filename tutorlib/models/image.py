@@ -19,8 +19,9 @@ class ImageTower(nn.Module):
     the token outputs ``[N, 1 + P, width]``.
     """
 
-    def __init__(self, image_size: int | None = None, patch_size: int | None = None, embed_dim: int = 128,
-                 width: int | None = None, depth: int = 2, heads: int = 4, channels: int = 3):
+    def __init__(self, image_size: int | None = None, patch_size: int | None = None,
+                 embed_dim: int = 128, width: int | None = None, depth: int = 2, heads: int = 4,
+                 channels: int = 3):
         super().__init__()
         image_size = settings().image_size if image_size is None else image_size
         patch_size = settings().patch_size if patch_size is None else patch_size
@@ -42,7 +43,8 @@ class ImageTower(nn.Module):
 
     def patchify(self, images: torch.Tensor) -> torch.Tensor:
         """``[N, 3, H, W]`` -> patch embeddings ``[N, P, width]``."""
-        _validate.tensor("images", images, 4, finite=False)   # pixels: the loss is checked, not every input
+        # pixels: the loss is checked, not every input
+        _validate.tensor("images", images, 4, finite=False)
         if images.shape[-1] != self.image_size or images.shape[-2] != self.image_size:
             raise ValueError(f"images: got shape {tuple(images.shape)}, expected "
                              f"[N, 3, {self.image_size}, {self.image_size}]")
@@ -66,7 +68,8 @@ class ImageTower(nn.Module):
     def hidden(self, images: torch.Tensor, stop: int) -> torch.Tensor:
         """Token states before block ``stop`` (after blocks ``0:stop``) ``[N, 1 + P, width]``."""
         patches = self.patchify(images)
-        x = torch.cat([self.cls.expand(len(patches), 1, -1), patches], 1) + self.positional_embedding
+        x = (torch.cat([self.cls.expand(len(patches), 1, -1), patches], 1)
+             + self.positional_embedding)
         return self.encoder(x, stop=stop)
 
     def from_hidden(self, x: torch.Tensor, start: int, return_tokens: bool = False):

@@ -52,7 +52,8 @@ class TextTower(nn.Module):
                 raise ValueError(f"ids: got length {ids.shape[1]}, expected at most "
                                  f"context_length={self.context_length}")
             mask = ids != self.pad_id
-            ids, mask = ids[:, :int(mask.sum(1).max())], mask[:, :int(mask.sum(1).max())]  # drop all-pad tail
+            # drop all-pad tail
+            ids, mask = ids[:, :int(mask.sum(1).max())], mask[:, :int(mask.sum(1).max())]
             embeds = self.token_embedding(ids)
         else:
             _validate.tensor("embeds", embeds, 3, finite=False)
@@ -73,7 +74,8 @@ class TextTower(nn.Module):
         x = self.token_embedding(ids) + self.positional_embedding[:keep]
         return self.encoder(x, ~mask, stop=stop), mask
 
-    def from_hidden(self, x: torch.Tensor, mask: torch.Tensor, start: int, return_tokens: bool = False):
+    def from_hidden(self, x: torch.Tensor, mask: torch.Tensor, start: int,
+                    return_tokens: bool = False):
         """Finish the forward pass from the states before block ``start``."""
         x = self.encoder(x, pad_mask=~mask, start=start)
         if self.pool == "last":             # the last real token has seen the whole caption
@@ -115,8 +117,9 @@ class TextTower(nn.Module):
         for k, block in enumerate(self.encoder.blocks):
             h = block.ln1(x)
             kv = torch.cat([keys[k].expand(len(x), -1, -1), h], 1)
-            q, x, rows = (h[:, -1:], x[:, -1:], causal[-1:]) if mask is None and k == len(self.encoder.blocks) - 1 \
-                else (h, x, causal)                 # all real: the last block needs the last position only
+            # all real: the last block needs the last position only
+            q, x, rows = (h[:, -1:], x[:, -1:], causal[-1:]) \
+                if mask is None and k == len(self.encoder.blocks) - 1 else (h, x, causal)
             x = x + block.attn(q, kv, kv, attn_mask=rows, need_weights=False)[0]
             x = x + block.mlp(block.ln2(x))
         last = torch.full((len(x),), x.shape[1] - 1, device=x.device) if mask is None \
@@ -126,11 +129,13 @@ class TextTower(nn.Module):
     @property
     def shares_prefixes(self) -> bool:
         """True when a prefix's states never depend on what follows it and the output is read
-        at the last token (causal attention, ``pool="last"``): ``prefix_keys`` / ``from_prefix`` apply."""
+        at the last token (causal attention, ``pool="last"``): ``prefix_keys`` /
+        ``from_prefix`` apply."""
         return self.encoder.causal and self.pool == "last"
 
     def _check_prefix_path(self):
         if not self.shares_prefixes:
-            raise ValueError(f"this tower: got causal={self.encoder.causal}, pool={self.pool!r}, expected a causal "
-                             "tower pooled at its last token (only then is a prefix blind to what follows)")
+            raise ValueError(f"this tower: got causal={self.encoder.causal}, pool={self.pool!r}, "
+                             "expected a causal tower pooled at its last token "
+                             "(only then is a prefix blind to what follows)")
 

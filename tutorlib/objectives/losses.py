@@ -35,7 +35,8 @@ def info_nce(logits: torch.Tensor) -> torch.Tensor:
     """
     _validate.tensor("logits", logits, 2)
     if logits.shape[0] != logits.shape[1]:
-        raise ValueError(f"logits: got shape {tuple(logits.shape)}, expected a square [N, N] matrix")
+        raise ValueError(f"logits: got shape {tuple(logits.shape)}, "
+                         "expected a square [N, N] matrix")
     return _info_nce(logits)
 
 
@@ -92,10 +93,12 @@ def clip_loss_with_negatives(image_emb: torch.Tensor, text_emb: torch.Tensor,
     logits_neg = logit_scale.exp() * _cos(image_emb, neg_text_emb)          # [N, K]
     if targets is None:
         labels = torch.arange(len(logits_i), device=logits_i.device)
-        return (F.cross_entropy(torch.cat([logits_i, logits_neg], 1), labels) + _info_nce(logits_t)) / 2
+        return (F.cross_entropy(torch.cat([logits_i, logits_neg], 1), labels)
+                + _info_nce(logits_t)) / 2
     rows, cols = _soft_targets(targets, len(logits_i))
     rows = torch.cat([rows, torch.zeros_like(logits_neg)], 1)
-    return (F.cross_entropy(torch.cat([logits_i, logits_neg], 1), rows) + F.cross_entropy(logits_t, cols)) / 2
+    return (F.cross_entropy(torch.cat([logits_i, logits_neg], 1), rows)
+            + F.cross_entropy(logits_t, cols)) / 2
 
 
 def cwcl_weights(frozen_emb: torch.Tensor, centre: bool = False) -> torch.Tensor:
@@ -116,10 +119,12 @@ def cwcl_weights(frozen_emb: torch.Tensor, centre: bool = False) -> torch.Tensor
 
 
 def cwcl_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale,
-              i2t_weights: torch.Tensor | None = None, t2i_weights: torch.Tensor | None = None) -> torch.Tensor:
+              i2t_weights: torch.Tensor | None = None,
+              t2i_weights: torch.Tensor | None = None) -> torch.Tensor:
     """The continuously weighted contrastive loss (CWCL, Srinivasa et al. 2023, Eq. 4), both ways:
 
-        L_{U→V} = -1/N Σ_i (1 / Σ_j w_ij) Σ_j w_ij log softmax_j( s ⟨u_i, v_j⟩ ),   s = exp(logit_scale)
+        L_{U→V} = -1/N Σ_i (1 / Σ_j w_ij) Σ_j w_ij log softmax_j( s ⟨u_i, v_j⟩ ),
+        s = exp(logit_scale)
 
     ``i2t_weights`` ``[N, N]`` weighs the image->text direction (rows: images), ``t2i_weights``
     the text->image one (rows: captions); ``None`` is the identity, CLIP's one-hot target.
@@ -128,7 +133,8 @@ def cwcl_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale,
     scale = _validate.loss_inputs(image_emb, text_emb, logit_scale).exp()
     logits_i = scale * _cos(image_emb, text_emb)
     terms = []
-    for name, logits, w in (("i2t_weights", logits_i, i2t_weights), ("t2i_weights", logits_i.T, t2i_weights)):
+    for name, logits, w in (("i2t_weights", logits_i, i2t_weights),
+                            ("t2i_weights", logits_i.T, t2i_weights)):
         if w is None:
             terms.append(_info_nce(logits))
             continue

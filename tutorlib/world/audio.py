@@ -28,15 +28,16 @@ def _audio_curves(sr: int, n_samples: int, dur: float):
     amplitude envelope ``[5, 3, 3, L]`` (onset, swell or decay, tremolo, fades)."""
     t = torch.arange(n_samples, dtype=torch.float32) / sr
     col = torch.arange(3, dtype=torch.float32)[:, None]
-    local = (t[None] - col * dur / 4) / (dur / 2)                       # [3, L]: 0..1 over the tone
+    local = (t[None] - col * dur / 4) / (dur / 2)                     # [3, L]: 0..1 over the tone
     on = ((local >= 0) & (local < 1)).float()
     lc = local.clamp(0, 1)
     glide = torch.stack([torch.ones_like(lc), torch.ones_like(lc), torch.ones_like(lc),
-                         1 + 0.25 * lc, 1 - 0.2 * lc])                   # still, left, right, up, down
-    cum_glide = torch.cumsum(glide, -1) / sr                             # seconds, bent by the glide
+                         1 + 0.25 * lc, 1 - 0.2 * lc])                # still, left, right, up, down
+    cum_glide = torch.cumsum(glide, -1) / sr                          # seconds, bent by the glide
     swell = torch.stack([torch.ones_like(lc), 1 - 0.8 * lc, 0.2 + 0.8 * lc,
-                         torch.ones_like(lc), torch.ones_like(lc)])      # [5, 3, L]
-    trem = 1 - 0.5 * (TREMOLO_HZ[:, None] > 0) * (0.5 + 0.5 * torch.cos(2 * torch.pi * TREMOLO_HZ[:, None] * t))
+                         torch.ones_like(lc), torch.ones_like(lc)])   # [5, 3, L]
+    trem = 1 - 0.5 * (TREMOLO_HZ[:, None] > 0) * (0.5 + 0.5 * torch.cos(
+        2 * torch.pi * TREMOLO_HZ[:, None] * t))
     fade = (local * 20).clamp(0, 1) * ((1 - local) * 20).clamp(0, 1) * on  # [3, L]
     env = swell[:, :, None, :] * trem[None, None] * fade[None, :, None, :]
     return cum_glide, env
@@ -62,8 +63,10 @@ def render_audio(scenes: Scenes, sample_rate: int | None = None,
     ``sample_rate`` and ``duration`` default to the profile's settings."""
     if not isinstance(scenes, Scenes):
         raise ValueError(f"scenes: got {type(scenes).__name__}, expected a world.Scenes")
-    sr = settings().sample_rate if sample_rate is None else _validate.positive_int("sample_rate", sample_rate)
-    dur = settings().duration if duration is None else _validate.positive_number("duration", duration)
+    sr = (settings().sample_rate if sample_rate is None
+          else _validate.positive_int("sample_rate", sample_rate))
+    dur = (settings().duration if duration is None
+           else _validate.positive_number("duration", duration))
     n_samples = int(round(sr * dur))
     cum_glide, env = _audio_curves(sr, n_samples, dur)
     wave = torch.zeros(len(scenes), n_samples)
@@ -72,7 +75,8 @@ def render_audio(scenes: Scenes, sample_rate: int | None = None,
         if len(idx) == 0:
             continue
         pos, mot = scenes.position[idx, slot], scenes.motion[idx, slot]
-        phase = (2 * torch.pi * PITCH_HZ[scenes.colour[idx, slot]])[:, None] * cum_glide[mot, pos % 3]
+        phase = ((2 * torch.pi * PITCH_HZ[scenes.colour[idx, slot]])[:, None]
+                 * cum_glide[mot, pos % 3])
         harm = TIMBRE[scenes.shape[idx, slot]]
         tone = _tone(phase, harm / harm.sum(1, keepdim=True))
         gain = LOUDNESS[scenes.size[idx, slot]][:, None]
@@ -101,7 +105,8 @@ def log_mel(wave: torch.Tensor, sample_rate: int | None = None, n_mels: int | No
     """
     _validate.tensor("wave", wave, 2)
     s = settings()
-    sr = s.sample_rate if sample_rate is None else _validate.positive_int("sample_rate", sample_rate)
+    sr = (s.sample_rate if sample_rate is None
+          else _validate.positive_int("sample_rate", sample_rate))
     n_mels = s.n_mels if n_mels is None else _validate.positive_int("n_mels", n_mels)
     n_fft = s.n_fft if n_fft is None else _validate.positive_int("n_fft", n_fft)
     hop = s.hop if hop is None else _validate.positive_int("hop", hop)

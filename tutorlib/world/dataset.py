@@ -85,7 +85,8 @@ def build_columns(cfg: dict) -> dict[str, np.ndarray | list]:
     if "audio" in mods:
         wave = render_audio(sc, cfg["sample_rate"], cfg["duration"])
         cols["audio"] = wave.numpy()
-        cols["mel"] = log_mel(wave, cfg["sample_rate"], cfg["n_mels"], cfg["n_fft"], cfg["hop"]).numpy()
+        cols["mel"] = log_mel(wave, cfg["sample_rate"], cfg["n_mels"], cfg["n_fft"],
+                              cfg["hop"]).numpy()
     if "video" in mods:
         vid = render_video(sc, cfg["image_size"], cfg["frames"])
         cols["video"] = (vid * 255).round().to(torch.uint8).numpy()
@@ -117,8 +118,9 @@ def _save_dataset(cfg: dict, folder) -> None:
     import pyarrow as pa
     from ..core import cache
     table = pa.table({k: _arrow_column(v) for k, v in build_columns(cfg).items()})
+    # the config is the identity: no hashing of the table
     ds = datasets.Dataset(table, info=datasets.DatasetInfo(description=json.dumps(cfg)),
-                          fingerprint=cache.key(cfg))   # the config is the identity: no hashing of the table
+                          fingerprint=cache.key(cfg))
     ds.save_to_disk(str(folder))
 
 
@@ -146,7 +148,8 @@ def load_world(split: str = "train", n: int | None = None, modalities=("image", 
     was_enabled = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bar()
     try:
-        folder = cache.cached_folder(f"world-{split}-{cache.key(cfg)}", lambda f: _save_dataset(cfg, f))
+        folder = cache.cached_folder(f"world-{split}-{cache.key(cfg)}",
+                                     lambda f: _save_dataset(cfg, f))
         ds = datasets.load_from_disk(str(folder))
     finally:
         if was_enabled and progress:
@@ -170,7 +173,8 @@ def tensors(ds, columns=None) -> dict[str, torch.Tensor]:
     """
     import pyarrow as pa
     config_of(ds)
-    names = ds.column_names if columns is None else ([columns] if isinstance(columns, str) else list(columns))
+    names = (ds.column_names if columns is None
+             else ([columns] if isinstance(columns, str) else list(columns)))
     out = {}
     for name in names:
         if name not in ds.column_names:
@@ -186,7 +190,8 @@ def tensors(ds, columns=None) -> dict[str, torch.Tensor]:
         while pa.types.is_list(col.type) or pa.types.is_fixed_size_list(col.type):
             col = col.flatten()
         arr = col.to_numpy(zero_copy_only=False)
-        out[name] = torch.from_numpy(np.array(arr).reshape((len(ds),) + tuple(s for s in shape if s)))
+        out[name] = torch.from_numpy(
+            np.array(arr).reshape((len(ds),) + tuple(s for s in shape if s)))
     return out
 
 

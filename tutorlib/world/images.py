@@ -55,7 +55,8 @@ def _upsampler(size: int) -> torch.Tensor:
     if size not in _UP:
         eye = torch.eye(4)[:, None, :, None]                                # [4, 1, 4, 1]
         _UP[size] = torch.nn.functional.interpolate(
-            eye.expand(4, 1, 4, 1), size=(size, 1), mode="bilinear", align_corners=False)[:, 0, :, 0].T
+            eye.expand(4, 1, 4, 1), size=(size, 1), mode="bilinear",
+            align_corners=False)[:, 0, :, 0].T
     return _UP[size]
 
 
@@ -80,7 +81,8 @@ def render_images(scenes: Scenes, image_size: int | None = None, *, frame: float
     """
     if not isinstance(scenes, Scenes):
         raise ValueError(f"scenes: got {type(scenes).__name__}, expected a world.Scenes")
-    size = settings().image_size if image_size is None else _validate.positive_int("image_size", image_size)
+    size = (settings().image_size if image_size is None
+            else _validate.positive_int("image_size", image_size))
     if size < 8:
         raise ValueError(f"image_size: got {size}, expected at least 8 pixels")
     out = torch.empty(len(scenes), 3, size, size)
@@ -121,14 +123,16 @@ def _render_chunk(sc: Scenes, size: int, frame: float, img: torch.Tensor) -> Non
         torch.where(mask[:, None], colour[:, :, None, None], img, out=img)
 
 
-def object_masks(scenes: Scenes, image_size: int | None = None, *, frame: float = 0.0) -> torch.Tensor:
+def object_masks(scenes: Scenes, image_size: int | None = None, *,
+                 frame: float = 0.0) -> torch.Tensor:
     """Where each object is visible in ``render_images(scenes, image_size, frame=frame)``:
     ``[N, 2, H, W]`` bool, object 0 and object 1 (all False for a missing object 1). Object 1
     is painted last, so where the two overlap the pixel belongs to object 1 only: the masks
     never share a pixel. The ground truth of lesson 07's word-to-patch grounding."""
     if not isinstance(scenes, Scenes):
         raise ValueError(f"scenes: got {type(scenes).__name__}, expected a world.Scenes")
-    size = settings().image_size if image_size is None else _validate.positive_int("image_size", image_size)
+    size = (settings().image_size if image_size is None
+            else _validate.positive_int("image_size", image_size))
     if size < 8:
         raise ValueError(f"image_size: got {size}, expected at least 8 pixels")
     m0, m1 = _slot_masks(scenes, size, float(frame))

@@ -13,7 +13,8 @@ from ..core import _validate
 from ..core.runtime import get_seed
 from ..core.ops import in_chunks
 from .scenes import Scenes, scene_attributes
-from .vocabulary import ATTRIBUTES, COLOURS, NOUNS, PARTIALS, POSITIONS, RELATIONS, SHAPES, SIZES, SYNONYMS, TEMPLATES
+from .vocabulary import (ATTRIBUTES, COLOURS, NOUNS, PARTIALS, POSITIONS, RELATIONS, SHAPES,
+                         SIZES, SYNONYMS, TEMPLATES)
 
 SPEC_WIDTH = 9   # [shape, colour, size, position] for object A and B, then the relation
 _OBJ_FIELDS = ("shape", "colour", "size", "position")
@@ -62,7 +63,8 @@ def _partial_caption(objs, rng: random.Random, held_out: bool) -> tuple[str, lis
     return text, spec
 
 
-def _pair_caption(objs, canonical: bool, rng: random.Random, held_out: bool) -> tuple[str, list[int]]:
+def _pair_caption(objs, canonical: bool, rng: random.Random,
+                  held_out: bool) -> tuple[str, list[int]]:
     """Both objects of a two-object scene, joined by "and" or their spatial relation."""
     words_rng = None if canonical else rng
     held = held_out and not canonical
@@ -75,7 +77,8 @@ def _pair_caption(objs, canonical: bool, rng: random.Random, held_out: bool) -> 
     return f"a {pa} {RELATIONS[rel]} a {pb}", list(a[:3]) + [-1] + list(b[:3]) + [-1, rel]
 
 
-def _single_caption(obj, canonical: bool, rng: random.Random, held_out: bool) -> tuple[str, list[int]]:
+def _single_caption(obj, canonical: bool, rng: random.Random,
+                    held_out: bool) -> tuple[str, list[int]]:
     """Every attribute of a lone object, in one of the templates."""
     words_rng = None if canonical else rng
     held = held_out and not canonical

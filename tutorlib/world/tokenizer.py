@@ -66,4 +66,5 @@ class Tokenizer:
 
     def decode(self, ids) -> str:
         ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
-        return " ".join(self.vocab[i] for i in ids if i not in (self.pad_id, self.bos_id, self.eos_id))
+        return " ".join(self.vocab[i] for i in ids
+                        if i not in (self.pad_id, self.bos_id, self.eos_id))

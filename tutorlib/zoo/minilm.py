@@ -49,23 +49,28 @@ class MiniLMText(nn.Module):
     def _texts(self, texts):
         if isinstance(texts, str):
             texts = [texts]
-        if not isinstance(texts, (list, tuple)) or not texts or not all(isinstance(t, str) for t in texts):
-            raise ValueError(f"texts: got {type(texts).__name__}, expected a non-empty list of strings")
+        if not isinstance(texts, (list, tuple)) or not texts \
+                or not all(isinstance(t, str) for t in texts):
+            raise ValueError(f"texts: got {type(texts).__name__}, "
+                             "expected a non-empty list of strings")
         return list(texts)
 
     @torch.no_grad()
     def tokens(self, texts, max_length: int = 32, batch_size: int | None = None,
-               progress: bool = False, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+               progress: bool = False,
+               dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
         """Token outputs ``[N, L, 384]`` (on the CPU) and the mask ``[N, L]`` (True: a real
         word piece) of ``texts``, padded together to the longest and cut at ``max_length``,
         run through the model in batches of ``batch_size`` (default: all) on its device;
         each batch is cast to ``dtype`` as it comes back (``torch.float16`` halves the memory)."""
-        batch = self.tokenizer(self._texts(texts), padding=True, truncation=True, return_tensors="pt",
+        batch = self.tokenizer(self._texts(texts), padding=True, truncation=True,
+                               return_tensors="pt",
                                max_length=_validate.positive_int("max_length", max_length))
         dev = next(self.model.parameters()).device
 
         def run(rows):
-            return self.model(**{k: v[rows].to(dev) for k, v in batch.items()}).last_hidden_state.to(dtype).cpu()
+            return (self.model(**{k: v[rows].to(dev) for k, v in batch.items()})
+                    .last_hidden_state.to(dtype).cpu())
         rows = torch.arange(len(batch["input_ids"]))
         size = len(rows) if batch_size is None else _validate.positive_int("batch_size", batch_size)
         return ops.in_chunks(run, rows, size, desc="MiniLM tokens", progress=progress), \
@@ -77,7 +82,8 @@ class MiniLMText(nn.Module):
         def pooled(chunk):
             tok, mask = self.tokens(chunk)
             return nn.functional.normalize(ops.mean_over_tokens(tok, mask), dim=-1)
-        return ops.in_chunks(pooled, self._texts(texts), _validate.positive_int("batch_size", batch_size),
+        return ops.in_chunks(pooled, self._texts(texts),
+                             _validate.positive_int("batch_size", batch_size),
                              desc="MiniLM", progress=progress)
 
     def features(self, texts, progress: bool = True) -> torch.Tensor:

@@ -43,7 +43,8 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, tau: float = 0.2) -> torch.Tenso
     _validate.tensor("z1", z1, 2, finite=False)
     _validate.tensor("z2", z2, 2, finite=False)
     if z1.shape != z2.shape:
-        raise ValueError(f"z1 and z2: got shapes {tuple(z1.shape)} and {tuple(z2.shape)}, expected the same")
+        raise ValueError(f"z1 and z2: got shapes {tuple(z1.shape)} and {tuple(z2.shape)}, "
+                         "expected the same")
     z = F.normalize(torch.cat([z1, z2]), dim=-1)
     n = len(z1)
     logits = (z @ z.T / _validate.positive_number("tau", tau)).fill_diagonal_(-float("inf"))
@@ -69,7 +70,8 @@ class SimCLR(torch.nn.Module):
     def __init__(self, width: int, depth: int):
         super().__init__()
         self.tower = models.ImageTower(embed_dim=width, width=width, depth=depth)
-        self.head = torch.nn.Sequential(torch.nn.Linear(width, width), torch.nn.ReLU(), torch.nn.Linear(width, width))
+        self.head = torch.nn.Sequential(torch.nn.Linear(width, width), torch.nn.ReLU(),
+                                        torch.nn.Linear(width, width))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         _, tokens = self.tower(images, return_tokens=True)
@@ -82,16 +84,17 @@ def pretrain(progress: bool = True, r: Recipe | None = None, **overrides):
     r = _validate.recipe_or_overrides(r, overrides, lambda: recipe(**overrides))
     scenes = world.sample_scenes(r["scenes"], seed=0)        # the train split's scene distribution
     torch.manual_seed(r["seed"])
-    model, g, dev = SimCLR(r["width"], r["depth"]), torch.Generator().manual_seed(r["seed"]), device()
+    model, g, dev = (SimCLR(r["width"], r["depth"]), torch.Generator().manual_seed(r["seed"]),
+                     device())
     model.to(dev)
 
     def loss_fn(step):
         sc = scenes[torch.randint(len(scenes), (r["batch_size"],), generator=g)]
         return nt_xent(model(views(sc, g).to(dev)), model(views(sc, g).to(dev)), r["tau"])
 
-    history = train.fit(loss_fn, train.decay_groups(model.parameters(), r["weight_decay"]), range(r["steps"]),
-                        steps=r["steps"], lr=r["lr"], warmup=r["warmup"], desc="image encoder (SimCLR, images alone)",
-                        progress=progress)
+    history = train.fit(loss_fn, train.decay_groups(model.parameters(), r["weight_decay"]),
+                        range(r["steps"]), steps=r["steps"], lr=r["lr"], warmup=r["warmup"],
+                        desc="image encoder (SimCLR, images alone)", progress=progress)
     return model.cpu().eval(), history
 
 
@@ -109,7 +112,8 @@ def encoder(retrain: bool = False, progress: bool = True, **overrides):
 
 
 @torch.no_grad()
-def layer_features(tower: models.ImageTower, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+def layer_features(tower: models.ImageTower, images: torch.Tensor,
+                   batch_size: int = 500) -> torch.Tensor:
     """Every layer's view of each image: the mean of the patch tokens after the patch
     embedding (layer 0) and after each block, ``[N, depth + 1, width]`` (on the CPU)."""
     if not isinstance(tower, models.ImageTower):
@@ -120,5 +124,6 @@ def layer_features(tower: models.ImageTower, images: torch.Tensor, batch_size: i
 
     def chunk(b):
         x = world.images_float(b).to(dev)
-        return torch.stack([tower.hidden(x, stop=s)[:, 1:].mean(1) for s in range(depth + 1)], 1).cpu()
+        return torch.stack([tower.hidden(x, stop=s)[:, 1:].mean(1)
+                            for s in range(depth + 1)], 1).cpu()
     return in_chunks(chunk, images, _validate.positive_int("batch_size", batch_size))

@@ -34,7 +34,8 @@ def lesson_world_config(split: str = "train", n: int | None = None) -> dict:
     """The config of ``lesson_world(split, n)``, without building it (for cache keys)."""
     _validate.one_of("split", split, world.SPLITS)
     if n is None:
-        n = settings().modality_train_scenes if split == "train" else settings().modality_test_scenes
+        n = (settings().modality_train_scenes if split == "train"
+             else settings().modality_test_scenes)
     return world.world_config(split, n, world.MODALITIES, seed=0, two_object_frac=0.0)
 
 
@@ -43,7 +44,8 @@ def lesson_world(split: str = "train", n: int | None = None):
     to ``settings().modality_train_scenes`` for train (3,000 in ``quick``, 30,000 in
     ``full``) and ``modality_test_scenes`` otherwise (500 / 2,000)."""
     cfg = lesson_world_config(split, n)
-    return world.load_world(split, cfg["n"], modalities=world.MODALITIES, seed=0, two_object_frac=0.0)
+    return world.load_world(split, cfg["n"], modalities=world.MODALITIES, seed=0,
+                            two_object_frac=0.0)
 
 
 def inputs(ds, modality: str) -> torch.Tensor:
@@ -76,11 +78,13 @@ def recipe(modality: str, **overrides) -> Recipe:
                   code=(__name__,))
 
 
-def make_backbone(modality: str, width: int | None = None, depth: int | None = None) -> torch.nn.Module:
+def make_backbone(modality: str, width: int | None = None,
+                  depth: int | None = None) -> torch.nn.Module:
     """A fresh tower whose pooled output (and token width) is ``width``."""
     _validate.one_of("modality", modality, BACKBONES)
     width = settings().backbone_width if width is None else _validate.positive_int("width", width)
-    tower = {"image": models.ImageTower, "audio": models.AudioTower, "video": models.VideoTower}[modality]
+    tower = {"image": models.ImageTower, "audio": models.AudioTower,
+             "video": models.VideoTower}[modality]
     depth = settings().backbone_depth if depth is None else _validate.positive_int("depth", depth)
     return tower(embed_dim=width, width=width, depth=depth)
 
@@ -123,11 +127,13 @@ def pretrain(modality: str, ds=None, progress: bool = True, r: Recipe | None = N
         idx = torch.randint(len(x), (r["batch_size"],), generator=g)
         pooled = tower(_float(modality, x[idx]).to(dev))
         losses = {a: F.cross_entropy(heads[a](pooled), y[a][idx].to(dev)) for a in heads}
-        return {"loss": sum(losses.values()) / len(losses), **{a: v.item() for a, v in losses.items()}}
+        return {"loss": sum(losses.values()) / len(losses),
+                **{a: v.item() for a, v in losses.items()}}
 
-    history = train.fit(loss_fn, list(tower.parameters()) + list(heads.parameters()), range(r["steps"]),
-                        steps=r["steps"], lr=r["lr"], weight_decay=r["weight_decay"],
-                        warmup=r["warmup"], desc=f"{modality} backbone (alone)", progress=progress)
+    history = train.fit(loss_fn, list(tower.parameters()) + list(heads.parameters()),
+                        range(r["steps"]), steps=r["steps"], lr=r["lr"],
+                        weight_decay=r["weight_decay"], warmup=r["warmup"],
+                        desc=f"{modality} backbone (alone)", progress=progress)
     return tower.cpu().eval(), heads.cpu().eval(), history
 
 
@@ -143,7 +149,8 @@ def backbone(modality: str, retrain: bool = False, progress: bool = True, **over
         tower, heads, _ = pretrain(modality, progress=progress, r=r)
         accuracy = _accuracy(modality, tower, heads, lesson_world("test"))
         return tower, {a: torch.tensor(v) for a, v in accuracy.items()}
-    tower, extras = cache.cached_module(r.entry(), lambda: make_backbone(modality, r["width"], r["depth"]),
+    tower, extras = cache.cached_module(r.entry(),
+                                        lambda: make_backbone(modality, r["width"], r["depth"]),
                                         build, retrain=retrain)
     return tower.eval().requires_grad_(False), {a: v.item() for a, v in extras.items()}
 
@@ -162,7 +169,8 @@ def _weights_key(module: torch.nn.Module) -> str:
 def _tower_tokens(modality, tower, x, batch_size, progress):
     dev = device()
     tower.to(dev).eval()
-    out = in_chunks(lambda b: tower(_float(modality, b).to(dev), return_tokens=True)[1].half().cpu(),
+    out = in_chunks(lambda b: tower(_float(modality, b).to(dev),
+                                    return_tokens=True)[1].half().cpu(),
                     x, batch_size, desc=f"{modality} tokens", progress=progress)
     tower.cpu()
     return out
@@ -179,7 +187,8 @@ def text_token_features(texts, batch_size: int = 256, progress: bool = True) -> 
     if isinstance(texts, str) or not isinstance(texts, (list, tuple)) or not texts \
             or not all(isinstance(t, str) for t in texts):
         raise ValueError(f"texts: got {type(texts).__name__}, expected a non-empty list of strings")
-    tokens, mask = _text_tokens(list(texts), _validate.positive_int("batch_size", batch_size), progress)
+    tokens, mask = _text_tokens(list(texts), _validate.positive_int("batch_size", batch_size),
+                                progress)
     return {"tokens": tokens, "mask": mask}
 
 
@@ -196,19 +205,23 @@ def token_features(modality: str, ds, batch_size: int = 256, progress: bool = Tr
         raise ValueError(f"ds: has no {modality!r} column (modalities {cfg['modalities']}), "
                          "expected a dataset from unimodal.lesson_world")
     if modality == "text" and overrides:
-        raise ValueError(f"overrides: got {sorted(overrides)}, expected none for text (MiniLM is not trained here)")
+        raise ValueError(f"overrides: got {sorted(overrides)}, expected none for text "
+                         "(MiniLM is not trained here)")
     if modality == "text":
         parts = ("all-minilm-l6-v2", MAX_TEXT_TOKENS, code_hash(__name__))
-    else:                       # keyed by the backbone's weights: a retrained backbone gets new tokens
+    else:
+        # keyed by the backbone's weights: a retrained backbone gets new tokens
         tower, _ = backbone(modality, progress=progress, **overrides)
         parts = (modality, _weights_key(tower), code_hash(__name__))
     name = f"tokens-{modality}-{cache.key(parts, cfg)}.safetensors"
 
     def build():
         if modality == "text":
-            tokens, mask = _text_tokens(world.tensors(ds, "caption")["caption"], batch_size, progress)
+            tokens, mask = _text_tokens(world.tensors(ds, "caption")["caption"], batch_size,
+                                        progress)
             return {"tokens": tokens, "mask": mask}
-        return {"tokens": _tower_tokens(modality, tower, inputs(ds, modality), batch_size, progress)}
+        return {"tokens": _tower_tokens(modality, tower, inputs(ds, modality), batch_size,
+                                        progress)}
 
     found = cache.cached_tensors(name, build)
     return {"tokens": found["tokens"], "mask": found.get("mask")}

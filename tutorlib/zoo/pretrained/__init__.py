@@ -6,10 +6,10 @@ Lesson 01 builds every piece of this recipe by hand; lessons 02-04 load the resu
     model, history = pretrained.train_mini_clip(steps=100, loss="plain", temperature=0.01)
 
 The recipe (``quick``; ``full`` trains longer on a larger world with wider towers):
-batches of ``settings().clip_batch_size`` scenes, each with its full caption or a partial one ("a red object");
-a CLIP loss whose soft targets count every caption a scene satisfies as a positive;
-AdamW with the text tower at 0.1x the image tower's learning rate; a learnable
-temperature clamped to [0, ln 100] and excluded from weight decay.
+batches of ``settings().clip_batch_size`` scenes, each with its full caption or a partial
+one ("a red object"); a CLIP loss whose soft targets count every caption a scene satisfies
+as a positive; AdamW with the text tower at 0.1x the image tower's learning rate; a
+learnable temperature clamped to [0, ln 100] and excluded from weight decay.
 
     data.py         training_data, training_config, clip_batches     what a batch holds
     training.py     recipe, param_groups, train_step, train_mini_clip, mini_clip
@@ -21,5 +21,6 @@ from .evaluation import embed, evaluate
 from .finetuning import finetune
 from .training import build_mini_clip, mini_clip, param_groups, recipe, train_mini_clip, train_step
 
-__all__ = ["training_data", "training_config", "clip_batches", "recipe", "param_groups", "train_step", "build_mini_clip", "train_mini_clip", "mini_clip",
-           "embed", "evaluate", "finetune"]
+__all__ = ["training_data", "training_config", "clip_batches",
+           "recipe", "param_groups", "train_step", "build_mini_clip", "train_mini_clip",
+           "mini_clip", "embed", "evaluate", "finetune"]

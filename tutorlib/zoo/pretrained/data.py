@@ -15,7 +15,8 @@ MODALITIES = ("image", "text")
 def training_config(split: str = "train", n: int | None = None, seed: int = 0) -> dict:
     """The world config ``training_data(split, n, seed)`` loads (and the cached mini-CLIP's
     key reads), without building it."""
-    return world.world_config(split, world.default_size(split) if n is None else n, MODALITIES, seed)
+    return world.world_config(split, world.default_size(split) if n is None else n,
+                              MODALITIES, seed)
 
 
 def training_data(split: str = "train", n: int | None = None, seed: int = 0) -> dict:
@@ -36,11 +37,13 @@ def training_data(split: str = "train", n: int | None = None, seed: int = 0) -> 
             "caption": t["caption"], "partial": t["partial"]}
 
 
-def clip_batches(data: dict, batch_size: int | None = None, partial_frac: float = 0.5, seed: int = 0):
+def clip_batches(data: dict, batch_size: int | None = None, partial_frac: float = 0.5,
+                 seed: int = 0):
     """A ``batches(step)`` function for ``train.fit``: random scenes, each with its full
     caption or (with probability ``partial_frac``) its partial caption, and the soft
     target matrix ``[B, B]``: ``targets[i, j]`` is True when scene i satisfies caption j."""
-    batch_size = settings().clip_batch_size if batch_size is None else _validate.positive_int("batch_size", batch_size)
+    batch_size = (settings().clip_batch_size if batch_size is None
+                  else _validate.positive_int("batch_size", batch_size))
     if not 0.0 <= partial_frac <= 1.0:
         raise ValueError(f"partial_frac: got {partial_frac!r}, expected a number in [0, 1]")
     g = torch.Generator().manual_seed(get_seed(seed))

@@ -26,7 +26,8 @@ def _keep_tokens(h: torch.Tensor, keep: float, g: torch.Generator) -> torch.Tens
     return torch.cat([h[:, :1], h.gather(1, idx[..., None].expand(-1, -1, h.shape[2]))], 1)
 
 
-def _check_args(model, steps, batch_size, intra_weight, keep_patches, image_blocks, text_blocks, tokens=False):
+def _check_args(model, steps, batch_size, intra_weight, keep_patches, image_blocks, text_blocks,
+                tokens=False):
     require("model.image_tower", getattr(model, "image_tower", None), PromptableImage)
     require("model.text_tower", getattr(model, "text_tower", None), PromptableText)
     _validate.positive_int("steps", steps)
@@ -35,15 +36,17 @@ def _check_args(model, steps, batch_size, intra_weight, keep_patches, image_bloc
     if not 0.0 < float(keep_patches) < 1.0:
         raise ValueError(f"keep_patches: got {keep_patches!r}, expected a fraction in (0, 1)")
     if intra_weight and image_blocks == 0:
-        raise ValueError("intra_weight: needs image_blocks >= 1 (a view drops tokens before a trained block)")
+        raise ValueError("intra_weight: needs image_blocks >= 1 "
+                         "(a view drops tokens before a trained block)")
     if tokens and image_blocks == 0:
-        raise ValueError("tokens: got True with image_blocks=0, expected image_blocks >= 1 (with no image block "
-                         "to train only the class token's state is kept)")
+        raise ValueError("tokens: got True with image_blocks=0, expected image_blocks >= 1 "
+                         "(with no image block to train only the class token's state is kept)")
     for name, blocks, tower in (("image_blocks", image_blocks, model.image_tower),
                                 ("text_blocks", text_blocks, model.text_tower)):
         depth = len(tower.encoder.blocks)
         if not isinstance(blocks, int) or not 0 <= blocks <= depth:
-            raise ValueError(f"{name}: got {blocks!r}, expected an integer from 0 to the tower's depth {depth}")
+            raise ValueError(f"{name}: got {blocks!r}, expected an integer from 0 to the tower's "
+                             f"depth {depth}")
 
 
 def _encode(img_t, txt_t, h: dict, idx, si: int, st: int, tokens: bool):
@@ -55,7 +58,8 @@ def _encode(img_t, txt_t, h: dict, idx, si: int, st: int, tokens: bool):
         return img_t.from_hidden(h["img"][idx], si), txt_t.from_hidden(h["txt"][idx], mask, st), {}
     i, it = img_t.from_hidden(h["img"][idx], si, return_tokens=True)
     t, tt = txt_t.from_hidden(h["txt"][idx], mask, st, return_tokens=True)
-    return i, t, {"image_tokens": img_t.proj(it[:, 1:]), "text_tokens": txt_t.proj(tt), "text_mask": mask}
+    return i, t, {"image_tokens": img_t.proj(it[:, 1:]), "text_tokens": txt_t.proj(tt),
+                  "text_mask": mask}
 
 
 _LAST: dict = {}      # the frozen states of the last call, reused while its inputs are unchanged
@@ -69,12 +73,15 @@ def _cached_states(original, model, data, n, si, st, image_blocks, negative_ids,
     inputs = (original, data["image"], data["full_ids"], negative_ids)
     tensors = [*original.parameters(), *(x for x in inputs[1:] if x is not None)]
     key = (n, si, st, image_blocks, str(dev), tuple(t._version for t in tensors))
-    hit = _LAST.get("key") == key and all(r() is x for r, x in zip(_LAST.get("refs", ()), inputs) if x is not None)
+    hit = _LAST.get("key") == key and all(r() is x for r, x in zip(_LAST.get("refs", ()), inputs)
+                                          if x is not None)
     if not hit:
-        _LAST.clear()                                   # free the old states before computing new ones
+        # free the old states before computing new ones
+        _LAST.clear()
         states = _frozen_states(model, data, n, si, st, image_blocks, negative_ids, dev)
         _LAST.update(key=key, states=states,
-                     refs=tuple(weakref.ref(x) if x is not None else (lambda: None) for x in inputs))
+                     refs=tuple(weakref.ref(x) if x is not None else (lambda: None)
+                                for x in inputs))
     return _LAST["states"]
 
 
@@ -83,7 +90,8 @@ def _frozen_states(model, data, n, si, st, image_blocks, negative_ids, dev) -> d
     """The outputs of the frozen early blocks for the first ``n`` scenes, computed once:
     images before block ``si``, captions (and hard negatives) before block ``st``."""
     img_t, txt_t = model.image_tower, model.text_tower
-    s = {"img": in_chunks(lambda b: img_t.hidden(world.images_float(b.to(dev)), si), data["image"][:n])}
+    s = {"img": in_chunks(lambda b: img_t.hidden(world.images_float(b.to(dev)), si),
+                          data["image"][:n])}
     if image_blocks == 0:
         s["img"] = s["img"][:, :1]                      # no block left: only CLS is read
     s["txt"], s["txt_mask"] = txt_t.hidden(data["full_ids"][:n].to(dev), st)
@@ -97,7 +105,8 @@ def _train_only_last_blocks(model, si: int, st: int) -> list[torch.nn.Parameter]
     (returned) and the logit scale."""
     model.requires_grad_(False)
     params = [p for tower, s in ((model.image_tower, si), (model.text_tower, st))
-              for mod in (*tower.encoder.blocks[s:], tower.encoder.ln, tower.proj) for p in mod.parameters()]
+              for mod in (*tower.encoder.blocks[s:], tower.encoder.ln, tower.proj)
+              for p in mod.parameters()]
     for p in params:
         p.requires_grad_(True)
     model.logit_scale.requires_grad_(True)
@@ -133,7 +142,8 @@ def finetune(model, data: dict, objective=None, *, steps: int, batch_size: int =
     seed = get_seed(seed)
     if soft_targets and not {"attrs", "full_spec"} <= set(data):
         raise ValueError(f"data: soft_targets=True needs 'attrs' and 'full_spec', got keys {sorted(data)}")
-    objective = objective or (lambda i, t, s, neg, targets=None: losses.clip_loss(i, t, s, targets=targets))
+    objective = objective or (lambda i, t, s, neg, targets=None:
+                              losses.clip_loss(i, t, s, targets=targets))
     torch.manual_seed(seed)
     dev = device()
     si = len(model.image_tower.encoder.blocks) - image_blocks
@@ -160,10 +170,10 @@ def finetune(model, data: dict, objective=None, *, steps: int, batch_size: int =
             views = [img_t.from_hidden(_keep_tokens(h["img"][idx], keep_patches, g), si) for _ in range(2)]
             loss = loss + intra_weight * losses.clip_loss(*views, math.log(10.0))
         return loss
-
-    history = train.fit(loss_fn, [*train.decay_groups(params, 0.1), {"params": [model.logit_scale], "weight_decay": 0.0}],
-                        lambda step: torch.randint(n, (batch_size,), generator=g), steps=steps, lr=lr,
-                        warmup=max(1, steps // 10),
+    history = train.fit(loss_fn, [*train.decay_groups(params, 0.1),
+                                  {"params": [model.logit_scale], "weight_decay": 0.0}],
+                        lambda step: torch.randint(n, (batch_size,), generator=g), steps=steps,
+                        lr=lr, warmup=max(1, steps // 10),
                         after_step=lambda step: losses.clamp_logit_scale_(model.logit_scale),
                         desc=desc, progress=progress)
     model.requires_grad_(False)
