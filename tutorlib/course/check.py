@@ -14,9 +14,10 @@ differs, so a notebook run stops at the first exercise that is not right."""
 from __future__ import annotations
 
 import inspect
-import math
 
 import torch
+
+from .mistakes import mistake_hint, ratio_hint, shape_hint
 
 
 class ExerciseError(AssertionError):
@@ -37,26 +38,6 @@ def _describe(x) -> str:
     return f"{type(x).__name__} {x!r}"[:120]
 
 
-def _shape_hint(got: torch.Tensor, want: torch.Tensor) -> str:
-    if got.ndim == 2 and tuple(got.shape) == tuple(want.shape)[::-1]:
-        return " (is it transposed?)"
-    return " (did you forget to sum or average?)" if got.numel() > want.numel() else ""
-
-
-def _ratio_hint(got: torch.Tensor, want: torch.Tensor, n: int | None) -> str:
-    """A likely cause when a scalar result is a simple multiple of the reference."""
-    if got.numel() != 1 or want.item() == 0:
-        return ""
-    r = got.item() / want.item()
-    known = [(2.0, "twice the reference: did you add the two directions without halving?"),
-             (0.5, "half the reference: did you halve one direction only, or divide by 2 twice?")]
-    if n and n > 2:
-        known += [(float(n), f"{n} times the reference, the batch size: "
-                             "did you sum instead of averaging?"),
-                  (1.0 / n, f"1/{n} of the reference: did you divide by the batch size twice?")]
-    return next((f" Hint: {msg}" for value, msg in known if math.isclose(r, value, rel_tol=1e-3)), "")
-
-
 def _compare(got, want, atol: float, rtol: float, where: str = "", n: int | None = None) -> float:
     if isinstance(want, (tuple, list)):
         if not isinstance(got, (tuple, list)) or len(got) != len(want):
@@ -71,7 +52,7 @@ def _compare(got, want, atol: float, rtol: float, where: str = "", n: int | None
         raise ExerciseError(f"{where}expected {_describe(want)}, got {_describe(got)}")
     if got.shape != want.shape:
         raise ExerciseError(f"{where}expected shape {tuple(want.shape)}, got {tuple(got.shape)}"
-                            f"{_shape_hint(got, want)}")
+                            f"{shape_hint(got, want)}")
     got, want = got.detach().double().cpu(), want.detach().double().cpu()
     if not bool(torch.isfinite(got).all()):
         raise ExerciseError(f"{where}your result contains NaN or inf")
@@ -81,50 +62,8 @@ def _compare(got, want, atol: float, rtol: float, where: str = "", n: int | None
         i = int(diff.flatten().argmax())
         raise ExerciseError(f"{where}values differ: largest difference {worst:.3g} at flat "
                             f"index {i} (yours {got.flatten()[i].item():.6g}, reference "
-                            f"{want.flatten()[i].item():.6g}).{_ratio_hint(got, want, n)}")
+                            f"{want.flatten()[i].item():.6g}).{ratio_hint(got, want, n)}")
     return worst
-
-
-def _known_mistakes(reference) -> list:
-    """Wrong versions of the course's references that a learner is likely to write, each
-    with the message that names the mistake (tried in order when the values differ)."""
-    import torch.nn.functional as F
-
-    from ..objectives import losses
-
-    def both_ways(x, y, s):
-        labels = torch.arange(len(x))
-        return (F.cross_entropy(s * x @ y.T, labels) + F.cross_entropy(s * y @ x.T, labels)) / 2
-    if reference is losses.similarity:
-        return [(lambda x, y: x @ y.T,
-                 "normalise each row (F.normalize(..., dim=-1)) before the dot products")]
-    if reference is losses.clip_loss:
-        return [(lambda x, y, t, *a: losses.clip_loss(x, y, t.log()),
-                 "logit_scale is the log of the scale: multiply by logit_scale.exp(), "
-                 "not by logit_scale"),
-                (lambda x, y, t, *a: losses.info_nce(t.exp() * losses.similarity(x, y)),
-                 "that is one direction only: average the image→text and text→image losses"),
-                (lambda x, y, t, *a: both_ways(x, y, t.exp()),
-                 "normalise the embeddings (your similarity_matrix does) before scaling")]
-    if reference is losses.siglip_loss:
-        return [(lambda x, y, t, b: losses.siglip_loss(x, y, t.log(), b),
-                 "logit_scale is the log of the scale: use logit_scale.exp()"),
-                (lambda x, y, t, b: losses.siglip_loss(x, y, t, b) / len(x),
-                 "you averaged over all N² pairs: SigLIP sums over pairs and divides by N")]
-    return []
-
-
-def _mistake_hint(learner_out, reference, args, mistakes) -> str:
-    for wrong, message in [*mistakes, *_known_mistakes(reference)]:
-        try:
-            out = wrong(*args)
-            if isinstance(out, torch.Tensor) and torch.allclose(
-                    torch.as_tensor(learner_out).detach().double(), out.detach().double(),
-                    atol=1e-5, rtol=1e-4):
-                return f" Likely cause: {message}."
-        except Exception:                     # a variant that does not fit these inputs
-            continue
-    return ""
 
 
 def _arg_names(reference, n: int) -> list[str]:
@@ -132,13 +71,15 @@ def _arg_names(reference, n: int) -> list[str]:
         names = list(inspect.signature(reference).parameters)
     except (TypeError, ValueError):
         names = []
-    return [f"argument {i + 1} ({names[i]})" if i < len(names) else f"argument {i + 1}" for i in range(n)]
+    return [f"argument {i + 1} ({names[i]})" if i < len(names) else f"argument {i + 1}"
+            for i in range(n)]
 
 
 def _gradients(fn, args, idx, weights):
     """``fn`` on fresh leaf copies of the float tensors ``args[idx]``; the gradients of
     ``sum(weights * fn(...))`` with respect to them (None where there is no path)."""
-    leaves = [a.detach().clone().requires_grad_(True) if i in idx else a for i, a in enumerate(args)]
+    leaves = [a.detach().clone().requires_grad_(True) if i in idx else a
+              for i, a in enumerate(args)]
     out = fn(*leaves)
     if not isinstance(out, torch.Tensor) or not out.requires_grad:
         return None
@@ -226,7 +167,7 @@ def function(learner, reference, make_inputs, trials: int = 3, atol: float = 1e-
                 worst = max(worst, _compare(got, want, atol, rtol, where, n))
             except ExerciseError as e:
                 raise ExerciseError(
-                    f"{e}{_mistake_hint(got, reference, args, mistakes or [])}") from None
+                    f"{e}{mistake_hint(got, reference, args, mistakes or [])}") from None
             grad_diff = (_compare_gradients(learner, reference, args, where, atol, rtol, g)
                          if gradients else None)
             if grad_diff is not None:
@@ -275,7 +216,8 @@ def across_processes(learner, reference, make_inputs, world_size: int = 2, atol:
         raise ValueError("learner, reference, make_inputs: expected three callables")
     name = name or getattr(learner, "__name__", "your function")
     try:
-        per_rank = launch.run(_run_both, world_size, learner, reference, make_inputs, timeout=timeout)
+        per_rank = launch.run(_run_both, world_size, learner, reference, make_inputs,
+                              timeout=timeout)
     except TimeoutError as e:
         raise ExerciseError(f"{name} did not finish in {timeout:g} s: does every rank call the "
                             f"same collectives? ({e})") from None
@@ -291,10 +233,11 @@ def across_processes(learner, reference, make_inputs, world_size: int = 2, atol:
         worst = max(worst, _compare(got, want, atol, rtol, where))
         for k, (g, w) in enumerate(zip(got_grads, want_grads)):
             if w is not None and g is None:
-                raise ExerciseError(f"{where}no gradient reaches input {k}: did the gather drop it?")
+                raise ExerciseError(f"{where}no gradient reaches input {k}: "
+                                    "did the gather drop it?")
             if w is not None:
                 worst = max(worst, _compare(g, w, max(atol, 1e-5), rtol,
                                             f"{where}gradient of input {k}: "))
-    print(f"✅ {name} matches the reference in each of {world_size} processes, values and gradients "
-          f"(largest difference {worst:.2g}).")
+    print(f"✅ {name} matches the reference in each of {world_size} processes, "
+          f"values and gradients (largest difference {worst:.2g}).")
     return Difference(worst)

@@ -1,0 +1,72 @@
+"""What a wrong answer to an exercise most likely got wrong: hints that ``check`` appends to
+its verdict when a result is transposed, a simple multiple of the reference, or equal to a
+known wrong version of the reference (one direction of a two-way loss, the scale used
+without ``exp``)."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def shape_hint(got: torch.Tensor, want: torch.Tensor) -> str:
+    if got.ndim == 2 and tuple(got.shape) == tuple(want.shape)[::-1]:
+        return " (is it transposed?)"
+    return " (did you forget to sum or average?)" if got.numel() > want.numel() else ""
+
+
+def ratio_hint(got: torch.Tensor, want: torch.Tensor, n: int | None) -> str:
+    """A likely cause when a scalar result is a simple multiple of the reference."""
+    if got.numel() != 1 or want.item() == 0:
+        return ""
+    r = got.item() / want.item()
+    known = [(2.0, "twice the reference: did you add the two directions without halving?"),
+             (0.5, "half the reference: did you halve one direction only, or divide by 2 twice?")]
+    if n and n > 2:
+        known += [(float(n), f"{n} times the reference, the batch size: "
+                             "did you sum instead of averaging?"),
+                  (1.0 / n, f"1/{n} of the reference: did you divide by the batch size twice?")]
+    return next((f" Hint: {msg}" for value, msg in known
+                 if math.isclose(r, value, rel_tol=1e-3)), "")
+
+
+def known_mistakes(reference) -> list:
+    """Wrong versions of the course's references that a learner is likely to write, each
+    with the message that names the mistake (tried in order when the values differ)."""
+    import torch.nn.functional as F
+
+    from ..objectives import losses
+
+    def both_ways(x, y, s):
+        labels = torch.arange(len(x))
+        return (F.cross_entropy(s * x @ y.T, labels) + F.cross_entropy(s * y @ x.T, labels)) / 2
+    if reference is losses.similarity:
+        return [(lambda x, y: x @ y.T,
+                 "normalise each row (F.normalize(..., dim=-1)) before the dot products")]
+    if reference is losses.clip_loss:
+        return [(lambda x, y, t, *a: losses.clip_loss(x, y, t.log()),
+                 "logit_scale is the log of the scale: multiply by logit_scale.exp(), "
+                 "not by logit_scale"),
+                (lambda x, y, t, *a: losses.info_nce(t.exp() * losses.similarity(x, y)),
+                 "that is one direction only: average the image→text and text→image losses"),
+                (lambda x, y, t, *a: both_ways(x, y, t.exp()),
+                 "normalise the embeddings (your similarity_matrix does) before scaling")]
+    if reference is losses.siglip_loss:
+        return [(lambda x, y, t, b: losses.siglip_loss(x, y, t.log(), b),
+                 "logit_scale is the log of the scale: use logit_scale.exp()"),
+                (lambda x, y, t, b: losses.siglip_loss(x, y, t, b) / len(x),
+                 "you averaged over all N² pairs: SigLIP sums over pairs and divides by N")]
+    return []
+
+
+def mistake_hint(learner_out, reference, args, mistakes) -> str:
+    for wrong, message in [*mistakes, *known_mistakes(reference)]:
+        try:
+            out = wrong(*args)
+            if isinstance(out, torch.Tensor) and torch.allclose(
+                    torch.as_tensor(learner_out).detach().double(), out.detach().double(),
+                    atol=1e-5, rtol=1e-4):
+                return f" Likely cause: {message}."
+        except Exception:                     # a variant that does not fit these inputs
+            continue
+    return ""
