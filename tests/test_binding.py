@@ -99,3 +99,73 @@ def test_heads_and_fit_joint_train_every_modality():
         binding.fit_joint(heads, {"audio": torch.randn(4, 3)}, lambda e: 0, steps=1)
     with pytest.raises(ValueError, match="rows"):
         binding.fit_joint(heads, {"image": torch.randn(4, 5), "text": torch.randn(5, 7)}, lambda e: 0, steps=1)
+
+
+def _four(n=16, w=(5, 7, 4, 6), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {m: torch.randn(n, k, generator=g) for m, k in zip(("image", "text", "audio", "video"), w)}
+
+
+def test_method_loss_is_each_method_s_own_loss():
+    e = {m: unit(8, 6) for m in ("image", "text", "audio", "video")}
+    s = torch.tensor(2.0)
+    torch.testing.assert_close(binding.method_loss("ImageBind", s, 3.0)(e), binding.anchor_loss(
+        e["image"], {m: e[m] for m in ("text", "audio", "video")}, {"text": s, "audio": 3.0, "video": 3.0}))
+    torch.testing.assert_close(binding.method_loss("all pairs", s)(e), binding.all_pairs_loss(e, s))
+    torch.testing.assert_close(binding.method_loss("GRAM", s)(e),
+                               binding.gram_loss(e["text"], [e["image"], e["audio"], e["video"]], s))
+    with pytest.raises(ValueError, match="method: got 'CLIP'"):
+        binding.method_loss("CLIP", s)
+
+
+def test_train_heads_starts_every_method_alike_and_can_continue_another_model():
+    feats = _four()
+    a, ha = binding.train_heads("GRAM", feats, 4, steps=2, batch_size=8, seed=3, progress=False)
+    b, _ = binding.train_heads("GRAM", feats, 4, steps=2, batch_size=8, seed=3, progress=False)
+    assert len(ha["loss"]) == 2 and not a.training
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())       # seeded
+    torch.manual_seed(3)
+    fresh = binding.Heads({m: x.shape[1] for m, x in feats.items()}, 4)                  # the start of every method
+    c, _ = binding.train_heads("all pairs", feats, 4, start=fresh, steps=1, lr=1e-12, batch_size=8, progress=False)
+    for k, v in c.state_dict().items():
+        torch.testing.assert_close(v, fresh.state_dict()[k], atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="start: got Linear"):
+        binding.train_heads("GRAM", feats, 4, start=torch.nn.Linear(2, 2), steps=1)
+    with pytest.raises(ValueError, match="method"):
+        binding.train_heads("gram", feats, 4, steps=1)
+
+
+def test_heads_embed_every_modality_without_gradient():
+    feats = _four(n=6)
+    heads = binding.Heads({m: x.shape[1] for m, x in feats.items()}, 4, hidden=8)
+    e = heads.embed(feats)
+    assert list(e) == list(feats) and not any(v.requires_grad for v in e.values())
+    for m, x in feats.items():
+        torch.testing.assert_close(e[m], heads(m, x))
+    with pytest.raises(ValueError, match="feats: got list"):
+        heads.embed([feats["image"]])
+
+
+def test_tuple_geometry_of_orthogonal_and_identical_tuples():
+    basis = torch.eye(4)[None].expand(5, 4, 4)
+    spread = {m: basis[:, k] for k, m in enumerate(("text", "image", "audio", "video"))}
+    geo = binding.tuple_geometry(spread)
+    assert geo["cos(image, audio)"] == geo["cos(image, video)"] == geo["cos(text, image)"] == 0
+    assert geo["Vol(image, audio, video)"] == pytest.approx(1, abs=1e-5)
+    assert geo["dist(text, span)"] == pytest.approx(1, abs=1e-5)          # the text is orthogonal to their span
+    same = {m: spread["image"] for m in spread}
+    geo = binding.tuple_geometry(same)
+    assert geo["cos(image, audio)"] == pytest.approx(1) and geo["Vol(image, audio, video)"] < 2e-3
+    with pytest.raises(ValueError, match=r"emb: got no \['video'\]"):
+        binding.tuple_geometry({m: spread[m] for m in ("text", "image", "audio")})
+
+
+def test_sign_blind_similarity_ranks_by_the_two_vector_volume():
+    q, g = unit(6, 5), unit(9, 5)
+    sim = binding.sign_blind_similarity(q, g)
+    vol = torch.stack([binding.volume(q[i:i + 1].expand(9, 5), g, eps=0) for i in range(6)])   # [6, 9]: |sin|
+    torch.testing.assert_close(sim, (q @ g.T).abs())
+    assert torch.equal(sim.argmax(1), vol.argmin(1))
+    torch.testing.assert_close(binding.sign_blind_similarity(q, -g), sim)
+    with pytest.raises(ValueError, match="query and gallery: got widths"):
+        binding.sign_blind_similarity(q, unit(3, 4))

@@ -177,3 +177,68 @@ def test_check_across_processes_names_the_rank_that_differs():
         check.across_processes(_local_without_offset, _local_reference, _shard, world_size=2)
     with pytest.raises(check.ExerciseError, match="is not written yet: Exercise 2: the local loss"):
         check.across_processes(_not_written, _local_reference, _shard, world_size=2)
+
+
+FORMS = {"gathered": lambda i, t, s, b: distributed.gathered_clip_loss(i, t, s),
+         "local": lambda i, t, s, b: distributed.gathered_clip_loss(i, t, s, local_loss=True),
+         "ring": lambda i, t, s, b: distributed.siglip_ring_loss(i, t, s, b)}
+ONE_PROCESS = {"clip": lambda i, t, s, b: losses.clip_loss(i, t, s),
+               "ring": lambda i, t, s, b: losses.siglip_loss(i, t, s, b)}
+
+
+def test_form_gradients_and_reference_gradients_are_the_loops_above():
+    world = 2
+    batch = _batch(world)
+    per_rank = launch.run(distributed.form_gradients, world, FORMS, batch, timeout=240)
+    by_loop = launch.run(_forms, world, timeout=240)
+    for name in FORMS:
+        for mine, loop in zip(per_rank, by_loop):
+            for a, b in zip(mine[name][:3], loop[name][:3]):                 # loss, image and text gradients
+                assert torch.equal(a, b)
+            assert mine[name][3].shape == (2,)
+        single = ONE_PROCESS["ring" if name == "ring" else "clip"]
+        loss, g_img, g_txt, g_sb = distributed.reference_gradients(single, batch)
+        for a, b in zip((loss, g_img, g_txt), _single(name, world)):
+            assert torch.equal(a, b)
+        assert (g_sb[1] == 0) == (name != "ring")                            # CLIP's loss has no bias
+        assert abs(sum(r[name][3] for r in per_rank) / world - g_sb).max() < 1e-5    # DDP's average of the shares
+    with pytest.raises(ValueError, match="batch: got tuple"):
+        distributed.reference_gradients(FORMS["gathered"], batch[:3])
+    with pytest.raises(ValueError, match="forms: got list"):
+        distributed.form_gradients(0, 1, [FORMS["gathered"]], batch)
+
+
+def test_distributed_costs_count_each_form_s_bytes_in_each_process():
+    from tutorlib.training import costs
+    sizes, width = [8, 16], 4
+    per_rank = launch.run(distributed.distributed_costs, 2, FORMS, sizes, width, timeout=240)
+    for table in per_rank:
+        assert list(table) == [(name, n) for n in sizes for name in FORMS]
+        for (name, n), row in table.items():
+            block = n // 2 * width * 4 / 1024                                 # one process's [N_l, d] floats
+            assert row["received (KiB)"] == (block if name == "ring" else 2 * block)
+            assert row["largest block (KiB)"] > 0 and row["kept for backward (KiB)"] > 0
+    with pytest.raises(ValueError, match="sizes: got"):
+        distributed.distributed_costs(0, 2, FORMS, [1], width)
+
+
+def _pair():
+    from tutorlib.methods import fewpairs
+    return fewpairs.ProjectorPair(6, 5, seed=0, out_dim=4, hidden=8)
+
+
+def test_data_parallel_gathered_trains_like_one_process():
+    g = torch.Generator().manual_seed(0)
+    features = {"image": torch.randn(64, 6, generator=g), "text": torch.randn(64, 5, generator=g)}
+    one = distributed.data_parallel(0, 1, _pair, features, "gathered", 5, 16, 0)
+    two = launch.run(distributed.data_parallel, 2, _pair, features, "gathered", 5, 16, 0, timeout=240)
+    own = launch.run(distributed.data_parallel, 2, _pair, features, "own", 5, 16, 0, timeout=240)
+    assert one["loss"].shape == (5,)
+    for k, v in one["state"].items():
+        torch.testing.assert_close(two[0]["state"][k], v, atol=1e-5, rtol=1e-4)
+        assert torch.equal(two[1]["state"][k], two[0]["state"][k])             # DDP keeps the replicas identical
+    assert max((own[0]["state"][k] - v).abs().max().item() for k, v in one["state"].items()) > 1e-4
+    with pytest.raises(ValueError, match="negatives: got 'local'"):
+        distributed.data_parallel(0, 1, _pair, features, "local", 5, 16, 0)
+    with pytest.raises(ValueError, match="make_model, features"):
+        distributed.data_parallel(0, 1, _pair, {"image": features["image"]}, "own", 5, 16, 0)

@@ -334,3 +334,130 @@ def test_encode_is_one_pass_of_the_token_functions():
     torch.testing.assert_close(e["text"], model.encode_text(ids))
     with pytest.raises(ValueError, match="model.image_tower"):
         finegrained.encode(torch.nn.Linear(2, 2), images, ids)
+
+
+def _paired(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.rand(6, 7, generator=g) < 0.7
+    mask[:, 0] = True
+    return torch.randn(6, 5, 8, generator=g), torch.randn(6, 7, 8, generator=g), mask
+
+
+def test_filip_objective_is_filip_loss_after_token_dropping():
+    x, y, mask = _paired()
+    scale = torch.tensor(2.0)
+    every = finegrained.filip_objective()(None, None, scale, None, image_tokens=x, text_tokens=y, text_mask=mask)
+    assert torch.equal(every, finegrained.filip_loss(x, y, mask, scale))
+    half = finegrained.filip_objective(keep=0.5)(None, None, scale, None, x, y, mask)
+    assert torch.equal(half, finegrained.filip_loss(*finegrained.select_tokens(x, y, mask, 0.5), scale))
+    with pytest.raises(ValueError, match="keep: got 0"):
+        finegrained.filip_objective(keep=0)
+
+
+def test_encoding_scores_are_each_model_s_own_score():
+    x, y, mask = _ragged(4)
+    e = {"image": torch.randn(5, 8), "text": torch.randn(4, 8), "x": x, "y": y, "mask": mask}
+    for got, want in zip(finegrained.encoding_scores(e, chunk=2), _loop_similarity(x, y, mask)):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    s_i, s_t = finegrained.encoding_scores(e, token_wise=False)
+    cos = F.normalize(e["image"], dim=-1) @ F.normalize(e["text"], dim=-1).T
+    torch.testing.assert_close(s_i, cos) and torch.testing.assert_close(s_t, cos)
+    with pytest.raises(ValueError, match="encoding: got tuple"):
+        finegrained.encoding_scores((x, y, mask))
+
+
+def test_patch_scores_are_s_i_before_the_mean_over_patches():
+    x, y, mask = _ragged(5)
+    votes = finegrained.patch_scores(x, y, mask, chunk=2)                       # [N, P, M]
+    xn, yn = F.normalize(x, dim=-1), F.normalize(y, dim=-1)
+    loop = torch.tensor([[[max(float(xn[i, p] @ yn[m, r]) for r in range(y.shape[1]) if mask[m, r])
+                           for m in range(len(y))] for p in range(x.shape[1])] for i in range(len(x))])
+    torch.testing.assert_close(votes, loop, atol=1e-5, rtol=0)
+    s_i, _ = finegrained.token_similarity(x, y, mask)
+    torch.testing.assert_close(votes.mean(1), s_i, atol=1e-6, rtol=0)
+    left = torch.flip(mask, [1])                                               # padding first
+    torch.testing.assert_close(finegrained.patch_scores(x, y, left).mean(1),
+                               finegrained.token_similarity(x, y, left)[0], atol=1e-6, rtol=0)
+
+
+def test_patch_group_scores_average_the_chosen_patches():
+    votes = torch.randn(3, 4, 5)
+    every = torch.ones(3, 4, dtype=torch.bool)
+    torch.testing.assert_close(finegrained.patch_group_scores(votes, every), votes.mean(1))
+    group = torch.tensor([[1, 0, 0, 1], [0, 1, 0, 0], [0, 0, 0, 0]], dtype=torch.bool)
+    got = finegrained.patch_group_scores(votes, group)
+    torch.testing.assert_close(got[0], (votes[0, 0] + votes[0, 3]) / 2)
+    torch.testing.assert_close(got[1], votes[1, 1])
+    assert torch.equal(got[2], torch.zeros(5))                                  # no patch in the group: 0
+    with pytest.raises(ValueError, match=r"patches: got shape \(3, 5\)"):
+        finegrained.patch_group_scores(votes, torch.ones(3, 5, dtype=torch.bool))
+
+
+def test_pointing_rates_split_pointing_by_kind_of_word():
+    scenes = world.sample_scenes(60, seed=6, two_object_frac=0.5)
+    tok = world.Tokenizer()
+    ids = tok(world.captions(scenes)[0])
+    cover = grounding.patch_coverage(world.object_masks(scenes), 8)
+    named, kind = grounding.named_objects(ids, scenes, tok)
+    g = torch.Generator().manual_seed(0)
+    L = int((ids != tok.pad_id).any(0).nonzero().max()) + 1                     # the columns not all padding
+    x, y = torch.randn(60, cover.shape[-1], 8, generator=g), torch.randn(60, L, 8, generator=g)
+    two = scenes.n_objects == 2
+    rates = grounding.pointing_rates(x, y, named, kind, cover, two)
+    hit, chance = grounding.pointing(grounding.word_patch_similarity(x, y), named[:, :L], cover)
+    words = [(i, r) for i in range(60) for r in range(L) if named[i, r] >= 0]      # row-major, as pointing
+    mean = lambda sel: sum(float(hit[k]) for k in sel) / len(sel)                 # noqa: E731
+    by_kind = {1: [k for k, (i, r) in enumerate(words) if kind[i, r] == 1],
+               2: [k for k, (i, r) in enumerate(words) if kind[i, r] == 2]}
+    in_two = [k for k, (i, r) in enumerate(words) if two[i]]
+    assert rates["all words"] == pytest.approx(mean(range(len(words))))
+    assert rates["colour words"] == pytest.approx(mean(by_kind[1]))
+    assert rates["shape words"] == pytest.approx(mean(by_kind[2]))
+    assert rates["two-object scenes"] == pytest.approx(mean(in_two))
+    assert rates["chance (two-object)"] == pytest.approx(sum(float(chance[k]) for k in in_two) / len(in_two))
+    with pytest.raises(ValueError, match="naming no word past"):
+        grounding.pointing_rates(x, y[:, :2], named, kind, cover, two)
+
+
+def test_swap_tests_compare_true_and_swapped_captions_by_every_score():
+    torch.manual_seed(2)
+    tok = world.Tokenizer()
+    model = pretrained.build_mini_clip(embed_dim=32, depth=2, tokenizer=tok)
+    scenes = world.sample_scenes(30, seed=3, two_object_frac=1.0)
+    images = world.images_float(world.render_images(scenes))
+    with torch.no_grad():
+        e = finegrained.encode(model, images, tok(world.captions(scenes)[0]))
+    true, swapped, ok = world.swap_captions(scenes, seed=1, attribute="colour")
+    a, b = tok([t for t, v in zip(true, ok) if v]), tok([t for t, v in zip(swapped, ok) if v])
+    out = grounding.swap_tests(model, e, {"colour swap": (a, b, ok)})
+    assert list(out) == [("colour swap", s) for s in ("cosine", "s^I", "s^T", "pairs")]
+    assert out[("colour swap", "pairs")] == int(ok.sum()) > 5
+    with torch.no_grad():
+        (ya, ma), (yb, mb) = finegrained.text_tokens(model.text_tower, a), finegrained.text_tokens(model.text_tower, b)
+        img, ta, tb = F.normalize(e["image"][ok], dim=-1), model.encode_text(a), model.encode_text(b)
+    x = e["x"][ok]
+    wins = {"cosine": 0, "s^I": 0, "s^T": 0}
+    for n in range(len(x)):
+        ia, sa = (v[0, 0] for v in _loop_similarity(x[n:n + 1], ya[n:n + 1], ma[n:n + 1]))
+        ib, sb = (v[0, 0] for v in _loop_similarity(x[n:n + 1], yb[n:n + 1], mb[n:n + 1]))
+        wins["s^I"] += float(ia > ib)
+        wins["s^T"] += float(sa > sb)
+        wins["cosine"] += float(img[n] @ F.normalize(ta[n], dim=0) > img[n] @ F.normalize(tb[n], dim=0))
+    for s, w in wins.items():
+        assert out[("colour swap", s)] == pytest.approx(w / len(x))
+    with pytest.raises(ValueError, match="swaps: got dict"):
+        grounding.swap_tests(model, e, {})
+
+
+def test_loss_cost_times_each_loss_and_sees_filip_s_token_pairs():
+    filip = finegrained.loss_cost("FILIP", 8, patches=4, tokens=6, dim=8)
+    assert set(filip) == {"time (ms)", "largest block (KiB)"} and filip["time (ms)"] > 0
+    assert filip["largest block (KiB)"] == 8 * 8 * 4 * 6 * 4 / 1024           # [N, M, P, L] float32 cosines
+    half = finegrained.loss_cost("FILIP", 8, patches=4, tokens=6, dim=8, keep=0.5)
+    assert half["largest block (KiB)"] == filip["largest block (KiB)"]         # the selection ranks every pair once
+    clip = finegrained.loss_cost("CLIP", 8, patches=4, tokens=6, dim=8)
+    assert 0 < clip["largest block (KiB)"] < filip["largest block (KiB)"] / 4
+    with pytest.raises(ValueError, match="form: got 'SigLIP'"):
+        finegrained.loss_cost("SigLIP", 8, 4, 6, 8)
+    with pytest.raises(ValueError, match="patches: got 0"):
+        finegrained.loss_cost("CLIP", 8, 0, 6, 8)

@@ -1,10 +1,12 @@
-"""tutorlib.methods.progressive: the Universal Projection, its stages, and what stays frozen."""
+"""tutorlib.methods.progressive: the Universal Projection, its stages, and what stays frozen;
+and tutorlib.methods.stages, lesson 05's bench around them."""
 import pytest
 import torch
 import torch.nn.functional as F
 
 from tutorlib.objectives import losses
-from tutorlib.methods import progressive
+from tutorlib.evaluation import metrics
+from tutorlib.methods import progressive, stages
 
 WIDTHS = {"image": 16, "text": 24, "audio": 12, "video": 16}
 LENGTHS = {"image": 5, "text": 7, "audio": 6, "video": 9}
@@ -214,3 +216,50 @@ def test_cosine_tracker_records_the_mean_paired_cosine():
         progressive.CosineTracker(model, "audio", probe, {})
     with pytest.raises(ValueError, match="every"):
         progressive.CosineTracker(model, "audio", probe, {"image": img}, every=0)
+
+
+# ---- lesson 05's bench (tutorlib.methods.stages) --------------------------------------
+def test_rows_are_the_same_dict_cut_to_a_range():
+    f = feats("text")
+    part = stages.rows(f, range(3, 8))
+    assert torch.equal(part["tokens"], f["tokens"][3:8]) and torch.equal(part["mask"], f["mask"][3:8])
+    assert stages.rows(feats("image"), range(0, 4))["mask"] is None
+    with pytest.raises(ValueError, match="r: got range"):
+        stages.rows(f, range(0, 8, 2))
+    with pytest.raises(ValueError, match="feats: got Tensor"):
+        stages.rows(f["tokens"], range(0, 2))
+
+
+def test_zero_shot_scores_each_attribute_against_the_prompts_text_embeddings():
+    model = stage1_model().eval()
+    emb = progressive.embed(model, "image", feats("image"))
+    prompt_feats = {"shape": feats("text", n=6, seed=1), "colour": feats("text", n=3, seed=2)}
+    g = torch.Generator().manual_seed(0)
+    labels = {"shape": torch.randint(6, (12,), generator=g), "colour": torch.randint(3, (12,), generator=g)}
+    got = stages.zero_shot(model, emb, prompt_feats, labels)
+    assert list(got) == ["shape", "colour"]
+    for a in got:
+        assert got[a] == metrics.zero_shot_accuracy(emb, progressive.embed(model, "text", prompt_feats[a]), labels[a])
+    with pytest.raises(ValueError, match="prompt_feats, labels"):
+        stages.zero_shot(model, emb, prompt_feats, {"shape": labels["shape"]})
+
+
+def test_step_times_time_both_steps_and_leave_minilm_frozen():
+    from tutorlib import world
+    from tutorlib.zoo import unimodal
+    from tutorlib.zoo.minilm import load_minilm
+    minilm = load_minilm()
+    images = world.images_float(world.render_images(world.sample_scenes(4)))
+    torch.manual_seed(0)
+    width = unimodal.make_backbone("image")(images, return_tokens=True)[1].shape[-1]
+    model = progressive.OneEncoder(16, token_dim=8, dropout=0.0).add_modality("image", width).add_modality("text", 384)
+    image_feats = {"tokens": torch.randn(6, 5, width), "mask": None}
+    text_feats = {"tokens": torch.randn(6, 7, 384), "mask": torch.ones(6, 7, dtype=torch.bool)}
+    t_e2e, t_stage1 = stages.step_times(model, minilm, ["a red circle"] * 4, images, image_feats, text_feats)
+    assert t_e2e > 0 and t_stage1 > 0
+    assert not minilm.model.training and not any(p.requires_grad for p in minilm.model.parameters())
+    assert all(p.grad is None for p in model.parameters())                    # a copy trained, not the model
+    with pytest.raises(ValueError, match="images: got 4, expected one per caption"):
+        stages.step_times(model, minilm, ["a red circle"] * 3, images, image_feats, text_feats)
+    with pytest.raises(ValueError, match="stage1_model: got Linear"):
+        stages.step_times(torch.nn.Linear(2, 2), minilm, ["a"] * 4, images, image_feats, text_feats)

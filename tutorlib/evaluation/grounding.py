@@ -6,10 +6,14 @@ every object is and which words name it.
     named, kind = named_objects(ids, scenes, tokenizer)                 # [N, L]: which object a word names
     sim = word_patch_similarity(image_tokens, text_tokens)             # [N, L, P], scene i with caption i
     hit, chance = pointing(sim, named, cover)                           # per named word
+    pointing_rates(image_tokens, text_tokens, named, kind, cover, two_object)   # rates by kind
 
 A word *points at* the object it names when its best patch holds more of that object's pixels
 than of the other object's. Chance is the same rule for a patch drawn at random: the share of
 the image's patches where the named object covers more than the other (its area, in patches).
+
+``swap_tests`` asks the binding question of the same models: does an image prefer its true
+caption to the caption with two objects' colours (or places) swapped, by each score?
 """
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ import torch.nn.functional as F
 
 from ..core import _validate
 from .. import world
+from ..objectives import finegrained
+from . import metrics
 
 KINDS = ("colour", "shape")          # the words whose object is known: kind 1 = colour, 2 = shape
 
@@ -92,3 +98,54 @@ def pointing(sim: torch.Tensor, named: torch.Tensor, coverage: torch.Tensor) -> 
     wins = mine > other
     best = sim[rows, cols].argmax(-1)
     return wins.gather(1, best[:, None]).squeeze(1), wins.float().mean(1)
+
+
+def pointing_rates(image_tokens: torch.Tensor, text_tokens: torch.Tensor, named: torch.Tensor,
+                   kind: torch.Tensor, coverage: torch.Tensor, two_object: torch.Tensor) -> dict:
+    """How often the named words point at their objects (``pointing``), by kind, with chance:
+    ``image_tokens`` ``[N, P, d]`` and ``text_tokens`` ``[N, L', d]`` (caption i of image i,
+    ``L'`` of ``named``'s ``L`` columns: the rest must name nothing), ``named`` and ``kind``
+    ``[N, L]`` (``named_objects``), ``coverage`` ``[N, 2, P]``, ``two_object`` ``[N]`` bool.
+    Returns the rate over all words, colour words, shape words and words of two-object
+    scenes, and the chance over all words and over those of two-object scenes."""
+    _validate.tensor("text_tokens", text_tokens, 3)
+    _validate.tensor("two_object", two_object, 1, floating=False)
+    L = text_tokens.shape[1]
+    if named.shape != kind.shape or named.shape[1] < L or bool((named[:, L:] >= 0).any()):
+        raise ValueError(f"named, kind: got shapes {tuple(named.shape)} and {tuple(kind.shape)}, "
+                         f"expected the same [N, L >= {L}], naming no word past the {L} tokens")
+    _validate.same_rows("named", named, "two_object", two_object)
+    named, kind = named[:, :L], kind[:, :L]
+    hit, chance = pointing(word_patch_similarity(image_tokens, text_tokens), named, coverage)
+    words = named >= 0
+    word_kind, two = kind[words], two_object[:, None].expand_as(named)[words]
+    rate = lambda sel: hit[sel].float().mean().item()          # noqa: E731
+    return {"all words": rate(slice(None)), "colour words": rate(word_kind == 1),
+            "shape words": rate(word_kind == 2), "two-object scenes": rate(two),
+            "chance (all)": chance.mean().item(), "chance (two-object)": chance[two].mean().item()}
+
+
+@torch.no_grad()
+def swap_tests(model, encoding: dict, swaps: dict) -> dict:
+    """The binding tests of a mini-CLIP-shaped ``model`` on its ``finegrained.encode`` dict
+    ``encoding`` of N scenes: ``swaps`` ``{test name: (true_ids [n, L], swapped_ids [n, L],
+    ok [N] bool)}``, the n captions of the scenes where ``ok``. For each test: how often the
+    image prefers its true caption by the pooled ``cosine`` (``metrics.binding_accuracy``), by
+    ``s^I`` and by ``s^T`` (``finegrained.paired_scores``), and the number of ``pairs``, keyed
+    ``(test name, score)``."""
+    if not isinstance(encoding, dict) or not {"x", "image"} <= set(encoding):
+        raise ValueError("encoding: expected the dict of finegrained.encode(model, images, ids)")
+    if not isinstance(swaps, dict) or not swaps:
+        raise ValueError(f"swaps: got {type(swaps).__name__}, "
+                         "expected {name: (true_ids, swapped_ids, ok)}")
+    out = {}
+    for test_name, (a, b, ok) in swaps.items():
+        x = encoding["x"][ok]
+        (ya, ma), (yb, mb) = (finegrained.text_tokens(model.text_tower, ids) for ids in (a, b))
+        (ai, at), (bi, bt) = (finegrained.paired_scores(x, y, m) for y, m in ((ya, ma), (yb, mb)))
+        out[(test_name, "cosine")] = metrics.binding_accuracy(
+            encoding["image"][ok], model.encode_text(a), model.encode_text(b))
+        out[(test_name, "s^I")] = (ai > bi).float().mean().item()
+        out[(test_name, "s^T")] = (at > bt).float().mean().item()
+        out[(test_name, "pairs")] = int(ok.sum())
+    return out

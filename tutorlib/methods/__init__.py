@@ -1,3 +1,3 @@
 """One kit per method lesson: ``prompts`` (CoOp), ``restore`` (RESTORE), ``inversion``
-(OTI and OVI), ``progressive`` (OneEncoder) and ``fewpairs`` (freeze-align, CWCL,
-STRUCTURE)."""
+(OTI and OVI), ``progressive`` (OneEncoder) and ``stages`` (its stage-by-stage evaluation
+and costs), ``fewpairs`` (freeze-align, CWCL, STRUCTURE)."""

@@ -70,6 +70,24 @@ class Projector(torch.nn.Module):
         return self.net(x)
 
 
+class ProjectorPair(torch.nn.Module):
+    """An image and a text ``Projector`` in one module, as ``DistributedDataParallel`` wraps
+    them: ``forward(x [B, image_dim], y [B, text_dim])`` -> ``(image [B, out_dim], text [B,
+    out_dim])``. ``seed``: ``torch.manual_seed(seed)`` first, so that every process (and every
+    rebuild) starts from the same weights."""
+
+    def __init__(self, image_dim: int, text_dim: int, seed: int | None = None, out_dim: int = 128,
+                 hidden: int = 256):
+        super().__init__()
+        if seed is not None:
+            torch.manual_seed(get_seed(seed))
+        self.image = Projector(image_dim, out_dim, hidden)
+        self.text = Projector(text_dim, out_dim, hidden)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.image(x), self.text(y)
+
+
 def recipe(**overrides) -> dict:
     """The projectors' recipe (freeze-align: τ 0.07, AdamW lr 1e-3, decay 0.02, cosine;
     STRUCTURE: λ 10 warmed up, τ 0.07, one level). ``layer``: the image layer aligned."""
@@ -123,14 +141,16 @@ def train_projectors(feats: dict, n_pairs: int, method: str = "clip", seed: int 
 
 @torch.no_grad()
 def evaluate(img_proj: Projector, txt_proj: Projector, feats: dict, layer: int = -1) -> dict[str, float]:
-    """Recall@1 both ways on ``feats`` (a caption true of several scenes counts for each) and
-    zero-shot accuracy of shape, colour and size from held-out-wording prompts (single-object
-    scenes), plus ``zero-shot``, their mean."""
+    """Recall@1 both ways on ``feats`` (a caption true of several scenes counts for each),
+    ``i2t@1`` and ``t2i@1``, and ``recall@1``, their mean; zero-shot accuracy of shape, colour
+    and size from held-out-wording prompts (single-object scenes), plus ``zero-shot``, their
+    mean."""
     img = F.normalize(img_proj(feats["image"][:, layer].float()), dim=-1)
     txt = F.normalize(in_chunks(txt_proj, feats["text"].float()), dim=-1)
     if "positives" not in feats:
         raise ValueError("feats: has no 'positives', expected features(split) of a scored split (not train)")
     out = metrics.retrieval(img, txt, ks=(1,), positives=feats["positives"])
+    out["recall@1"] = (out["i2t@1"] + out["t2i@1"]) / 2
     single = feats["attrs"][:, 1, 0] < 0
     for j, attr in enumerate(ATTRIBUTES):
         cls = txt_proj(class_features(attr))
@@ -151,3 +171,23 @@ def sweep(train_feats: dict, retrieval_feats: dict, zero_shot_feats: dict, metho
         rows.append({"method": m, "pairs": n, "seed": s, "i2t@1": rec["i2t@1"], "t2i@1": rec["t2i@1"],
                      **{a: zs[a] for a in (*ATTRIBUTES, "zero-shot")}})
     return rows
+
+
+@torch.no_grad()
+def neighbourhood_divergence(project_img, project_txt, feats: dict, batch_size: int = 64,
+                             batches: int = 10, seed: int = 0, layer: int = -1) -> float:
+    """How much of the frozen neighbourhoods two projectors lose: STRUCTURE's ``regulariser``
+    R (its defaults) between the frozen features and their projections, image and text sides
+    averaged, over ``batches`` random batches of ``batch_size`` rows of ``feats`` (drawn with
+    ``seed``; the image at ``layer``), then averaged. 0: every neighbourhood kept."""
+    import statistics
+    if not (callable(project_img) and callable(project_txt)):
+        raise ValueError("project_img, project_txt: expected two callables [B, w] -> [B, d]")
+    _validate.positive_int("batch_size", batch_size), _validate.positive_int("batches", batches)
+    g, out = torch.Generator().manual_seed(seed), []
+    for _ in range(batches):
+        b = torch.randperm(len(feats["text"]), generator=g)[:batch_size]
+        xi, xt = feats["image"][b, layer].float(), feats["text"][b].float()
+        r = structure.regulariser(xi, project_img(xi)) + structure.regulariser(xt, project_txt(xt))
+        out.append((r / 2).item())
+    return statistics.mean(out)

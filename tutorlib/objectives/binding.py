@@ -9,6 +9,7 @@ Shapes: one ``[N, d]`` embedding per modality, row i of each the same item.
     loss = gram_loss(text, [image, audio, video], logit_scale)
     loss = anchor_loss(image, {"text": t, "audio": a}, {"text": s_t, "audio": math.log(20)})
     loss = all_pairs_loss({"image": i, "text": t, "audio": a}, logit_scale)
+    heads, history = train_heads("GRAM", feats, dim=64, steps=400, seed=0)  # lesson 06's runs
 
 The volume of the parallelotope spanned by k unit vectors is sqrt(det G), G_ij = <v_i, v_j>:
 1 when they are orthogonal, 0 when they are linearly dependent (parallel or anti-parallel ones
@@ -18,6 +19,8 @@ is infinite where a volume reaches zero; here ``sqrt(max(det G, 0) + eps)`` (``e
 the same value to within 1e-3 and a gradient bounded by 1 / (2 sqrt(eps)) = 500.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -155,6 +158,14 @@ class Heads(torch.nn.Module):
         _validate.tensor("x", x, 2, finite=False)
         return F.normalize(self.heads[name](x), dim=-1)
 
+    @torch.no_grad()
+    def embed(self, feats: dict) -> dict:
+        """Every modality of ``feats`` ``{name: [N, w_name]}`` through its head, without
+        gradient: ``{name: [N, dim]}`` unit embeddings."""
+        if not isinstance(feats, dict):
+            raise ValueError(f"feats: got {type(feats).__name__}, expected {{name: [N, w]}}")
+        return {m: self(m, x) for m, x in feats.items()}
+
 
 def fit_joint(heads: Heads, feats: dict, objective, extra_params=(), *, steps: int, batch_size: int = 128,
               lr: float = 1e-3, seed: int = 0, progress: bool = True, desc: str = "training") -> dict:
@@ -178,3 +189,72 @@ def fit_joint(heads: Heads, feats: dict, objective, extra_params=(), *, steps: i
     params = train.decay_groups([*heads.parameters(), *extra_params], 0.01)
     return train.fit(loss_fn, params, lambda step: torch.randint(n, (batch_size,), generator=g),
                      steps=steps, lr=lr, warmup=20, progress=progress, desc=desc)
+
+
+METHODS = ("ImageBind", "all pairs", "GRAM")      # lesson 06's three ways to bind four modalities
+
+
+def method_loss(method: str, logit_scale, anchor_scale: float = math.log(20)):
+    """The loss of one of ``METHODS`` as a function of a batch ``{modality: [B, d]}`` of image,
+    text, audio and video: ``anchor_loss`` to the image (the text at ``logit_scale``, audio
+    and video at the fixed ``anchor_scale``, ImageBind's ln 20), ``all_pairs_loss``, or
+    ``gram_loss`` of the text against (image, audio, video), both at ``logit_scale``."""
+    _validate.one_of("method", method, METHODS)
+    if method == "ImageBind":
+        scales = {"text": logit_scale, "audio": anchor_scale, "video": anchor_scale}
+        return lambda e: anchor_loss(e["image"], {m: e[m] for m in scales}, scales)
+    if method == "all pairs":
+        return lambda e: all_pairs_loss(e, logit_scale)
+    return lambda e: gram_loss(e["text"], [e["image"], e["audio"], e["video"]], logit_scale)
+
+
+def train_heads(method: str, feats: dict, dim: int, start: Heads | None = None, *, steps: int,
+                batch_size: int = 128, lr: float = 1e-3, seed: int = 0,
+                anchor_scale: float = math.log(20), progress: bool = True) -> tuple[Heads, dict]:
+    """One ``Heads`` per method, trained with ``method_loss(method, ...)`` on ``feats``
+    ``{modality: [N, w]}`` by ``fit_joint``: seeded by ``seed``, so that every method starts
+    from the same heads (or from ``start``'s weights, to continue another model), with a
+    learnable log-scale from ln(1/0.07) that stays inside the loss. Returns the heads (in
+    eval mode) and the training history."""
+    _validate.one_of("method", method, METHODS)
+    if not isinstance(feats, dict) or not feats:
+        raise ValueError(f"feats: got {type(feats).__name__}, expected a dict {{name: [N, w]}}")
+    if start is not None and not isinstance(start, Heads):
+        raise ValueError(f"start: got {type(start).__name__}, expected None or a binding.Heads")
+    torch.manual_seed(seed)
+    heads = Heads({m: x.shape[1] for m, x in feats.items()}, dim)
+    if start is not None:                         # continue from another model's heads
+        heads.load_state_dict(start.state_dict())
+    scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+    history = fit_joint(heads, feats, method_loss(method, scale, anchor_scale), [scale],
+                        steps=steps, batch_size=batch_size, lr=lr, seed=seed, progress=progress,
+                        desc=method)
+    return heads.eval(), history
+
+
+def tuple_geometry(emb: dict) -> dict[str, float]:
+    """How matched tuples sit, averaged over the ``N`` rows of ``emb`` (unit ``[N, d]`` text,
+    image, audio and video, row i of each the same scene): the cosines of image with audio, of
+    image with video and of text with image; the volume of (image, audio, video); and the
+    text's distance to their span, ``Vol(t, i, a, v) / Vol(i, a, v)``."""
+    names = ("text", "image", "audio", "video")
+    missing = [m for m in names if not isinstance(emb, dict) or m not in emb]
+    if missing:
+        raise ValueError(f"emb: got no {missing}, expected a dict of {list(names)} [N, d]")
+    t, i, a, v = (emb[m] for m in names)
+    vol_x = volume(i, a, v)
+    return {"cos(image, audio)": (i * a).sum(-1).mean().item(),
+            "cos(image, video)": (i * v).sum(-1).mean().item(),
+            "cos(text, image)": (t * i).sum(-1).mean().item(),
+            "Vol(image, audio, video)": vol_x.mean().item(),
+            "dist(text, span)": (volume(t, i, a, v) / vol_x).mean().item()}
+
+
+def sign_blind_similarity(query: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
+    """``|<q_i, g_j>|`` ``[Nq, Ng]`` of unit rows ``[Nq, d]`` and ``[Ng, d]``: ranking by it
+    (highest first) ranks by the two-vector volume ``|sin theta|`` (smallest first), blind to
+    signs as GRAM's volume is."""
+    _validate.tensor("query", query, 2, finite=False)
+    _validate.tensor("gallery", gallery, 2, finite=False)
+    _validate.same_width("query", query, "gallery", gallery)
+    return (query @ gallery.T).abs()

@@ -18,9 +18,18 @@ which makes the update exactly the single-process one.
 
 ``with traffic() as t: ...`` counts in ``t["bytes"]`` the bytes this process receives in the
 forward pass of these functions inside the block (the backward pass sends the same volume back).
+
+Is a form *the* loss? ``form_gradients`` runs every form inside each process on its rows of
+one global batch; ``reference_gradients`` computes the same loss in one process on all of it:
+
+    local = lambda i, t, s, b: gathered_clip_loss(i, t, s, local_loss=True)
+    per_rank = launch.run(form_gradients, 2, {"local": local}, batch)    # batch: (img, txt, s, b)
+    one = lambda i, t, s, b: clip_loss(i, t, s)                          # on the whole batch
+    loss, g_img, g_txt, g_scale_bias = reference_gradients(one, batch)
 """
 from __future__ import annotations
 
+import math
 import warnings
 from contextlib import contextmanager
 
@@ -30,6 +39,8 @@ import torch.distributed.nn.functional as dist_nn
 import torch.nn.functional as F
 
 from ..core import _validate
+from ..training import costs, train
+from . import losses
 
 _COUNTERS: list[dict] = []         # the open traffic() blocks of this process
 
@@ -145,3 +156,126 @@ def siglip_ring_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scal
         txt = _NeighbourExchange.apply(txt, right, left)
         loss = loss + _sigmoid_terms(img, txt, scale, bias, positives=False)
     return loss
+
+
+def _check_batch(batch) -> None:
+    if not (isinstance(batch, (tuple, list)) and len(batch) == 4):
+        raise ValueError(f"batch: got {type(batch).__name__}, expected (image_emb [N, d], "
+                         "text_emb [N, d], logit_scale, logit_bias)")
+    _validate.pair(batch[0], batch[1])
+
+
+def _with_grad(*tensors: torch.Tensor) -> list[torch.Tensor]:
+    return [t.detach().clone().requires_grad_() for t in tensors]
+
+
+def _scale_bias_grad(scale: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``[2]``: the scale's and the bias's gradients (0 for a loss without a bias)."""
+    return torch.stack([scale.grad, bias.grad if bias.grad is not None else torch.tensor(0.0)])
+
+
+def form_gradients(rank: int, world_size: int, forms: dict, batch) -> dict:
+    """Inside each process of ``launch.run``: every form ``forms[name](image_emb, text_emb,
+    logit_scale, logit_bias)`` on this process's rows of the global ``batch`` (``[N_g, d]``
+    images and texts, a log-scale and a bias, the same in every process; rank r holds rows
+    ``r N_g / W`` to ``(r + 1) N_g / W``). Returns ``{name: (loss, this process's image and
+    text gradients [N_l, d], [scale gradient, bias gradient])}``."""
+    if not isinstance(forms, dict) or not forms or not all(callable(f) for f in forms.values()):
+        raise ValueError(f"forms: got {type(forms).__name__}, expected a dict {{name: loss}}")
+    _check_batch(batch)
+    img, txt, scale, bias = batch
+    rows = slice(rank * len(img) // world_size, (rank + 1) * len(img) // world_size)
+    out = {}
+    for name, form in forms.items():
+        i, t, s, b = _with_grad(img[rows], txt[rows], scale, bias)
+        loss = form(i, t, s, b)
+        loss.backward()
+        out[name] = (loss.detach(), i.grad, t.grad, _scale_bias_grad(s, b))
+    return out
+
+
+def reference_gradients(loss_fn, batch) -> tuple:
+    """One process on the whole ``batch`` (as in ``form_gradients``): ``loss_fn(image_emb,
+    text_emb, logit_scale, logit_bias)`` and its gradients, ``(loss, image gradient [N_g, d],
+    text gradient [N_g, d], [scale gradient, bias gradient])``."""
+    if not callable(loss_fn):
+        raise ValueError(f"loss_fn: got {type(loss_fn).__name__}, expected a loss function")
+    _check_batch(batch)
+    img, txt, scale, bias = _with_grad(*batch)
+    loss = loss_fn(img, txt, scale, bias)
+    loss.backward()
+    return loss.detach(), img.grad, txt.grad, _scale_bias_grad(scale, bias)
+
+
+def _form_cost(form, img, txt) -> dict:
+    """One distributed loss form's costs on this process's embeddings (scale 2, bias -5)."""
+    def loss():
+        return form(img, txt, torch.tensor(2.0), torch.tensor(-5.0))
+    with traffic() as received:
+        largest = costs.largest_allocation(lambda: loss().backward())
+    kept = costs.saved_for_backward(loss)
+    return {"largest block (KiB)": largest / 1024, "kept for backward (KiB)": kept / 1024,
+            "received (KiB)": received["bytes"] / 1024}
+
+
+def distributed_costs(rank: int, world_size: int, forms: dict, sizes, width: int) -> dict:
+    """Inside each process of ``launch.run``: for every global batch size in ``sizes`` and every
+    form ``forms[name](image_emb, text_emb, logit_scale, logit_bias)`` (a loss across
+    processes), on this process's ``[size / world_size, width]`` random embeddings (seeded by
+    the rank), the largest block the loss's forward and backward allocate, what autograd keeps
+    for the backward pass and the bytes received in the forward pass (``traffic``),
+    all in KiB, keyed ``(name, size)``."""
+    if not isinstance(forms, dict) or not forms or not all(callable(f) for f in forms.values()):
+        raise ValueError(f"forms: got {type(forms).__name__}, expected a dict {{name: loss}}")
+    _validate.positive_int("width", width)
+    sizes = list(sizes)
+    if not sizes or not all(isinstance(n, int) and n >= world_size for n in sizes):
+        raise ValueError(f"sizes: got {sizes!r}, expected global batch sizes of at least "
+                         f"world_size={world_size} pairs")
+    out = {}
+    for n_global in sizes:
+        n_local = n_global // world_size
+        g = torch.Generator().manual_seed(rank)
+        img = torch.randn(n_local, width, generator=g, requires_grad=True)
+        txt = torch.randn(n_local, width, generator=g, requires_grad=True)
+        for name, form in forms.items():
+            out[(name, n_global)] = _form_cost(form, img, txt)
+    return out
+
+
+NEGATIVES = ("gathered", "own")
+
+
+def data_parallel(rank: int, world_size: int, make_model, features: dict, negatives: str,
+                  steps: int, batch_size: int, seed: int, lr: float = 1e-3, warmup: int = 15,
+                  tau: float = 0.07) -> dict:
+    """Train ``make_model()`` (the same weights in every process: seed inside it) for ``steps``
+    steps of CLIP's loss at the fixed temperature ``tau``, its ``forward(image [B, w_i], text
+    [B, w_t])`` returning two ``[B, d]`` embeddings. Every process draws the same random global
+    batch of ``batch_size`` rows of ``features`` ``{"image": [N, w_i], "text": [N, w_t]}`` and
+    takes its ``batch_size / world_size`` of them; with ``world_size > 1`` the model runs under
+    ``DistributedDataParallel``. ``negatives``: "gathered" (``gathered_clip_loss``,
+    the global batch's loss) or "own" (``losses.clip_loss`` on this process's rows only).
+    Returns ``{"loss": [steps] this process's losses, "state": the model's state_dict}``."""
+    from torch.nn.parallel import DistributedDataParallel
+    _validate.one_of("negatives", negatives, NEGATIVES)
+    _validate.positive_int("steps", steps), _validate.positive_int("batch_size", batch_size)
+    if not callable(make_model) or not isinstance(features, dict) \
+            or not {"image", "text"} <= set(features):
+        raise ValueError("make_model, features: expected a callable that builds the model and "
+                         "a dict with 'image' and 'text' features")
+    model = make_model()
+    net = DistributedDataParallel(model) if world_size > 1 else model
+    g, per = torch.Generator().manual_seed(seed), batch_size // world_size
+    scale = torch.tensor(math.log(1 / _validate.positive_number("tau", tau)))
+
+    def loss_fn(step):
+        idx = torch.randperm(len(features["text"]), generator=g)[:batch_size]
+        idx = idx[rank * per:(rank + 1) * per]                       # this process's share
+        zi, zt = net(features["image"][idx], features["text"][idx])
+        if negatives == "gathered" and world_size > 1:
+            return gathered_clip_loss(zi, zt, scale)
+        return losses.clip_loss(zi, zt, scale)
+    history = train.fit(loss_fn, model.parameters(), range(steps), steps=steps, lr=lr,
+                        warmup=warmup, progress=False)
+    return {"loss": torch.tensor(history["loss"]), "state": model.state_dict()}

@@ -16,6 +16,9 @@ usual symmetric InfoNCE, with label smoothing 0.1 as in the MindSpore port.
     loss = filip_loss(x, y, mask, logit_scale)           # x, y paired row by row (N = M)
     x, y, mask = select_tokens(x, y, mask, keep=0.25)    # the paper's token dropping
     s_i, s_t = paired_scores(x, y, mask)                 # [N] each: image i with caption i only
+    objective = filip_objective(keep=0.25)               # pretrained.finetune(..., tokens=True)
+    s_i, s_t = encoding_scores(encode(model, images, ids))   # [N, M] each, the model's own score
+    votes = patch_scores(x, y, mask)                     # [N, P, M]: s^I before its mean
 """
 from __future__ import annotations
 
@@ -23,6 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from ..core import _validate
+from . import losses
+from ..training import costs
 from ..models.interface import PromptableImage, PromptableText, require
 from ..core.ops import check_mask
 
@@ -173,3 +178,94 @@ def encode(model, images: torch.Tensor, ids: torch.Tensor) -> dict:
     text, y = tt(ids, return_tokens=True)
     return {"image": image, "text": text, "x": it.proj(x[:, 1:]), "y": tt.proj(y),
             "mask": (ids != tt.pad_id)[:, :y.shape[1]]}
+
+
+def filip_objective(keep: float = 1.0):
+    """FILIP's loss as ``pretrained.finetune``'s objective (with ``tokens=True``): a function
+    of the batch's pooled embeddings, scale and negatives (unused) and its token outputs
+    ``image_tokens`` ``[B, P, d]``, ``text_tokens`` ``[B, L, d]``, ``text_mask`` ``[B, L]``,
+    returning ``filip_loss`` after ``select_tokens(..., keep)`` when ``keep < 1``."""
+    if not 0.0 < float(keep) <= 1.0:
+        raise ValueError(f"keep: got {keep!r}, expected a fraction in (0, 1]")
+
+    def filip(i, t, scale, negatives, image_tokens, text_tokens, text_mask):
+        tokens = (image_tokens, text_tokens, text_mask)
+        if keep < 1:
+            tokens = select_tokens(*tokens, keep)
+        return filip_loss(*tokens, scale)
+    return filip
+
+
+def encoding_scores(encoding: dict, token_wise: bool = True,
+                    chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """The retrieval scores ``(s_i, s_t)``, both ``[N, M]`` (image rows, caption columns), of an
+    ``encode`` dict: FILIP's token-wise ``scores`` of its ``x``, ``y`` and ``mask``, or, with
+    ``token_wise=False``, CLIP's cosine of the pooled ``image`` and ``text`` both ways."""
+    if not isinstance(encoding, dict):
+        raise ValueError(f"encoding: got {type(encoding).__name__}, expected the dict of encode()")
+    if not token_wise:
+        s = losses.similarity(encoding["image"], encoding["text"])
+        return s, s
+    return scores(encoding["x"], encoding["y"], encoding["mask"], chunk)
+
+
+@torch.no_grad()
+def patch_scores(image_tokens: torch.Tensor, text_tokens: torch.Tensor, text_mask: torch.Tensor,
+                 chunk: int = 200) -> torch.Tensor:
+    """Each patch's best real-word cosine with every caption, ``[N, P, M]``: ``s^I`` before its
+    mean over patches (so a subset of the patches can vote alone), for ``[N, P, d]`` images,
+    ``[M, L, d]`` captions and their ``[M, L]`` mask, ``chunk`` images at a time."""
+    _check_tokens(image_tokens, text_tokens, text_mask)
+    _validate.positive_int("chunk", chunk)
+    if not bool(text_mask.any(1).all()):
+        raise ValueError("text_mask: every caption needs at least one real token")
+    x, y = F.normalize(image_tokens, dim=-1), F.normalize(text_tokens, dim=-1)
+    first = y[torch.arange(len(y), device=y.device), text_mask.long().argmax(1)][:, None]
+    y = torch.where(text_mask[..., None], y, first)                 # padding copies a real token
+    (N, P, d), (M, L, _) = x.shape, y.shape
+    words = y.reshape(M * L, d).T
+    return torch.cat([(x[lo:lo + chunk].reshape(-1, d) @ words).view(-1, P, M, L).amax(3)
+                      for lo in range(0, N, chunk)])
+
+
+def patch_group_scores(votes: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
+    """``s^I`` restricted to a group of each image's patches: the mean of ``votes``
+    ``[N, P, M]`` (``patch_scores``) over the patches where ``patches`` ``[N, P]`` bool is True,
+    ``[N, M]`` (0 for an image with no such patch)."""
+    _validate.tensor("votes", votes, 3, finite=False)
+    _validate.tensor("patches", patches, 2, floating=False)
+    if patches.shape != votes.shape[:2]:
+        raise ValueError(f"patches: got shape {tuple(patches.shape)}, expected "
+                         f"{tuple(votes.shape[:2])} (an image and a patch per row of votes)")
+    w = patches.float()[..., None]
+    return (votes * w).sum(1) / w.sum(1).clamp_min(1)
+
+
+def _random_tokens(n: int, patches: int, tokens: int, dim: int):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, patches, dim, generator=g, requires_grad=True)
+    y = torch.randn(n, tokens, dim, generator=g, requires_grad=True)
+    return x, y, torch.ones(n, tokens, dtype=torch.bool), torch.tensor(3.0)
+
+
+def loss_cost(form: str, n: int, patches: int, tokens: int, dim: int, keep: float = 1.0) -> dict:
+    """What one contrastive loss costs on ``n`` random images of ``patches`` tokens and ``n``
+    captions of ``tokens`` tokens, width ``dim`` (seed 0): ``form`` "CLIP" (the first patch
+    against the last word, ``losses.clip_loss``) or "FILIP" (``filip_loss``, after
+    ``select_tokens(..., keep)`` when ``keep < 1``). Returns the time of one forward and
+    backward pass (``costs.step_time``, in ms) and the largest block its similarity allocates
+    (``costs.largest_allocation``, in KiB: FILIP's ``[N, M, P, L]``, CLIP's ``[N, d]`` or ``[N, M]``)."""
+    _validate.one_of("form", form, ("CLIP", "FILIP"))
+    for name, v in (("n", n), ("patches", patches), ("tokens", tokens), ("dim", dim)):
+        _validate.positive_int(name, v)
+    x, y, mask, scale = _random_tokens(n, patches, tokens, dim)
+    if form == "CLIP":
+        step = lambda: losses.clip_loss(x[:, 0], y[:, -1], scale).backward()         # noqa: E731
+        sim = lambda: losses.similarity(x[:, 0].detach(), y[:, -1].detach())         # noqa: E731
+    else:
+        def chosen():
+            return select_tokens(x, y, mask, keep) if keep < 1 else (x, y, mask)
+        step = lambda: filip_loss(*chosen(), scale).backward()           # noqa: E731
+        sim = lambda: token_similarity(*[t.detach() for t in chosen()])  # noqa: E731
+    return {"time (ms)": 1000 * costs.step_time(step),
+            "largest block (KiB)": costs.largest_allocation(sim) / 1024}

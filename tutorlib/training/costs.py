@@ -1,12 +1,20 @@
 """What training costs: the time of one step, the largest block of memory a computation
 allocates, and a table of trainable parameters, steps,
-wall time and shares per stage (lesson 05's "what each stage costs")."""
+wall time and shares per stage (lesson 05's "what each stage costs"). Two benches use them:
+``loss_cost`` times CLIP's and FILIP's losses on random tokens (lesson 07), and
+``distributed_costs`` measures the distributed loss forms inside each process (lesson 09).
+
+    costs.loss_cost("FILIP", 64, patches=16, tokens=13, dim=128, keep=0.25)
+    launch.run(costs.distributed_costs, 2, forms, [512, 1024], 128)[0]      # rank 0's table
+"""
 from __future__ import annotations
 
 import contextlib
 import os
 import sys
 import time
+
+import torch
 
 from ..core import _validate
 
@@ -41,7 +49,6 @@ def largest_allocation(fn) -> int:
 def saved_for_backward(fn) -> int:
     """Bytes of the tensors autograd keeps for the backward pass while ``fn()`` runs its forward
     pass (each storage counted once): what a loss holds in memory until ``backward()``."""
-    import torch
     if not callable(fn):
         raise ValueError(f"fn: got {type(fn).__name__}, expected a callable with no arguments")
     kept = {}

@@ -1,0 +1,95 @@
+"""tutorlib.evaluation.mismatch (lesson 06): partners drawn among the allowed scenes, and the
+ROC AUC of matched against swapped tuples, against plain loops."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tutorlib.evaluation import mismatch
+
+
+def _allowed(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    allowed = torch.rand(10, 10, generator=g) < 0.3
+    allowed[3] = False                                            # a row without any partner
+    return allowed
+
+
+def test_random_partner_draws_an_allowed_column_in_row_order():
+    allowed = _allowed()
+    partner = mismatch.random_partner(allowed, torch.Generator().manual_seed(5))
+    assert partner.dtype == torch.long and partner[3] == -1
+    for i, j in enumerate(partner.tolist()):
+        assert j == -1 if not allowed[i].any() else bool(allowed[i, j])
+    g, loop = torch.Generator().manual_seed(5), []                   # the same draws, one row at a time
+    for row in allowed:
+        cols = row.nonzero()[:, 0]
+        loop.append(int(cols[torch.randint(len(cols), (1,), generator=g)]) if len(cols) else -1)
+    assert partner.tolist() == loop
+
+
+def test_random_partner_continues_its_generator():
+    allowed, g = _allowed(1), torch.Generator().manual_seed(2)
+    first, second = mismatch.random_partner(allowed, g), mismatch.random_partner(allowed, g)
+    again = torch.Generator().manual_seed(2)
+    assert torch.equal(mismatch.random_partner(allowed, again), first)
+    assert torch.equal(mismatch.random_partner(allowed, again), second)
+    with pytest.raises(ValueError, match="allowed: got dtype"):
+        mismatch.random_partner(allowed.float(), g)
+    with pytest.raises(ValueError, match="generator: got int"):
+        mismatch.random_partner(allowed, 0)
+
+
+def _auc_loop(pos, neg):
+    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in pos.tolist() for n in neg.tolist())
+    return wins / (len(pos) * len(neg))
+
+
+def _setup(n=12, d=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    text = torch.randn(n, d, generator=g)
+    feats = {m: text + 0.5 * torch.randn(n, d, generator=g) for m in ("image", "audio")}
+    partner = torch.randint(n, (n,), generator=g)
+    partner[[2, 7]] = -1
+    return text, feats, partner
+
+
+def heads(name, x):
+    return F.normalize(x, dim=-1)
+
+
+def score(t, x):
+    return {"cosines": sum((t * m).sum(-1) for m in x.values()),
+            "image only": (t * x["image"]).sum(-1)}
+
+
+def test_mismatch_auc_equals_the_loop_for_every_score_and_member():
+    text, feats, partner = _setup()
+    auc = mismatch.mismatch_auc(heads, text, feats, partner, score)
+    assert list(auc.index) == ["cosines", "image only"] and list(auc.columns) == ["image", "audio"]
+    keep = [i for i in range(len(text)) if partner[i] >= 0]
+    t = heads("text", text[keep])
+    members = {m: heads(m, f[keep]) for m, f in feats.items()}
+    matched = score(t, members)
+    for swapped in feats:
+        wrong = score(t, {**members, swapped: heads(swapped, feats[swapped][partner[keep]])})
+        for s in matched:
+            assert auc.loc[s, swapped] == pytest.approx(_auc_loop(matched[s], wrong[s]))
+    assert auc.loc["image only", "audio"] == 0.5                  # the score never looks at the sound
+
+
+def test_a_swap_with_itself_is_invisible():
+    text, feats, _ = _setup()
+    itself = torch.arange(len(text))
+    assert (mismatch.mismatch_auc(heads, text, feats, itself, score) == 0.5).all().all()
+
+
+def test_mismatch_auc_validates():
+    text, feats, partner = _setup()
+    with pytest.raises(ValueError, match="partner: expected row indices"):
+        mismatch.mismatch_auc(heads, text, feats, torch.full_like(partner, -1), score)
+    with pytest.raises(ValueError, match=r"text and feats\['audio'\]: got 12 and 5 rows"):
+        mismatch.mismatch_auc(heads, text, {**feats, "audio": feats["audio"][:5]}, partner, score)
+    with pytest.raises(ValueError, match="score: got dict"):
+        mismatch.mismatch_auc(heads, text, feats, partner, {})
+    with pytest.raises(ValueError, match="feats: got list"):
+        mismatch.mismatch_auc(heads, text, [feats["image"]], partner, score)
