@@ -169,3 +169,14 @@ def test_sign_blind_similarity_ranks_by_the_two_vector_volume():
     torch.testing.assert_close(binding.sign_blind_similarity(q, -g), sim)
     with pytest.raises(ValueError, match="query and gallery: got widths"):
         binding.sign_blind_similarity(q, unit(3, 4))
+
+
+def test_the_seed_defaults_to_tutorlib_seed(monkeypatch):
+    """None means TUTORLIB_SEED, as everywhere in the course (it was a fixed 0 here)."""
+    feats = {m: torch.randn(16, 5, generator=torch.Generator().manual_seed(1)) for m in ("image", "text")}
+    monkeypatch.setenv("TUTORLIB_SEED", "3")
+    a, _ = binding.train_heads("GRAM", feats, 4, steps=2, batch_size=8, progress=False)
+    b, _ = binding.train_heads("GRAM", feats, 4, steps=2, batch_size=8, seed=3, progress=False)
+    c, _ = binding.train_heads("GRAM", feats, 4, steps=2, batch_size=8, seed=0, progress=False)
+    same = lambda x, y: all(torch.equal(p, q) for p, q in zip(x.state_dict().values(), y.state_dict().values()))  # noqa: E731
+    assert same(a, b) and not same(a, c)

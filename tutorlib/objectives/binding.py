@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core import _validate
+from ..core.runtime import get_seed
 from . import losses
 
 
@@ -168,11 +169,13 @@ class Heads(torch.nn.Module):
 
 
 def fit_joint(heads: Heads, feats: dict, objective, extra_params=(), *, steps: int, batch_size: int = 128,
-              lr: float = 1e-3, seed: int = 0, progress: bool = True, desc: str = "training") -> dict:
+              lr: float = 1e-3, seed: int | None = None, progress: bool = True,
+              desc: str = "training") -> dict:
     """Train ``heads`` (and ``extra_params``, e.g. a learnable temperature) on random batches of
     the same rows of every modality in ``feats`` ``{name: [N, w]}``: each step embeds the batch
     ``{name: [B, dim]}`` and minimises ``objective(embeddings)`` with ``train.fit`` (AdamW,
-    weight decay 0.01 on matrices, 20 warm-up steps, cosine). Returns the history."""
+    weight decay 0.01 on matrices, 20 warm-up steps, cosine). ``seed`` draws the batches (None:
+    ``TUTORLIB_SEED``). Returns the history."""
     from ..training import train
     if not isinstance(feats, dict) or not feats or set(feats) - set(heads.heads):
         raise ValueError(f"feats: got keys {sorted(feats) if isinstance(feats, dict) else feats!r}, "
@@ -181,7 +184,7 @@ def fit_joint(heads: Heads, feats: dict, objective, extra_params=(), *, steps: i
     if len(n) != 1:
         raise ValueError(f"feats: got {n} rows across modalities, expected the same rows (item i in each)")
     n = n.pop()
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(get_seed(seed))
 
     def loss_fn(idx):
         return objective({m: heads(m, x[idx]) for m, x in feats.items()})
@@ -209,18 +212,19 @@ def method_loss(method: str, logit_scale, anchor_scale: float = math.log(20)):
 
 
 def train_heads(method: str, feats: dict, dim: int, start: Heads | None = None, *, steps: int,
-                batch_size: int = 128, lr: float = 1e-3, seed: int = 0,
+                batch_size: int = 128, lr: float = 1e-3, seed: int | None = None,
                 anchor_scale: float = math.log(20), progress: bool = True) -> tuple[Heads, dict]:
     """One ``Heads`` per method, trained with ``method_loss(method, ...)`` on ``feats``
-    ``{modality: [N, w]}`` by ``fit_joint``: seeded by ``seed``, so that every method starts
-    from the same heads (or from ``start``'s weights, to continue another model), with a
-    learnable log-scale from ln(1/0.07) that stays inside the loss. Returns the heads (in
-    eval mode) and the training history."""
+    ``{modality: [N, w]}`` by ``fit_joint``: seeded by ``seed`` (None: ``TUTORLIB_SEED``), so
+    that every method starts from the same heads (or from ``start``'s weights, to continue
+    another model), with a learnable log-scale from ln(1/0.07) that stays inside the loss.
+    Returns the heads (in eval mode) and the training history."""
     _validate.one_of("method", method, METHODS)
     if not isinstance(feats, dict) or not feats:
         raise ValueError(f"feats: got {type(feats).__name__}, expected a dict {{name: [N, w]}}")
     if start is not None and not isinstance(start, Heads):
         raise ValueError(f"start: got {type(start).__name__}, expected None or a binding.Heads")
+    seed = get_seed(seed)
     torch.manual_seed(seed)
     heads = Heads({m: x.shape[1] for m, x in feats.items()}, dim)
     if start is not None:                         # continue from another model's heads
