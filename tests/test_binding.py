@@ -173,7 +173,7 @@ def test_sign_blind_similarity_ranks_by_the_two_vector_volume():
 
 def test_the_seed_defaults_to_tutorlib_seed(monkeypatch):
     """None means TUTORLIB_SEED, as everywhere in the course (it was a fixed 0 here)."""
-    feats = {m: torch.randn(16, 5, generator=torch.Generator().manual_seed(1)) for m in ("image", "text")}
+    feats = _four()
     monkeypatch.setenv("TUTORLIB_SEED", "3")
     a, _ = binding.train_heads("GRAM", feats, 4, steps=2, batch_size=8, progress=False)
     b, _ = binding.train_heads("GRAM", feats, 4, steps=2, batch_size=8, seed=3, progress=False)
