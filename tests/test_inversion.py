@@ -150,3 +150,39 @@ def test_oti_runs_the_template_prefix_once_and_gets_the_same_tokens(tok, clip, t
     torch.manual_seed(0)
     want, _ = inversion.oti(clip.text_tower, tok, v, template, steps=5, progress=False)
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-3)
+
+
+def test_nearest_words_with_cosines(tok, clip):
+    table = clip.text_tower.token_embedding.weight.detach()
+    ids = tok.encode("red circle star")
+    tokens = table[ids] + 0.01 * torch.randn(3, table.shape[1])
+    words, cos = inversion.nearest_words(clip.text_tower, tok, tokens, k=4, cosines=True)
+    assert words == inversion.nearest_words(clip.text_tower, tok, tokens, k=4)
+    assert cos.shape == (3, 4) and bool((cos[:, :-1] >= cos[:, 1:]).all())      # largest first
+    real = [j for j, w in enumerate(tok.vocab) if not w.startswith("<")]
+    best = (F.normalize(tokens, dim=-1) @ F.normalize(table[real], dim=-1).T).max(1).values
+    assert torch.allclose(cos[:, 0], best)
+    assert [w[0] for w in words] == ["red", "circle", "star"]
+
+
+def test_text_side_queries(tok, clip):
+    images = (torch.rand(5, 3, 32, 32) * 255).to(torch.uint8)
+    captions = ["a red circle", "a blue square", "a green star", "a small cross", "a large disc"]
+    torch.manual_seed(0)
+    rows, stats = inversion.text_side_queries(clip, tok, images, captions, steps=5)
+    assert list(rows) == ["image → image", "caption → image (oracle)", "OTI(image) → image"]
+    v = clip.encode_image(images.float() / 255).detach()
+    t = clip.encode_text(tok(captions)).detach()
+    assert torch.allclose(rows["image → image"][0], v, atol=1e-6) and rows["image → image"][1] is rows["image → image"][0]
+    assert torch.allclose(rows["caption → image (oracle)"][0], t, atol=1e-6)
+    q, gallery = rows["OTI(image) → image"]
+    assert q.shape == v.shape and not q.requires_grad and gallery is rows["image → image"][0]
+    torch.manual_seed(0)
+    w, _ = inversion.oti(clip.text_tower, tok, v, steps=5, progress=False)        # the same start, the same query
+    assert torch.allclose(q, inversion.encode_with_pseudo_tokens(clip.text_tower, tok, w), atol=1e-6)
+    assert set(stats) == {"OTI cosine to its image", "caption cosine", "distance to the vocabulary", "modality gap"}
+    assert stats["OTI cosine to its image"] == pytest.approx(F.cosine_similarity(q, v).mean().item())
+    with pytest.raises(ValueError, match="captions"):
+        inversion.text_side_queries(clip, tok, images, captions[:3], steps=2)
+    with pytest.raises(ValueError, match="images"):
+        inversion.text_side_queries(clip, tok, images[0], captions, steps=2)

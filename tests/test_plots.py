@@ -3,6 +3,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 import pytest
 import torch
+from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 
 from tutorlib.course import plots
@@ -162,3 +163,50 @@ def test_importing_plots_changes_no_global_setting():
         assert plt.rcParams["axes.prop_cycle"] == before
         plots.course_style()
         assert plt.rcParams["axes.prop_cycle"] != before
+
+
+def test_softmax_bars():
+    p = torch.softmax(torch.tensor([0.6, 0.4, 0.1, -0.2]) / 0.1, 0)
+    fig = plots.softmax_bars(p, title="tau = 0.1")
+    ax = fig.axes[0]
+    assert len(ax.patches) == 4 and ax.get_title() == "tau = 0.1"
+    assert ax.patches[0].get_facecolor() != ax.patches[1].get_facecolor()      # the right answer stands out
+    assert ax.patches[0].get_height() == pytest.approx(p[0].item())
+    with pytest.raises(ValueError, match="p"):
+        plots.softmax_bars(p[None])
+
+
+def test_slerp_path():
+    a, b = torch.tensor([1.0, 0.2, 0.1]), torch.tensor([[-0.3, 1.0, 0.4]])
+    fig = plots.slerp_path(a, b, 0.3, n=21)
+    assert len(fig.axes) == 2 and fig.axes[0].get_title() == "lambda = 0.30"
+    arc, line = (l.get_ydata() for l in fig.axes[1].get_lines()[:2])     # the norms along each path
+    assert len(arc) == 21 and max(abs(arc - 1)) < 1e-5                     # the arc stays on the sphere
+    assert min(line) < 0.9 and line[0] == pytest.approx(1) and line[-1] == pytest.approx(1)
+
+
+@pytest.mark.parametrize("a, b, lam, name", [(torch.ones(4), torch.ones(3), 0.5, "a, b"),
+                                             (torch.ones(3), torch.ones(3), 1.5, "lam"),
+                                             (torch.ones(3), torch.ones(3), "0.5", "lam"),
+                                             ([1.0, 0.0, 0.0], torch.ones(3), 0.5, "a")])
+def test_slerp_path_bad_input(a, b, lam, name):
+    with pytest.raises(ValueError, match=name):
+        plots.slerp_path(a, b, lam)
+
+
+def test_seed_dots():
+    fig, ax = plt.subplots()
+    out = plots.seed_dots(ax, {"plain": [0.1, 0.3], "swap": torch.tensor([0.5, 0.6, 0.7])}, "binding",
+                          baseline=0.2, labels=["plain", "swap\nnegatives"])
+    assert out is ax and ax.get_title() == "binding"
+    dots = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert [len(c.get_offsets()) for c in dots] == [2, 3]                   # one dot per run
+    assert [c.get_offsets()[:, 0].tolist() for c in dots] == [[0, 0], [1, 1, 1]]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["plain", "swap\nnegatives"]
+    assert any(l.get_linestyle() == "--" for l in ax.get_lines())            # the baseline
+    with pytest.raises(ValueError, match="values"):
+        plots.seed_dots(ax, {})
+    with pytest.raises(ValueError, match="labels"):
+        plots.seed_dots(ax, {"plain": [0.1]}, labels=["a", "b"])
+    with pytest.raises(ValueError, match="values"):
+        plots.seed_dots(ax, {"plain": []})

@@ -134,3 +134,19 @@ def test_end_prompts_run_the_shared_context_once_and_equal_the_whole_prompts(tok
     g_fast, = torch.autograd.grad(fast.square().sum(), learner.ctx)
     g_ref, = torch.autograd.grad(ref.square().sum(), learner.ctx)
     torch.testing.assert_close(g_fast, g_ref, atol=1e-4, rtol=1e-3)
+
+
+def test_word_embeddings_and_n_blocks(tok, clip):
+    words = prompts.word_embeddings(clip.text_tower, tok, "a photo of a")
+    table = clip.text_tower.token_embedding.weight
+    assert words.shape == (4, clip.text_tower.width) and not words.requires_grad
+    assert torch.equal(words, table[tok.encode("a photo of a")])
+    learner = prompts.PromptLearner(clip.text_tower, tok, CLASSES, init="a photo of a")
+    assert torch.equal(learner.ctx.detach(), words)                        # where CoOp's context starts
+    assert prompts.n_blocks(clip.text_tower) == prompts.n_blocks(clip.image_tower) == 2
+    with pytest.raises(ValueError, match="text"):
+        prompts.word_embeddings(clip.text_tower, tok, "")
+    with pytest.raises(ValueError, match="text_tower"):
+        prompts.word_embeddings(torch.nn.Linear(2, 2), tok, "a photo")
+    with pytest.raises(ValueError, match="tower"):
+        prompts.n_blocks(torch.nn.Linear(2, 2))

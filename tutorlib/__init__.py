@@ -14,8 +14,8 @@ from the floors below it):
     training/     the one training loop, costs, launching processes
     zoo/          the trained-once models: the course mini-CLIP, the unimodal backbones,
                   the SimCLR image encoder, MiniLM
-    methods/      one kit per method lesson: prompts (CoOp), restore, inversion,
-                  progressive (OneEncoder), fewpairs
+    methods/      one kit per method lesson: prompts (CoOp) and base_to_novel, restore,
+                  inversion, progressive (OneEncoder) and stages, fewpairs
     course/       exercise checks, paper cards, figures
 
 ``tutorlib.device()``, ``profile()``, ``settings()``, ``seed_everything()``, ``pick`` and

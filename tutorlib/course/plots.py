@@ -1,11 +1,15 @@
 """Figures for the lessons: one function per kind of picture, each returning the figure."""
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from matplotlib import cycler
 
 from ..core import _validate
+from ..objectives import mixup
 
 # Okabe & Ito's colour-blind-safe palette, and a marker per modality: no meaning rides on colour alone
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
@@ -182,3 +186,83 @@ def word_heatmaps(image: torch.Tensor, words, maps: torch.Tensor, title: str | N
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def softmax_bars(p: torch.Tensor, title: str | None = None,
+                 xlabel: str = "caption (0 = the right one)", ylabel: str = "softmax"):
+    """One softmax row ``p`` ``[K]`` as bars, the right answer (entry 0) in green and the others
+    grey: how peaked a row is at a given temperature (lesson 01's slider)."""
+    _validate.tensor("p", p, 1)
+    fig, ax = plt.subplots(figsize=(6, 2.4))
+    ax.bar(range(len(p)), p, color=["tab:green"] + ["tab:gray"] * (len(p) - 1))
+    ax.set_ylim(0, 1)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def slerp_path(a: torch.Tensor, b: torch.Tensor, lam: float, n: int = 41):
+    """Slerp against a straight line between two points of the unit sphere in 3-D, ``a`` and
+    ``b`` ``[3]`` or ``[1, 3]`` (normalised here): left, the sphere with both paths and the
+    point each reaches at ``lam`` (``mixup.slerp``'s convention: 1 gives ``a``, 0 gives
+    ``b``); right, the norm of the interpolated point along each path (``n`` points): the
+    arc stays on the sphere, the line dips inside. Colour-blind-safe, a line style and a
+    marker each."""
+    a, b = (torch.nn.functional.normalize(_validate.tensor(name, v).reshape(1, -1), dim=-1)
+            for name, v in (("a", a), ("b", b)))
+    if a.shape[1] != 3 or b.shape[1] != 3:
+        raise ValueError(f"a, b: got {a.shape[1]} and {b.shape[1]} coordinates, expected 3 each")
+    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not 0 <= lam <= 1:
+        raise ValueError(f"lam: got {lam!r}, expected a number in [0, 1]")
+    _validate.positive_int("n", n)
+    lams = torch.linspace(0, 1, n)[:, None]
+    arc = mixup.slerp(a.expand(n, -1), b.expand(n, -1), lams.squeeze(1))
+    line = lams * a + (1 - lams) * b
+    SLERP, LINEAR = dict(color="#009E73", ls="-"), dict(color="#D55E00", ls="--")
+    fig = plt.figure(figsize=(9, 3.8))
+    ax = fig.add_subplot(1, 2, 1, projection="3d")
+    u, v = torch.meshgrid(torch.linspace(0, math.pi, 24), torch.linspace(0, 2 * math.pi, 48),
+                          indexing="ij")                                   # the sphere's wireframe
+    ax.plot_wireframe(u.sin() * v.cos(), u.sin() * v.sin(), u.cos(), color="0.85", lw=0.4)
+    ax.plot(*arc.T, **SLERP, lw=2, label="slerp")
+    ax.plot(*line.T, **LINEAR, lw=2, label="linear")
+    p, q = mixup.slerp(a, b, lam)[0], lam * a[0] + (1 - lam) * b[0]
+    ax.scatter(*p, color=SLERP["color"], marker="o", s=40)
+    ax.scatter(*q, color=LINEAR["color"], marker="s", s=40)
+    ax.set_box_aspect((1, 1, 1))
+    ax.legend(loc="upper left")
+    ax.set_title(f"lambda = {lam:.2f}")
+    ax2 = fig.add_subplot(1, 2, 2)
+    ax2.plot(lams, arc.norm(dim=1), **SLERP, marker="o", markevery=5, label="slerp")
+    ax2.plot(lams, line.norm(dim=1), **LINEAR, marker="s", markevery=5, label="linear")
+    ax2.axvline(lam, color="0.5", ls=":")
+    ax2.set_xlabel("lambda")
+    ax2.set_ylabel("norm of the interpolated point")
+    ax2.legend()
+    fig.tight_layout()
+    return fig
+
+
+def seed_dots(ax, values: dict, title: str = "", baseline: float | None = None, labels=None):
+    """Several runs of several methods on one axis: ``values`` maps each method to its runs'
+    values (one per seed), drawn as dots in the method's column with their mean as a bar;
+    ``baseline`` (e.g. the model before fine-tuning) as a dashed line. ``labels``: the
+    columns' tick labels (default: the methods' names). Returns ``ax``."""
+    if not isinstance(values, dict) or not values:
+        raise ValueError("values: expected a dict of method name -> its runs' values")
+    labels = list(values) if labels is None else list(labels)
+    if len(labels) != len(values):
+        raise ValueError(f"labels: got {len(labels)}, expected one per method ({len(values)})")
+    for k, (name, vals) in enumerate(values.items()):
+        vals = np.asarray(vals, dtype=float).reshape(-1)
+        if not len(vals):
+            raise ValueError(f"values[{name!r}]: got no values, expected one per run")
+        ax.scatter([k] * len(vals), vals, color=f"C{k}", zorder=3, s=18)
+        ax.hlines(vals.mean(), k - 0.3, k + 0.3, color=f"C{k}")
+    if baseline is not None:
+        ax.axhline(baseline, color="gray", ls="--", lw=1)
+    ax.set_xticks(range(len(values)), labels, fontsize=8)
+    ax.set_title(title, fontsize=10)
+    return ax

@@ -28,7 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .. import world
 from ..core import _validate
+from ..evaluation import metrics
 from ..models.interface import PromptableImage, PromptableText, require
 
 
@@ -229,9 +231,12 @@ def ovi(image_tower: nn.Module, text_emb: torch.Tensor, n_tokens: int = 1, steps
                        image_tower.width, steps, lr, weight_decay, batch_size, progress, "OVI")
 
 
-def nearest_words(text_tower: nn.Module, tokenizer, tokens: torch.Tensor, k: int = 3) -> list[list[str]]:
+def nearest_words(text_tower: nn.Module, tokenizer, tokens: torch.Tensor, k: int = 3,
+                  cosines: bool = False):
     """The ``k`` vocabulary words whose embeddings have the highest cosine with each
-    pseudo-token ``[N, width]`` (special tokens left out): what did the query become?"""
+    pseudo-token ``[N, width]`` (special tokens left out): what did the query become?
+    A list of N lists of k words; with ``cosines=True`` also their cosines ``[N, k]``
+    (largest first: column 0 is each token's cosine to its nearest word)."""
     _validate.tensor("tokens", tokens, 2)
     _validate.positive_int("k", k)
     table = text_tower.token_embedding.weight.detach()
@@ -239,5 +244,38 @@ def nearest_words(text_tower: nn.Module, tokenizer, tokens: torch.Tensor, k: int
         raise ValueError(f"tokens: got width {tokens.shape[1]}, expected {table.shape[1]}")
     words = _word_ids(tokenizer)
     sim = F.normalize(tokens.to(table), dim=-1) @ F.normalize(table[words], dim=-1).T
-    top = sim.topk(min(k, len(words)), dim=1).indices
-    return [[tokenizer.vocab[words[j]] for j in row] for row in top.tolist()]
+    top = sim.topk(min(k, len(words)), dim=1)
+    names = [[tokenizer.vocab[words[j]] for j in row] for row in top.indices.tolist()]
+    return (names, top.values) if cosines else names
+
+
+def text_side_queries(model: nn.Module, tokenizer, images: torch.Tensor, captions,
+                      steps: int = 150, vocab_weight: float = 0.0) -> tuple[dict, dict]:
+    """Lesson 04's test of crossing the gap, for a frozen CLIP ``model`` on M pictures
+    ``[M, 3, H, W]`` (uint8 or floats in [0, 1]) and their M captions: the image features
+    ``v`` ``[M, d]``, the captions' ``t`` ``[M, d]``, and OTI's text-side query ``q`` ``[M, d]``
+    for each image (``oti`` with ``steps`` and ``vocab_weight``, drawing its start from the
+    global random state: seed it first for a repeatable run).
+
+    Returns the rows of a retrieval table, query and gallery ``{"image → image": (v, v),
+    "caption → image (oracle)": (t, v), "OTI(image) → image": (q, v)}``, and the numbers
+    that explain them: OTI's and the captions' mean cosine to their images, the pseudo-words'
+    mean distance to the vocabulary (``vocabulary_distance``) and the modality gap."""
+    _validate.tensor("images", images, 4, floating=False)
+    if not isinstance(captions, (list, tuple)) or len(captions) != len(images):
+        raise ValueError(f"captions: got {type(captions).__name__} of {len(captions)}, expected "
+                         f"a list of one caption per picture ({len(images)})")
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        v = model.encode_image(world.images_float(images).to(device))
+        t = model.encode_text(tokenizer(list(captions)).to(device))
+    w, _ = oti(model.text_tower, tokenizer, v, steps=steps, vocab_weight=vocab_weight,
+               progress=False)
+    q = encode_with_pseudo_tokens(model.text_tower, tokenizer, w).detach()
+    rows = {"image → image": (v, v), "caption → image (oracle)": (t, v),
+            "OTI(image) → image": (q, v)}
+    return rows, {"OTI cosine to its image": F.cosine_similarity(q, v).mean().item(),
+                  "caption cosine": F.cosine_similarity(t, v).mean().item(),
+                  "distance to the vocabulary":
+                      vocabulary_distance(model.text_tower, tokenizer, w).mean().item(),
+                  "modality gap": metrics.modality_gap(v, t)}

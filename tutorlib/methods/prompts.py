@@ -146,6 +146,27 @@ class PromptLearner(nn.Module):
         return tower(embeds=embeds, mask=mask)
 
 
+def word_embeddings(text_tower: nn.Module, tokenizer, text: str) -> torch.Tensor:
+    """The frozen word embeddings ``[n_words, width]`` of ``text``'s words, in order: what a
+    context initialised from ``text`` (``PromptLearner(init=text)``) starts as."""
+    require("text_tower", text_tower, PromptableText)
+    ids = tokenizer.encode(text) if isinstance(text, str) else []
+    if not ids:
+        raise ValueError(f"text: got {text!r}, expected a string of at least one word")
+    table = text_tower.token_embedding.weight
+    return table[torch.tensor(ids, device=table.device)].detach()
+
+
+def n_blocks(tower: nn.Module) -> int:
+    """The number of transformer blocks of a text or image tower (``PromptableText`` or
+    ``PromptableImage``): where a prompt can enter is a block index in ``0 .. n - 1``."""
+    blocks = getattr(getattr(tower, "encoder", None), "blocks", None)
+    if not isinstance(blocks, nn.ModuleList):
+        raise ValueError(f"tower: got a {type(tower).__name__} without encoder.blocks, expected a "
+                         "tower that provides models.interface.PromptableText or PromptableImage")
+    return len(blocks)
+
+
 def class_logits(image_emb: torch.Tensor, class_emb: torch.Tensor, logit_scale) -> torch.Tensor:
     """``exp(logit_scale) * cos(image_i, class_c)`` ``[N, C]``: CoOp's classifier, at the
     frozen model's scale."""

@@ -13,8 +13,8 @@ offline, fast, deterministic and has known ground truth.
 
 One module per concern: ``vocabulary`` (attribute values, words, split rules),
 ``scenes``, ``images`` (and videos), ``audio``, ``text`` (captions, what they assert,
-class prompts), ``tokenizer`` and ``dataset``; every public name is available here,
-as ``world.X``.
+class prompts), ``tokenizer``, ``dataset`` and ``camera`` (a shifted rendering domain for
+lessons 03 and 04); every public name is available here, as ``world.X``.
 """
 from .vocabulary import ATTRIBUTES, BASE_SHAPES, COLOURS, MODALITIES, MOTIONS, NOUNS, NOVEL_PAIRS, NOVEL_SHAPES, PARTIALS, POSITIONS, RELATIONS, RGB, SHAPES, SIZES, SPLITS, SYNONYMS, TEMPLATES, SPLIT_SEEDS
 from .scenes import Scenes, make_scenes, sample_scenes, scene_attributes
@@ -23,6 +23,7 @@ from .audio import LOUDNESS, PITCH_HZ, TIMBRE, TREMOLO_HZ, log_mel, render_audio
 from .text import SPEC_WIDTH, captions, class_prompts, describe, matches, swap_captions
 from .tokenizer import SPECIALS, Tokenizer
 from .dataset import build_columns, config_of, default_size, images_float, load_world, scenes_of, split_scenes, tensors, world_config
+from .camera import new_camera
 
 __all__ = [
     "SHAPES", "COLOURS", "SIZES", "POSITIONS", "MOTIONS", "ATTRIBUTES", "RGB", "SYNONYMS",
@@ -35,4 +36,5 @@ __all__ = [
     "SPECIALS", "Tokenizer",
     "world_config", "default_size", "split_scenes", "build_columns", "load_world", "config_of", "tensors",
     "images_float", "scenes_of",
+    "new_camera",
 ]
