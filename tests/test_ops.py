@@ -39,3 +39,9 @@ def test_in_chunks_bad_input():
         ops.in_chunks(lambda b: b, torch.zeros(2), 0)
     with pytest.raises(ValueError, match="^items: got 0 rows"):
         ops.in_chunks(lambda b: b, torch.zeros(0))
+
+
+def test_last_real_is_the_last_true_of_each_row():
+    from tutorlib.core import ops
+    mask = torch.tensor([[True, True, False, False], [True, True, True, True], [True, False, True, False]])
+    assert ops.last_real(mask).tolist() == [1, 3, 2]

@@ -2,6 +2,7 @@
 function over a long input in chunks.
 
     ops.masked_mean(tokens, mask)                   # [N, L, d] -> [N, d]
+    ops.last_real(mask)                             # [N, L] -> [N]: where a text tower pools
     ops.in_chunks(model.encode_text, ids, 1000)     # fn over rows 0:1000, 1000:2000, ...
 """
 from __future__ import annotations
@@ -37,6 +38,13 @@ def mean_over_tokens(x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor
         return x.mean(1)
     keep = keep.to(x.dtype)[..., None]
     return (x * keep).sum(1) / keep.sum(1).clamp_min(1)
+
+
+def last_real(mask: torch.Tensor) -> torch.Tensor:
+    """The index of each row's last real token: ``mask`` ``[N, L]`` (True = real) -> ``[N]``
+    (the position of the cumulative count's first maximum, so padding inside a row is skipped).
+    Where a causal text tower pools: that token has seen the whole caption."""
+    return mask.long().cumsum(1).argmax(1)
 
 
 def in_chunks(fn, items, size: int = 1000, *, desc: str | None = None,

@@ -21,7 +21,6 @@ pseudo-token (``vocabulary_distance``), which keeps the token near real words.
 from __future__ import annotations
 
 import contextlib
-import math
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +31,7 @@ from .. import world
 from ..core import _validate
 from ..evaluation import metrics
 from ..models.interface import PromptableImage, PromptableText, require
+from ..training import train
 
 
 @contextlib.contextmanager
@@ -164,16 +164,12 @@ def _invert(encode, target: torch.Tensor, n_tokens: int, width: int, steps: int,
         goal = target[start:start + batch_size]
         w = nn.Parameter(0.02 * torch.randn(len(goal), n_tokens, width, device=goal.device))
         opt = torch.optim.AdamW([w], lr=lr, weight_decay=weight_decay)
-        for step in range(steps):
+
+        def loss_fn(_, w=w, goal=goal):
             loss = (1 - F.cosine_similarity(encode(w), goal, dim=-1)).mean()
-            if penalty is not None:
-                loss = loss + penalty(w).mean()
-            value = loss.item()                     # read once: the step's only device sync
-            if not math.isfinite(value):
-                raise FloatingPointError(f"lr: the loss became {value} at step {step}; try a lower lr")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            return loss if penalty is None else loss + penalty(w).mean()
+        for step in range(steps):                   # constant lr: train.fit's schedule is not OTI's
+            _, value = train.step(opt, loss_fn, None, index=step)
             losses[step] += value * len(goal) / len(target)
             bar.update()
         out.append(w.detach())

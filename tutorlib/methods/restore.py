@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core import _validate
+from ..core.ops import last_real
+from ..core.runtime import get_seed
 from ..training import train
 from ..models.interface import PromptableImage, require
 from .prompts import PromptLearner, class_logits
@@ -214,18 +216,20 @@ def restore_loss(cls, img, labels, frozen_cls, frozen_img, logit_scale, adapt=No
 
 def train_multimodal_prompts(net: MultimodalPrompts, states, frozen_images, labels, frozen_text, *,
                              logit_scale, lam: float = 0.0, steps: int = 200, batch_size: int = 64,
-                             lr: float = 2e-3, warmup: int = 10, seed: int = 0, progress: bool = False) -> dict:
+                             lr: float = 2e-3, warmup: int = 10, seed: int | None = None,
+                             progress: bool = False) -> dict:
     """Train ``net``'s prompts (and adapters) with ``restore_loss`` on random batches of
     ``batch_size`` training images (``states`` ``[N, 1 + P, width]`` or ``None``,
     ``frozen_images`` ``[N, d]``, ``labels`` ``[N]``; ``frozen_text`` ``[C, d]``, the
-    hand-made prompts' features) with ``train.fit`` (AdamW, warm-up, cosine). Returns the
-    history, which also records ``context drift``, ``||ctx - ctx_0||`` before each step."""
+    hand-made prompts' features) with ``train.fit`` (AdamW, warm-up, cosine); ``seed`` draws
+    the batches (None: ``TUTORLIB_SEED``). Returns the history, which also records ``context
+    drift``, ``||ctx - ctx_0||`` before each step."""
     if not isinstance(net, MultimodalPrompts):
         raise ValueError(f"net: got {type(net).__name__}, expected a MultimodalPrompts")
     _validate.tensor("frozen_images", frozen_images, 2, finite=False)
     _validate.same_rows("frozen_images", frozen_images, "labels", labels)
     _validate.positive_int("batch_size", batch_size)
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(get_seed(seed))
     ctx0 = net.start[0]
 
     def batches(step):
@@ -260,7 +264,7 @@ def text_shift_per_block(learner: PromptLearner, frozen_ids: torch.Tensor) -> to
     x_p = embeds + tower.positional_embedding[:embeds.shape[1]]
     x_f = tower.token_embedding(frozen_ids) + tower.positional_embedding[:frozen_ids.shape[1]]
     rows = torch.arange(len(mask), device=mask.device)
-    last_p, last_f = mask.long().cumsum(1).argmax(1), f_mask.long().cumsum(1).argmax(1)
+    last_p, last_f = last_real(mask), last_real(f_mask)
     shifts = []
     for k in range(len(tower.encoder.blocks)):
         x_p = tower.encoder(x_p, ~mask, start=k, stop=k + 1)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core import _validate
-from ..core.ops import check_mask
+from ..core.ops import check_mask, last_real
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -146,7 +146,7 @@ class HFTextTower(nn.Module):
         """States before block ``start`` ``[N, L, width]`` -> ``[N, embed_dim]``, pooled at
         each row's last real token (and the normed tokens ``[N, L, width]``)."""
         x = self.encoder(x, ~mask, start=start)
-        last = mask.long().cumsum(1).argmax(1)
+        last = last_real(mask)
         out = self.proj(x[torch.arange(len(x), device=x.device), last])
         return (out, x) if return_tokens else out
 

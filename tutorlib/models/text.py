@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from ..core import _validate
-from ..core.ops import mean_over_tokens
+from ..core.ops import last_real, mean_over_tokens
 from .blocks import Encoder
 
 
@@ -79,7 +79,7 @@ class TextTower(nn.Module):
         """Finish the forward pass from the states before block ``start``."""
         x = self.encoder(x, pad_mask=~mask, start=start)
         if self.pool == "last":             # the last real token has seen the whole caption
-            last = mask.long().cumsum(1).argmax(1)
+            last = last_real(mask)
             pooled = x[torch.arange(len(x), device=x.device), last]
         else:
             pooled = mean_over_tokens(x, mask)
@@ -123,7 +123,7 @@ class TextTower(nn.Module):
             x = x + block.attn(q, kv, kv, attn_mask=rows, need_weights=False)[0]
             x = x + block.mlp(block.ln2(x))
         last = torch.full((len(x),), x.shape[1] - 1, device=x.device) if mask is None \
-            else mask.long().cumsum(1).argmax(1)
+            else last_real(mask)
         return self.proj(self.encoder.ln(x[torch.arange(len(x), device=x.device), last]))
 
     @property
