@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from tutorlib.training import costs
 from tutorlib.objectives import finegrained
+from tutorlib.objectives.objective import Batch, Objective
 from tutorlib.evaluation import grounding
 from tutorlib import models, world
 from tutorlib.course import plots
@@ -258,15 +259,19 @@ def test_finetune_passes_tokens_to_the_objective():
     model = pretrained.build_mini_clip(embed_dim=32, depth=2, tokenizer=tok)
     seen = {}
 
-    def objective(i, t, scale, negatives, image_tokens, text_tokens, text_mask):
-        seen.update(x=image_tokens.shape, y=text_tokens.shape, mask=text_mask.shape)
-        return finegrained.filip_loss(image_tokens, text_tokens, text_mask, scale)
-    _, history = pretrained.finetune(model, data, objective, steps=2, batch_size=8, text_blocks=0,
-                                     tokens=True, progress=False)
+    def loss(b):
+        seen.update(x=b.image_tokens.shape, y=b.text_tokens.shape, mask=b.text_mask.shape)
+        return finegrained.filip_loss(b.image_tokens, b.text_tokens, b.text_mask, b.logit_scale)
+    _, history = pretrained.finetune(model, data, Objective(loss, tokens=True), steps=2, batch_size=8,
+                                     text_blocks=0, progress=False)
     assert seen["x"] == (8, 16, 32) and seen["y"][0] == 8 and seen["mask"] == seen["y"][:2]
     assert len(history["loss"]) == 2
-    with pytest.raises(ValueError, match="tokens"):
-        pretrained.finetune(model, data, objective, steps=1, image_blocks=0, tokens=True, progress=False)
+    _, same = pretrained.finetune(model, data, finegrained.filip_objective(), steps=2, batch_size=8,
+                                  text_blocks=0, progress=False)
+    assert same["loss"] == history["loss"]                  # the library's objective is that loss
+    with pytest.raises(ValueError, match="image_blocks"):
+        pretrained.finetune(model, data, Objective(loss, tokens=True), steps=1, image_blocks=0,
+                            progress=False)
 
 
 def test_coverage_follows_the_towers_patch_order():
@@ -346,9 +351,11 @@ def _paired(seed=0):
 def test_filip_objective_is_filip_loss_after_token_dropping():
     x, y, mask = _paired()
     scale = torch.tensor(2.0)
-    every = finegrained.filip_objective()(None, None, scale, None, image_tokens=x, text_tokens=y, text_mask=mask)
+    batch = Batch(None, None, scale, image_tokens=x, text_tokens=y, text_mask=mask)
+    assert finegrained.filip_objective().tokens                         # the loop computes the tokens
+    every = finegrained.filip_objective().loss(batch)
     assert torch.equal(every, finegrained.filip_loss(x, y, mask, scale))
-    half = finegrained.filip_objective(keep=0.5)(None, None, scale, None, x, y, mask)
+    half = finegrained.filip_objective(keep=0.5).loss(batch)
     assert torch.equal(half, finegrained.filip_loss(*finegrained.select_tokens(x, y, mask, 0.5), scale))
     with pytest.raises(ValueError, match="keep: got 0"):
         finegrained.filip_objective(keep=0)

@@ -1,4 +1,6 @@
 """The cached course mini-CLIP: data, batches, recipe, caching, evaluation."""
+import math
+
 import pytest
 import torch
 
@@ -6,6 +8,8 @@ from tutorlib.core import cache, profiles
 from tutorlib.zoo import pretrained
 from tutorlib import world
 from tutorlib.zoo.pretrained import finetuning
+from tutorlib.objectives import losses, objective
+from tutorlib.objectives.objective import Objective
 
 
 @pytest.fixture(scope="module")
@@ -151,12 +155,14 @@ def test_finetune_passes_the_batch_negatives(small, tiny_model):
     valid = torch.arange(300) % 2 == 0
     seen = []
 
-    def objective(img, txt, scale, neg):
-        seen.append(None if neg is None else neg.shape)
-        return ((img - txt) ** 2).mean() + (0 if neg is None else neg.mean() * 0)
-    pretrained.finetune(tiny_model, small, objective, steps=2, batch_size=8, n_scenes=64,
-                        negative_ids=ids, negative_valid=valid, progress=False)
-    assert all(s is not None and s[1] == 16 and s[0] <= 8 for s in seen)
+    def loss(b):
+        seen.append(None if b.negatives is None else b.negatives.shape)
+        return ((b.image - b.text) ** 2).mean() + (0 if b.negatives is None else b.negatives.mean() * 0)
+    pretrained.finetune(tiny_model, small, Objective(loss, negatives=(ids, valid)), steps=2, batch_size=8,
+                        n_scenes=64, progress=False)
+    assert len(seen) == 2 and all(s is not None and s[1] == 16 and s[0] <= 8 for s in seen)
+    with pytest.raises(ValueError, match="negatives"):
+        Objective(loss, negatives=(ids, valid[:5]))
 
 
 def test_finetune_bad_blocks(small, tiny_model):
@@ -169,18 +175,33 @@ def test_finetune_bad_blocks(small, tiny_model):
 def test_finetune_intra_modal_term_adds_to_the_loss(small, tiny_model):
     """SLIP-style views: the intra term is added (a zero objective leaves only it), and
     views keep the class token plus the asked fraction of patches."""
-    zero = lambda img, txt, scale, neg: (img * 0).sum() + (txt * 0).sum()
-    _, plain = pretrained.finetune(tiny_model, small, zero, steps=2, batch_size=8, n_scenes=64, progress=False)
-    _, slip = pretrained.finetune(tiny_model, small, zero, steps=2, batch_size=8, n_scenes=64,
-                                  intra_weight=1.0, progress=False)
+    def zero(b):
+        return (b.image * 0).sum() + (b.text * 0).sum()
+
+    def zero_plus_views(b):                       # what objective.slip adds, on a zero base loss
+        return zero(b) + 1.0 * losses.clip_loss(*b.views, math.log(10.0))
+    _, plain = pretrained.finetune(tiny_model, small, Objective(zero), steps=2, batch_size=8, n_scenes=64,
+                                   progress=False)
+    _, slip = pretrained.finetune(tiny_model, small, Objective(zero_plus_views, keep_patches=0.5), steps=2,
+                                  batch_size=8, n_scenes=64, progress=False)
+    _, slip_lib = pretrained.finetune(tiny_model, small, objective.slip(1.0), steps=2, batch_size=8,
+                                      n_scenes=64, progress=False)
+    _, clip_only = pretrained.finetune(tiny_model, small, None, steps=2, batch_size=8, n_scenes=64,
+                                       progress=False)
     assert plain["loss"] == [0.0, 0.0] and all(v > 0 for v in slip["loss"])
+    assert objective.slip(0.0) == Objective()                       # no term: CLIP's loss, no view drawn
+    assert all(a > b for a, b in zip(slip_lib["loss"], clip_only["loss"]))
     h = torch.randn(3, 17, 4)
     view = finetuning._keep_tokens(h, 0.25, torch.Generator().manual_seed(0))
     assert view.shape == (3, 5, 4) and torch.equal(view[:, 0], h[:, 0])
-    with pytest.raises(ValueError, match="intra_weight"):
-        pretrained.finetune(tiny_model, small, steps=1, intra_weight=-1, progress=False)
-    with pytest.raises(ValueError, match="keep_patches"):
-        pretrained.finetune(tiny_model, small, steps=1, intra_weight=1, keep_patches=1.5, progress=False)
+    with pytest.raises(ValueError, match="^weight"):
+        objective.slip(-1)
+    with pytest.raises(ValueError, match="^keep_patches"):
+        objective.slip(1, keep_patches=1.5)
+    with pytest.raises(ValueError, match="^image_blocks"):
+        pretrained.finetune(tiny_model, small, objective.slip(1.0), steps=1, image_blocks=0, progress=False)
+    with pytest.raises(ValueError, match="^objective"):
+        pretrained.finetune(tiny_model, small, lambda b: 0, steps=1, progress=False)
 
 
 SETTINGS_OF_THE_MINI_CLIP = ("image_size", "train_scenes", "embed_dim", "depth", "clip_steps",
@@ -211,15 +232,16 @@ def test_finetune_soft_targets_are_the_batch_matches(small, tiny_model):
     caption and every other caption it satisfies are targets."""
     seen = []
 
-    def objective(img, txt, scale, neg, targets=None):
-        seen.append(targets)
-        return ((img - txt) ** 2).mean()
-    pretrained.finetune(tiny_model, small, objective, steps=2, batch_size=8, n_scenes=64,
-                        soft_targets=True, progress=False)
-    assert all(t is not None and t.shape == (8, 8) and bool(t.diagonal().all()) for t in seen)
+    def loss(b):
+        seen.append(b.targets)
+        return ((b.image - b.text) ** 2).mean()
+    pretrained.finetune(tiny_model, small, Objective(loss, soft_targets=True), steps=2, batch_size=8,
+                        n_scenes=64, progress=False)
+    assert len(seen) == 2 and all(t is not None and t.shape == (8, 8) and bool(t.diagonal().all())
+                                  for t in seen)
     with pytest.raises(ValueError, match="full_spec"):
-        pretrained.finetune(tiny_model, {k: v for k, v in small.items() if k != "full_spec"}, steps=1,
-                            n_scenes=64, soft_targets=True, progress=False)
+        pretrained.finetune(tiny_model, {k: v for k, v in small.items() if k != "full_spec"},
+                            Objective(soft_targets=True), steps=1, n_scenes=64, progress=False)
 
 
 def test_finetune_reuses_frozen_states_only_while_the_inputs_are_unchanged(small, tiny_model, monkeypatch):

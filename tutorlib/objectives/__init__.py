@@ -1,4 +1,5 @@
 """What the models are trained to minimise: ``losses`` (CLIP, SigLIP, soft targets,
 CWCL), ``mixup`` (m²-mix on the sphere), ``structure`` (STRUCTURE's regulariser),
-``binding`` (the Gram volume, GRAM and ImageBind), ``finegrained`` (FILIP) and
-``distributed`` (the losses across processes)."""
+``binding`` (the Gram volume, GRAM and ImageBind), ``finegrained`` (FILIP),
+``distributed`` (the losses across processes) and ``objective`` (what fine-tuning minimises,
+and what each of its batches must carry)."""

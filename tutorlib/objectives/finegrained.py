@@ -16,7 +16,7 @@ usual symmetric InfoNCE, with label smoothing 0.1 as in the MindSpore port.
     loss = filip_loss(x, y, mask, logit_scale)           # x, y paired row by row (N = M)
     x, y, mask = select_tokens(x, y, mask, keep=0.25)    # the paper's token dropping
     s_i, s_t = paired_scores(x, y, mask)                 # [N] each: image i with caption i only
-    objective = filip_objective(keep=0.25)               # pretrained.finetune(..., tokens=True)
+    objective = filip_objective(keep=0.25)               # for pretrained.finetune
     s_i, s_t = encoding_scores(encode(model, images, ids))   # [N, M] each, the model's own score
     votes = patch_scores(x, y, mask)                     # [N, P, M]: s^I before its mean
 """
@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from ..core import _validate
 from . import losses
+from .objective import Batch, Objective
 from ..training import costs
 from ..models.interface import PromptableImage, PromptableText, require
 from ..core.ops import check_mask
@@ -180,20 +181,19 @@ def encode(model, images: torch.Tensor, ids: torch.Tensor) -> dict:
             "mask": (ids != tt.pad_id)[:, :y.shape[1]]}
 
 
-def filip_objective(keep: float = 1.0):
-    """FILIP's loss as ``pretrained.finetune``'s objective (with ``tokens=True``): a function
-    of the batch's pooled embeddings, scale and negatives (unused) and its token outputs
-    ``image_tokens`` ``[B, P, d]``, ``text_tokens`` ``[B, L, d]``, ``text_mask`` ``[B, L]``,
-    returning ``filip_loss`` after ``select_tokens(..., keep)`` when ``keep < 1``."""
+def filip_objective(keep: float = 1.0) -> Objective:
+    """FILIP's loss as ``pretrained.finetune``'s objective: it reads the batch's token outputs
+    ``image_tokens`` ``[B, P, d]``, ``text_tokens`` ``[B, L, d]`` and ``text_mask`` ``[B, L]``
+    and returns ``filip_loss``, after ``select_tokens(..., keep)`` when ``keep < 1``."""
     if not 0.0 < float(keep) <= 1.0:
         raise ValueError(f"keep: got {keep!r}, expected a fraction in (0, 1]")
 
-    def filip(i, t, scale, negatives, image_tokens, text_tokens, text_mask):
-        tokens = (image_tokens, text_tokens, text_mask)
+    def filip(b: Batch) -> torch.Tensor:
+        tokens = (b.image_tokens, b.text_tokens, b.text_mask)
         if keep < 1:
             tokens = select_tokens(*tokens, keep)
-        return filip_loss(*tokens, scale)
-    return filip
+        return filip_loss(*tokens, b.logit_scale)
+    return Objective(filip, tokens=True)
 
 
 def encoding_scores(encoding: dict, token_wise: bool = True,
