@@ -1,9 +1,10 @@
-"""tutorlib.objectives.losses: CLIP (with and without NegCLIP swap negatives) and SigLIP losses
-against independent implementations."""
+"""tutorlib.objectives.losses: CLIP (with and without NegCLIP swap negatives), SigLIP and CWCL
+losses against independent implementations."""
 import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from tutorlib.objectives import losses
 
@@ -279,3 +280,57 @@ def test_clip_loss_with_negatives_soft_targets():
     expected = (-(w / w.sum(1, keepdim=True) * li).sum(1).mean()
                 - ((w / w.sum(0, keepdim=True)).T * lt).sum(1).mean()) / 2
     assert torch.allclose(losses.clip_loss_with_negatives(x, y, n, t, targets=soft), expected, atol=1e-5)
+
+
+# ---- CWCL (lesson 08): weighted targets ---------------------------------------------
+def _randn(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _loop_cwcl_direction(u, v, w, scale):
+    """-1/N Σ_i (1/Σ_j w_ij) Σ_j w_ij log softmax_j(s ⟨u_i, v_j⟩), by hand."""
+    u, v = F.normalize(u, dim=-1), F.normalize(v, dim=-1)
+    n, total = len(u), 0.0
+    for i in range(n):
+        logits = [scale * float(u[i] @ v[j]) for j in range(n)]
+        log_z = math.log(sum(math.exp(l) for l in logits))
+        total += -sum(float(w[i, j]) * (logits[j] - log_z) for j in range(n)) / float(w[i].sum())
+    return total / n
+
+
+def test_cwcl_weights_follow_the_paper():
+    p = _randn(7, 5)
+    w = losses.cwcl_weights(p)
+    pn = F.normalize(p, dim=-1)
+    torch.testing.assert_close(w, (pn @ pn.T / 2 + 0.5).fill_diagonal_(1.0))
+    assert bool((w >= 0).all() & (w <= 1).all())
+    torch.testing.assert_close(w, w.T)
+    centred = losses.cwcl_weights(p + 10.0, centre=True)          # a cone: raw weights all near 1
+    assert losses.cwcl_weights(p + 10.0).min() > 0.99 > centred.min()
+
+
+def test_cwcl_loss_equals_the_loop_in_each_direction():
+    zi, zt = _randn(6, 4), _randn(6, 4, seed=1)
+    w_i, w_t = losses.cwcl_weights(_randn(6, 8, seed=2)), losses.cwcl_weights(_randn(6, 3, seed=3))
+    scale = 7.0
+    got = losses.cwcl_loss(zi, zt, torch.tensor(math.log(scale)), i2t_weights=w_i, t2i_weights=w_t)
+    want = (_loop_cwcl_direction(zi, zt, w_i, scale) + _loop_cwcl_direction(zt, zi, w_t, scale)) / 2
+    assert got.item() == pytest.approx(want, rel=1e-5)
+
+
+def test_cwcl_with_identity_weights_is_the_clip_loss():
+    zi, zt, s = _randn(8, 5), _randn(8, 5, seed=1), torch.tensor(2.0)
+    eye = torch.eye(8)
+    clip = losses.clip_loss(zi, zt, s)
+    torch.testing.assert_close(losses.cwcl_loss(zi, zt, s, eye, eye), clip)
+    torch.testing.assert_close(losses.cwcl_loss(zi, zt, s), clip)
+
+
+def test_cwcl_rejects_bad_weights():
+    zi, zt, s = _randn(4, 3), _randn(4, 3, seed=1), torch.tensor(1.0)
+    with pytest.raises(ValueError, match=r"i2t_weights: got shape \(3, 3\)"):
+        losses.cwcl_loss(zi, zt, s, i2t_weights=torch.eye(3))
+    with pytest.raises(ValueError, match="t2i_weights: expected weights >= 0"):
+        losses.cwcl_loss(zi, zt, s, t2i_weights=-torch.eye(4))
+    with pytest.raises(ValueError, match="centre"):
+        losses.cwcl_weights(zi, centre="yes")

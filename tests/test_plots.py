@@ -210,3 +210,13 @@ def test_seed_dots():
         plots.seed_dots(ax, {"plain": [0.1]}, labels=["a", "b"])
     with pytest.raises(ValueError, match="values"):
         plots.seed_dots(ax, {"plain": []})
+
+
+def test_word_heatmaps_draws_one_panel_per_word():
+    import matplotlib
+    matplotlib.use("Agg")
+    img = world.render_images(world.make_scenes("star", "red"))[0]
+    fig = plots.word_heatmaps(img, ["red", "star"], torch.randn(2, 16))
+    assert len(fig.axes) >= 3
+    with pytest.raises(ValueError, match="words, maps"):
+        plots.word_heatmaps(img, ["red"], torch.randn(2, 15))

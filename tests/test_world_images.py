@@ -137,3 +137,17 @@ def test_defaults_read_the_profile_at_call_time(quick_profile):
     assert wave.shape == (2, 2000)
     assert world.log_mel(wave).shape == (2, 16, 1 + 2000 // 32)
     assert torch.equal(world.log_mel(wave), world.log_mel(wave, 4000, 16, 128, 32))
+
+
+def test_object_masks_paint_the_rendered_pixels():
+    sc = world.sample_scenes(64, seed=3, two_object_frac=0.5)
+    img, masks = world.render_images(sc), world.object_masks(sc)
+    assert masks.shape == (64, 2, 32, 32) and not bool((masks[:, 0] & masks[:, 1]).any())
+    assert not bool(masks[sc.n_objects == 1, 1].any())
+    colour = (world.RGB[sc.colour.clamp_min(0)])                                        # [N, 2, 3]
+    for slot in (0, 1):
+        n, r, c = torch.nonzero(masks[:, slot], as_tuple=True)
+        drift = (img[n, :, r, c] - colour[n, slot]).abs().max()
+        assert drift <= 0.03, "a masked pixel does not have its object's colour (jitter is at most 0.025)"
+    with pytest.raises(ValueError, match="scenes"):
+        world.object_masks("scenes")

@@ -184,3 +184,16 @@ def test_swap_captions_of_no_scenes_and_one_object_scenes():
     single = world.sample_scenes(20, seed=1, two_object_frac=0.0)
     true, swapped, valid = world.swap_captions(single, attribute="shape")
     assert true == swapped and not valid.any()     # nothing to swap between objects
+
+
+def test_relation_swap_flips_only_the_relation():
+    sc = world.sample_scenes(100, seed=2, two_object_frac=1.0)
+    true, swapped, valid = world.swap_captions(sc, attribute="position")
+    assert valid.any() and not valid.all()
+    for t, s, ok in zip(true, swapped, valid):
+        if ok:
+            a, b = t.split(), s.split()
+            assert len(a) == len(b) and sum(u != v for u, v in zip(a, b)) == 1
+            assert {u for u, v in zip(a, b) if u != v} | {v for u, v in zip(a, b) if u != v} in (
+                {"left", "right"}, {"above", "below"})
+    assert not any(" and " in t for t, ok in zip(true, valid) if ok), "a caption with no relation was counted"
