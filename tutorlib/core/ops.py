@@ -17,7 +17,8 @@ def check_mask(mask, shape) -> None:
     if mask is None:
         return
     if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.shape != shape:
-        got = f"{mask.dtype} of shape {tuple(mask.shape)}" if isinstance(mask, torch.Tensor) else type(mask).__name__
+        got = (f"{mask.dtype} of shape {tuple(mask.shape)}" if isinstance(mask, torch.Tensor)
+               else type(mask).__name__)
         raise ValueError(f"mask: got {got}, expected a bool tensor of shape {tuple(shape)}")
     if not bool(mask.any(1).all()):
         raise ValueError(f"mask: got {int((~mask.any(1)).sum())} rows with no real token, expected "

@@ -20,8 +20,9 @@ def device() -> torch.device:
     return torch.device("cpu")
 
 
-# `full` on a GPU only when its memory and the host's can hold the largest lesson: lesson 02 in `full`
-# peaked at 19.3 GB of GPU memory and 10.5 GB of host memory (a free Colab T4: about 15 GB and 12 GB)
+# `full` on a GPU only when its memory and the host's can hold the largest lesson:
+# lesson 02 in `full` peaked at 19.3 GB of GPU memory and 10.5 GB of host memory
+# (a free Colab T4: about 15 GB and 12 GB)
 FULL_MIN_GPU_GIB, FULL_MIN_HOST_GIB = 24.0, 16.0
 _TOLD: set = set()
 
@@ -41,12 +42,14 @@ def _auto_profile(dev: torch.device) -> tuple[str, str]:
     gpu, host = props.total_memory / 2**30, _host_gib()
     if gpu >= FULL_MIN_GPU_GIB and host >= FULL_MIN_HOST_GIB:
         return "full", f"{props.name} with {gpu:.0f} GiB, host {host:.0f} GiB"
-    return "quick", (f"{props.name} with {gpu:.0f} GiB, host {host:.0f} GiB: `full` needs {FULL_MIN_GPU_GIB:.0f} GiB "
-                     f"on the GPU and {FULL_MIN_HOST_GIB:.0f} GiB on the host (lesson 02's peak)")
+    return "quick", (f"{props.name} with {gpu:.0f} GiB, host {host:.0f} GiB: "
+                     f"`full` needs {FULL_MIN_GPU_GIB:.0f} GiB on the GPU "
+                     f"and {FULL_MIN_HOST_GIB:.0f} GiB on the host (lesson 02's peak)")
 
 
 def profile() -> str:
-    """``"quick"`` on a CPU, ``"full"`` on a GPU with the memory for it; ``TUTORLIB_PROFILE`` overrides.
+    """``"quick"`` on a CPU, ``"full"`` on a GPU with the memory for it;
+    ``TUTORLIB_PROFILE`` overrides.
 
     ``quick`` keeps every notebook near a minute on a 2-core laptop; ``full`` uses a
     larger world, wider towers and longer training with the same code. On a GPU below
@@ -64,7 +67,8 @@ def profile() -> str:
     if dev.type == "cuda" and (name, why) not in _TOLD:
         _TOLD.add((name, why))
         other = "quick" if name == "full" else "full"
-        print(f"tutorlib: profile {name!r} ({why}); set TUTORLIB_PROFILE={other} before importing to change it",
+        print(f"tutorlib: profile {name!r} ({why}); "
+              f"set TUTORLIB_PROFILE={other} before importing to change it",
               file=sys.stderr)
     return name
 

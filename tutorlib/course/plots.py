@@ -11,9 +11,11 @@ from matplotlib import cycler
 from ..core import _validate
 from ..objectives import mixup
 
-# Okabe & Ito's colour-blind-safe palette, and a marker per modality: no meaning rides on colour alone
+# Okabe & Ito's colour-blind-safe palette, and a marker per modality:
+# no meaning rides on colour alone
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
-LINESTYLES = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (1, 3)), (0, (8, 2, 2, 2)))
+LINESTYLES = ("-", "--", "-.", ":",
+              (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (1, 3)), (0, (8, 2, 2, 2)))
 MODALITY_COLOURS = {"image": "#0072B2", "text": "#E69F00", "audio": "#009E73", "video": "#CC79A7"}
 MODALITY_MARKERS = {"image": "o", "text": "^", "audio": "s", "video": "D"}
 OTHER_MARKERS = ("v", "P", "*", "X", "<", ">")
@@ -73,7 +75,8 @@ def similarity_matrix(sim: torch.Tensor, row_labels=None, col_labels=None,
     return fig
 
 
-def embedding_map(embeddings: dict, labels=None, title: str = "embeddings (PCA of normalised vectors)"):
+def embedding_map(embeddings: dict, labels=None,
+                  title: str = "embeddings (PCA of normalised vectors)"):
     """2-D PCA map of several modalities' embeddings, each with its own marker and a
     colour-blind-safe colour: ``embedding_map({"image": [N, d], "text": [M, d]})``. Lines join
     matched pairs when every modality has the same number of rows; a large outlined marker
@@ -96,7 +99,8 @@ def embedding_map(embeddings: dict, labels=None, title: str = "embeddings (PCA o
             ax.plot([p[j, 0] for p in pts], [p[j, 1] for p in pts], color="0.8", lw=0.5, zorder=0)
     for k, (name, p) in enumerate(zip(names, pts)):
         marker = MODALITY_MARKERS.get(name, OTHER_MARKERS[k % len(OTHER_MARKERS)])
-        ax.scatter(p[:, 0], p[:, 1], s=10, label=name, marker=marker, color=MODALITY_COLOURS.get(name))
+        ax.scatter(p[:, 0], p[:, 1], s=10, label=name, marker=marker,
+                   color=MODALITY_COLOURS.get(name))
         c = p.mean(0)
         ax.scatter([c[0]], [c[1]], s=170, marker=marker, edgecolor="k", linewidth=1.5,
                    color=MODALITY_COLOURS.get(name))
@@ -158,7 +162,8 @@ def curves(history: dict, keys=None, title: str | None = None):
     return fig
 
 
-def word_heatmaps(image: torch.Tensor, words, maps: torch.Tensor, title: str | None = None, size: float = 1.7):
+def word_heatmaps(image: torch.Tensor, words, maps: torch.Tensor, title: str | None = None,
+                  size: float = 1.7):
     """Where each word looks: the image ``[3, H, W]``, then one panel per word with its cosine
     to every patch ``maps`` ``[K, P]`` (P = g x g patches, row by row) laid over the image,
     and its best patch outlined (a dashed box), so the answer does not ride on colour alone."""
@@ -167,18 +172,22 @@ def word_heatmaps(image: torch.Tensor, words, maps: torch.Tensor, title: str | N
     _validate.tensor("maps", maps, 2, finite=False)
     g = round(maps.shape[1] ** 0.5)
     if g * g != maps.shape[1] or len(words) != len(maps):
-        raise ValueError(f"words, maps: got {len(words)} words and maps of shape {tuple(maps.shape)}, "
+        raise ValueError(f"words, maps: got {len(words)} words "
+                         f"and maps of shape {tuple(maps.shape)}, "
                          "expected one row of g*g patch scores per word")
-    fig, axes = plt.subplots(1, 1 + len(words), figsize=((1 + len(words)) * size, size + 0.5), squeeze=False)
+    fig, axes = plt.subplots(1, 1 + len(words), figsize=((1 + len(words)) * size, size + 0.5),
+                             squeeze=False)
     axes = axes[0]
     axes[0].imshow(_img(image), interpolation="nearest")
     axes[0].set_title("image", fontsize=8)
     H, cell = image.shape[-1], image.shape[-1] / g
     for ax, word, m in zip(axes[1:], words, maps.detach().cpu()):
         ax.imshow(_img(image), interpolation="nearest")
-        ax.imshow(m.view(g, g).numpy(), cmap="cividis", alpha=0.6, extent=(0, H, H, 0), interpolation="nearest")
+        ax.imshow(m.view(g, g).numpy(), cmap="cividis", alpha=0.6, extent=(0, H, H, 0),
+                  interpolation="nearest")
         r, c = divmod(int(m.argmax()), g)
-        ax.add_patch(Rectangle((c * cell, r * cell), cell, cell, fill=False, ls="--", lw=1.5, ec="white"))
+        ax.add_patch(Rectangle((c * cell, r * cell), cell, cell,
+                               fill=False, ls="--", lw=1.5, ec="white"))
         ax.set_title(f'"{word}"', fontsize=8)
     for ax in axes:
         ax.axis("off")

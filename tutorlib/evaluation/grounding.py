@@ -3,9 +3,9 @@ object masks. No real dataset can do this without box annotations; the world kno
 every object is and which words name it.
 
     cover = patch_coverage(world.object_masks(scenes), patch_size=8)   # [N, 2, P] pixel shares
-    named, kind = named_objects(ids, scenes, tokenizer)                 # [N, L]: which object a word names
-    sim = word_patch_similarity(image_tokens, text_tokens)             # [N, L, P], scene i with caption i
-    hit, chance = pointing(sim, named, cover)                           # per named word
+    named, kind = named_objects(ids, scenes, tokenizer)     # [N, L]: which object a word names
+    sim = word_patch_similarity(image_tokens, text_tokens)  # [N, L, P], scene i with caption i
+    hit, chance = pointing(sim, named, cover)               # per named word
     pointing_rates(image_tokens, text_tokens, named, kind, cover, two_object)   # rates by kind
 
 A word *points at* the object it names when its best patch holds more of that object's pixels
@@ -35,7 +35,8 @@ def patch_coverage(masks: torch.Tensor, patch_size: int) -> torch.Tensor:
     _validate.tensor("masks", masks, 4, floating=False, finite=False)
     _validate.positive_int("patch_size", patch_size)
     if masks.shape[-1] % patch_size or masks.shape[-2] % patch_size:
-        raise ValueError(f"masks: got {tuple(masks.shape[-2:])} pixels, expected multiples of patch_size={patch_size}")
+        raise ValueError(f"masks: got {tuple(masks.shape[-2:])} pixels, "
+                         f"expected multiples of patch_size={patch_size}")
     return F.avg_pool2d(masks.float(), patch_size).flatten(2)
 
 
@@ -59,12 +60,14 @@ def named_objects(ids: torch.Tensor, scenes, tokenizer) -> tuple[torch.Tensor, t
     _validate.tensor("ids", ids, 2, floating=False)
     if not isinstance(scenes, world.Scenes) or len(scenes) != len(ids):
         got = f"{len(scenes)} scenes" if isinstance(scenes, world.Scenes) else type(scenes).__name__
-        raise ValueError(f"scenes: got {got}, expected a world.Scenes with one scene per caption ({len(ids)})")
+        raise ValueError(f"scenes: got {got}, "
+                         f"expected a world.Scenes with one scene per caption ({len(ids)})")
     kind_of, value_of = _word_table(tokenizer)
-    kind, value = kind_of[ids], value_of[ids]                                  # [N, L]
-    attrs = torch.stack([scenes.colour, scenes.shape], 1)                      # [N, 2 kinds, 2 objects]
-    per_kind = attrs[torch.arange(len(ids))[:, None], (kind - 1).clamp_min(0)]  # [N, L, 2]
-    same = per_kind == value[..., None]                                        # which objects have it
+    kind, value = kind_of[ids], value_of[ids]                # [N, L]
+    attrs = torch.stack([scenes.colour, scenes.shape], 1)    # [N, 2 kinds, 2 objects]
+    # [N, L, 2]
+    per_kind = attrs[torch.arange(len(ids))[:, None], (kind - 1).clamp_min(0)]
+    same = per_kind == value[..., None]                      # which objects have it
     named = torch.where(same.sum(-1) == 1, same.long().argmax(-1), -1)
     named = torch.where(kind > 0, named, -1)
     return named, torch.where(named >= 0, kind, 0)
@@ -80,7 +83,8 @@ def word_patch_similarity(image_tokens: torch.Tensor, text_tokens: torch.Tensor)
     return F.normalize(text_tokens, dim=-1) @ F.normalize(image_tokens, dim=-1).transpose(1, 2)
 
 
-def pointing(sim: torch.Tensor, named: torch.Tensor, coverage: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def pointing(sim: torch.Tensor, named: torch.Tensor,
+             coverage: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Whether each word that names an object points at it: ``sim`` ``[N, L, P]``
     (``word_patch_similarity``), ``named`` ``[N, L]`` (``named_objects``), ``coverage``
     ``[N, 2, P]`` (``patch_coverage``). Returns, for the ``W`` tokens with ``named >= 0`` in
@@ -90,8 +94,9 @@ def pointing(sim: torch.Tensor, named: torch.Tensor, coverage: torch.Tensor) -> 
     _validate.tensor("named", named, 2, floating=False)
     _validate.tensor("coverage", coverage, 3, finite=False)
     if named.shape != sim.shape[:2] or coverage.shape != (sim.shape[0], 2, sim.shape[2]):
-        raise ValueError(f"sim, named, coverage: got shapes {tuple(sim.shape)}, {tuple(named.shape)}, "
-                         f"{tuple(coverage.shape)}, expected [N, L, P], [N, L] and [N, 2, P]")
+        raise ValueError(f"sim, named, coverage: got shapes {tuple(sim.shape)}, "
+                         f"{tuple(named.shape)}, {tuple(coverage.shape)}, "
+                         "expected [N, L, P], [N, L] and [N, 2, P]")
     rows, cols = torch.nonzero(named >= 0, as_tuple=True)
     obj = named[rows, cols]
     mine, other = coverage[rows, obj], coverage[rows, 1 - obj]                 # [W, P]

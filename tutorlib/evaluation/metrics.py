@@ -41,7 +41,8 @@ def recall_at_k(query_emb: torch.Tensor, gallery_emb: torch.Tensor, k: int = 1,
         _validate.same_rows("query_emb", q, "gallery_emb", g)
         positives = torch.eye(len(q), dtype=torch.bool, device=q.device)
     elif positives.shape != (len(q), len(g)):
-        raise ValueError(f"positives: got shape {tuple(positives.shape)}, expected [{len(q)}, {len(g)}]")
+        raise ValueError(f"positives: got shape {tuple(positives.shape)}, "
+                         f"expected [{len(q)}, {len(g)}]")
     sim = q @ g.T
     if exclude_self:
         sim = sim.masked_fill(_self_mask(q, g), -float("inf"))
@@ -76,13 +77,14 @@ def zero_shot_accuracy(image_emb: torch.Tensor, class_emb: torch.Tensor,
         raise ValueError(f"labels: expected class indices in 0..{len(c) - 1}")
     _validate.non_negative_number("tie_tol", tie_tol)
     sims = x @ c.T
-    top = sims >= sims.max(1, keepdim=True).values - tie_tol                 # [N, C] tied for the top
+    top = sims >= sims.max(1, keepdim=True).values - tie_tol     # [N, C] tied for the top
     hit = top.gather(1, labels.to(x.device)[:, None]).squeeze(1).float()
     return (hit / top.sum(1)).mean().item()
 
 
 def alignment(x: torch.Tensor, y: torch.Tensor, alpha: float = 2.0) -> float:
-    """Wang & Isola (2020): E ||x_i - y_i||^alpha over matched, normalised pairs (lower: better aligned)."""
+    """Wang & Isola (2020): E ||x_i - y_i||^alpha over matched, normalised pairs
+    (lower: better aligned)."""
     x, y = _emb("x", x), _emb("y", y)
     _validate.same_rows("x", x, "y", y)
     _validate.same_width("x", x, "y", y)
@@ -100,12 +102,14 @@ def relative_alignment(image_emb: torch.Tensor, text_emb: torch.Tensor) -> float
     if len(x) < 2:
         raise ValueError(f"image_emb: got {len(x)} rows, expected at least 2")
     d = torch.cdist(y, x).pow(2)                                   # [N, N]: caption i to image j
-    neg = d.masked_fill(torch.eye(len(x), dtype=torch.bool, device=d.device), float("inf")).min(1).values
+    neg = d.masked_fill(torch.eye(len(x), dtype=torch.bool, device=d.device),
+                        float("inf")).min(1).values
     return (d.diagonal() - neg).mean().item()
 
 
 def uniformity(x: torch.Tensor, t: float = 2.0) -> float:
-    """Wang & Isola (2020): log E exp(-t ||x_i - x_j||^2) over distinct pairs (lower: more uniform)."""
+    """Wang & Isola (2020): log E exp(-t ||x_i - x_j||^2) over distinct pairs
+    (lower: more uniform)."""
     x = _emb("x", x)
     if len(x) < 2:
         raise ValueError(f"x: got {len(x)} rows, expected at least 2")
@@ -127,7 +131,8 @@ def binding_accuracy(image_emb: torch.Tensor, true_emb: torch.Tensor, swapped_em
     to its true caption ``[N, d]`` than to the same caption with two objects' attributes
     swapped ``[N, d]`` ("a red circle and a blue square" vs "a blue circle and a red
     square"). Chance is 0.5; a bag-of-words text encoder sits exactly there."""
-    x, t, s = _emb("image_emb", image_emb), _emb("true_emb", true_emb), _emb("swapped_emb", swapped_emb)
+    x, t, s = (_emb("image_emb", image_emb), _emb("true_emb", true_emb),
+               _emb("swapped_emb", swapped_emb))
     _validate.same_rows("image_emb", x, "true_emb", t)
     _validate.same_rows("image_emb", x, "swapped_emb", s)
     _validate.same_width("image_emb", x, "true_emb", t)
@@ -150,7 +155,8 @@ def mean_average_precision(query_emb: torch.Tensor, gallery_emb: torch.Tensor,
     """
     q, g = _emb("query_emb", query_emb), _emb("gallery_emb", gallery_emb)
     _validate.same_width("query_emb", q, "gallery_emb", g)
-    for name, lab, emb in (("query_labels", query_labels, q), ("gallery_labels", gallery_labels, g)):
+    for name, lab, emb in (("query_labels", query_labels, q),
+                           ("gallery_labels", gallery_labels, g)):
         _validate.tensor(name, lab, 1, floating=False)
         if lab.is_floating_point():
             raise ValueError(f"{name}: got dtype {lab.dtype}, expected integer class labels")

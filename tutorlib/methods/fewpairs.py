@@ -27,19 +27,23 @@ from ..core.ops import in_chunks
 
 METHODS = ("clip", "cwcl", "structure", "cwcl+structure")
 CWCL_SOURCES = ("text", "image", "own")
-ATTRIBUTES = ("shape", "colour", "size")          # zero-shot on the paraphrase split's held-out wording
+# zero-shot on the paraphrase split's held-out wording
+ATTRIBUTES = ("shape", "colour", "size")
 
 
 def features(split: str, n: int | None = None, progress: bool = True) -> dict:
     """The frozen view of a world split (``pretrained.training_data(split, n)``): ``image``
-    ``[N, layers, w]`` (every layer of ``selfsup.encoder()``'s tower, mean-pooled), ``text`` ``[N, 384]``
-    (MiniLM of the full captions), and ``attrs`` / ``full_spec`` / ``caption`` for scoring, with
-    ``positives`` ``[N, N]`` (scene i satisfies caption j) on every split but train (never scored)."""
+    ``[N, layers, w]`` (every layer of ``selfsup.encoder()``'s tower, mean-pooled), ``text``
+    ``[N, 384]`` (MiniLM of the full captions), and ``attrs`` / ``full_spec`` / ``caption`` for
+    scoring, with ``positives`` ``[N, N]`` (scene i satisfies caption j) on every split but
+    train (never scored)."""
     _validate.one_of("split", split, world.SPLITS)
     data = pretrained.training_data(split, n)
     tower, _ = selfsup.encoder(progress=progress)
-    name = f"fewpairs-image-{cache.key(selfsup.recipe().key, pretrained.training_config(split, n))}.safetensors"
-    image = cache.cached_tensors(name, lambda: {"image": selfsup.layer_features(tower, data["image"])})["image"]
+    name = ("fewpairs-image-"
+            f"{cache.key(selfsup.recipe().key, pretrained.training_config(split, n))}.safetensors")
+    image = cache.cached_tensors(
+        name, lambda: {"image": selfsup.layer_features(tower, data["image"])})["image"]
     out = {"image": image, "text": load_minilm().features(data["caption"], progress=progress),
            "attrs": data["attrs"], "full_spec": data["full_spec"], "caption": data["caption"]}
     if split != "train":
@@ -54,7 +58,8 @@ def class_features(attr: str) -> torch.Tensor:
 
 
 class Projector(torch.nn.Module):
-    """A two-layer MLP on a frozen feature: ``[N, in_dim]`` -> ``[N, out_dim]`` (``hidden=0``: one linear map)."""
+    """A two-layer MLP on a frozen feature: ``[N, in_dim]`` -> ``[N, out_dim]``
+    (``hidden=0``: one linear map)."""
 
     def __init__(self, in_dim: int, out_dim: int = 128, hidden: int = 256):
         super().__init__()
@@ -63,7 +68,8 @@ class Projector(torch.nn.Module):
         if hidden == 0:             # a linear map, as in freeze-align's token-average model
             self.net = torch.nn.Linear(in_dim, out_dim)
             return
-        self.net = torch.nn.Sequential(torch.nn.Linear(in_dim, _validate.positive_int("hidden", hidden)),
+        self.net = torch.nn.Sequential(torch.nn.Linear(in_dim,
+                                                       _validate.positive_int("hidden", hidden)),
                                        torch.nn.GELU(), torch.nn.Linear(hidden, out_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -91,8 +97,9 @@ class ProjectorPair(torch.nn.Module):
 def recipe(**overrides) -> dict:
     """The projectors' recipe (freeze-align: τ 0.07, AdamW lr 1e-3, decay 0.02, cosine;
     STRUCTURE: λ 10 warmed up, τ 0.07, one level). ``layer``: the image layer aligned."""
-    r = dict(steps=300, batch_size=64, lr=1e-3, weight_decay=0.02, warmup=30, tau=0.07, embed_dim=128,
-             hidden=256, cwcl_centre=False, lam=10.0, lam_warmup=100, structure_tau=0.07, levels=1, cwcl_source="text", layer=-1)
+    r = dict(steps=300, batch_size=64, lr=1e-3, weight_decay=0.02, warmup=30,
+             tau=0.07, embed_dim=128, hidden=256, cwcl_centre=False,
+             lam=10.0, lam_warmup=100, structure_tau=0.07, levels=1, cwcl_source="text", layer=-1)
     r = _validate.overrides(r, overrides)
     _validate.one_of("cwcl_source", r["cwcl_source"], CWCL_SOURCES)
     return r
@@ -115,7 +122,8 @@ def train_projectors(feats: dict, n_pairs: int, method: str = "clip", seed: int 
     _validate.one_of("method", method, METHODS)
     r, seed = recipe(**overrides), get_seed(seed)
     if not 2 <= _validate.positive_int("n_pairs", n_pairs) <= len(feats["text"]):
-        raise ValueError(f"n_pairs: got {n_pairs}, expected 2..{len(feats['text'])} (the pairs in feats)")
+        raise ValueError(f"n_pairs: got {n_pairs}, "
+                         f"expected 2..{len(feats['text'])} (the pairs in feats)")
     g = torch.Generator().manual_seed(seed)
     pool = torch.randperm(len(feats["text"]), generator=g)[:n_pairs]
     x_img, x_txt = feats["image"][pool, r["layer"]].float(), feats["text"][pool].float()
@@ -127,20 +135,23 @@ def train_projectors(feats: dict, n_pairs: int, method: str = "clip", seed: int 
     def loss_fn(step):
         idx = torch.randperm(n_pairs, generator=g)[:batch]
         zi, zt = img_proj(x_img[idx]), txt_proj(x_txt[idx])
-        out = {"loss": losses.cwcl_loss(zi, zt, log_scale, *_weights(method, r, x_img[idx], x_txt[idx]))}
+        out = {"loss": losses.cwcl_loss(zi, zt, log_scale,
+                                        *_weights(method, r, x_img[idx], x_txt[idx]))}
         if "structure" in method:
             reg = (structure.regulariser(x_img[idx], zi, r["structure_tau"], r["levels"])
                    + structure.regulariser(x_txt[idx], zt, r["structure_tau"], r["levels"])) / 2
-            out["loss"], out["structure"] = out["loss"] + structure.weight(step, r["lam"], r["lam_warmup"]) * reg, reg.item()
+            out["loss"], out["structure"] = \
+                out["loss"] + structure.weight(step, r["lam"], r["lam_warmup"]) * reg, reg.item()
         return out
     params = train.decay_groups([*img_proj.parameters(), *txt_proj.parameters()], r["weight_decay"])
-    history = train.fit(loss_fn, params, range(r["steps"]), steps=r["steps"], lr=r["lr"], warmup=r["warmup"],
-                        desc=f"{method}, {n_pairs} pairs", progress=progress)
+    history = train.fit(loss_fn, params, range(r["steps"]), steps=r["steps"], lr=r["lr"],
+                        warmup=r["warmup"], desc=f"{method}, {n_pairs} pairs", progress=progress)
     return img_proj.eval(), txt_proj.eval(), history
 
 
 @torch.no_grad()
-def evaluate(img_proj: Projector, txt_proj: Projector, feats: dict, layer: int = -1) -> dict[str, float]:
+def evaluate(img_proj: Projector, txt_proj: Projector, feats: dict,
+             layer: int = -1) -> dict[str, float]:
     """Recall@1 both ways on ``feats`` (a caption true of several scenes counts for each),
     ``i2t@1`` and ``t2i@1``, and ``recall@1``, their mean; zero-shot accuracy of shape, colour
     and size from held-out-wording prompts (single-object scenes), plus ``zero-shot``, their
@@ -148,7 +159,8 @@ def evaluate(img_proj: Projector, txt_proj: Projector, feats: dict, layer: int =
     img = F.normalize(img_proj(feats["image"][:, layer].float()), dim=-1)
     txt = F.normalize(in_chunks(txt_proj, feats["text"].float()), dim=-1)
     if "positives" not in feats:
-        raise ValueError("feats: has no 'positives', expected features(split) of a scored split (not train)")
+        raise ValueError("feats: has no 'positives', "
+                         "expected features(split) of a scored split (not train)")
     out = metrics.retrieval(img, txt, ks=(1,), positives=feats["positives"])
     out["recall@1"] = (out["i2t@1"] + out["t2i@1"]) / 2
     single = feats["attrs"][:, 1, 0] < 0
@@ -159,8 +171,8 @@ def evaluate(img_proj: Projector, txt_proj: Projector, feats: dict, layer: int =
     return out
 
 
-def sweep(train_feats: dict, retrieval_feats: dict, zero_shot_feats: dict, methods, pair_counts, seeds,
-          progress: bool = True, **overrides) -> list[dict]:
+def sweep(train_feats: dict, retrieval_feats: dict, zero_shot_feats: dict,
+          methods, pair_counts, seeds, progress: bool = True, **overrides) -> list[dict]:
     """Every (method, pairs, seed): train on ``train_feats``, then recall@1 on
     ``retrieval_feats`` and zero-shot accuracy on ``zero_shot_feats``; one row per run."""
     runs = [(m, n, s) for n in pair_counts for m in methods for s in seeds]
@@ -168,7 +180,8 @@ def sweep(train_feats: dict, retrieval_feats: dict, zero_shot_feats: dict, metho
     for m, n, s in tqdm(runs, desc="runs", disable=not progress):
         ip, tp, _ = train_projectors(train_feats, n, m, seed=s, **overrides)
         rec, zs = evaluate(ip, tp, retrieval_feats, layer), evaluate(ip, tp, zero_shot_feats, layer)
-        rows.append({"method": m, "pairs": n, "seed": s, "i2t@1": rec["i2t@1"], "t2i@1": rec["t2i@1"],
+        rows.append({"method": m, "pairs": n, "seed": s,
+                     "i2t@1": rec["i2t@1"], "t2i@1": rec["t2i@1"],
                      **{a: zs[a] for a in (*ATTRIBUTES, "zero-shot")}})
     return rows
 

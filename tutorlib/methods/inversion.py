@@ -10,9 +10,10 @@ optimising an *input* of the frozen other tower, never its weights.
 OTI (optimisation-based textual inversion) learns pseudo-tokens ``w`` placed in a
 template ("a photo of {}") so that the text tower's output ``t(w)`` matches an image
 embedding ``v``; OVI (visual inversion) learns one pseudo patch embedding, repeated over
-every patch position (the official code stretches it by nearest-neighbour interpolation), so that the image tower's output matches a text embedding. Both
-minimise ``1 - cos`` with AdamW (lr 2e-2, weight decay 0.01) on batches of queries at
-once; the paper runs OTI for 150 steps and OVI for 1,000.
+every patch position (the official code stretches it by nearest-neighbour interpolation),
+so that the image tower's output matches a text embedding. Both minimise ``1 - cos`` with
+AdamW (lr 2e-2, weight decay 0.01) on batches of queries at once; the paper runs OTI for
+150 steps and OVI for 1,000.
 
 ``oti(..., vocab_weight=beta)`` adds a leash that is this course's, not the paper's: a
 penalty ``beta * mean_k ||w - e_v||^2`` over the k word embeddings ``e_v`` nearest each
@@ -69,8 +70,8 @@ def encode_with_pseudo_tokens(text_tower: nn.Module, tokenizer, tokens: torch.Te
         raise ValueError(f"tokens: {tokens.shape[1]} pseudo-tokens in {template!r} need {length} "
                          f"positions, more than the tower's {text_tower.context_length}")
     table = text_tower.token_embedding.weight
-    fixed = lambda ids: table[torch.tensor(ids, dtype=torch.long, device=table.device)][None].expand(
-        len(tokens), -1, -1)
+    fixed = lambda ids: table[torch.tensor(ids, dtype=torch.long,
+                                           device=table.device)][None].expand(len(tokens), -1, -1)
     x = torch.cat([fixed([tokenizer.bos_id] + pre), tokens.to(table.dtype),
                    fixed(post + [tokenizer.eos_id])], 1)
     return text_tower(embeds=x)
@@ -125,7 +126,8 @@ def _word_table(text_tower: nn.Module, tokenizer) -> torch.Tensor:
     return table[torch.tensor(_word_ids(tokenizer), dtype=torch.long, device=table.device)]
 
 
-def vocabulary_distance(text_tower: nn.Module, tokenizer, tokens: torch.Tensor, k: int = 1) -> torch.Tensor:
+def vocabulary_distance(text_tower: nn.Module, tokenizer, tokens: torch.Tensor,
+                        k: int = 1) -> torch.Tensor:
     """How far each pseudo-token is from the vocabulary: for tokens ``[N, K, width]``, the
     squared Euclidean distance to its ``k`` nearest word embeddings, averaged over those k,
 

@@ -34,7 +34,8 @@ from torch import nn
 from ..core import _validate
 from ..objectives import losses
 from ..training import train
-from ..core.ops import check_mask, in_chunks, masked_mean, mean_over_tokens   # noqa: F401 (masked_mean: the lesson's reference)
+# F401: masked_mean is not used here, it is the lesson's reference
+from ..core.ops import check_mask, in_chunks, masked_mean, mean_over_tokens   # noqa: F401
 from ..core.runtime import device, get_seed
 
 LOGIT_SCALE = 2.5          # ln of the fixed scale e^2.5 ~ 12.2 of the official code
@@ -64,7 +65,8 @@ class ModalityToken(nn.Module):
     def __init__(self, dim: int, token_dim: int = 3, hidden: tuple[int, int] = (64, 128)):
         super().__init__()
         _validate.positive_int("dim", dim), _validate.positive_int("token_dim", token_dim)
-        if not (isinstance(hidden, (tuple, list)) and len(hidden) == 2 and all(type(h) is int and h > 0 for h in hidden)):
+        if not (isinstance(hidden, (tuple, list)) and len(hidden) == 2
+                and all(type(h) is int and h > 0 for h in hidden)):
             raise ValueError(f"hidden: got {hidden!r}, expected two layer widths such as (64, 128)")
         self.token = nn.Parameter((0.1 + 0.5 * torch.rand(()).item()) * torch.randn(1, token_dim))
         self.mlp = nn.Sequential(nn.Linear(token_dim, hidden[0]), nn.ReLU(),
@@ -91,9 +93,10 @@ class UniversalProjection(nn.Module):
 
     def forward(self, h: torch.Tensor, m: torch.Tensor, mask: torch.Tensor | None = None,
                 return_tokens: bool = False):
-        check_mask(mask, h.shape[:2])                              # before the layer uses it
-        z = h + m                                                   # the modality token on every token
-        u = z + self.layer(self.norm(z), src_key_padding_mask=None if mask is None else ~mask)  # outer residual
+        check_mask(mask, h.shape[:2])           # before the layer uses it
+        z = h + m                               # the modality token on every token
+        # outer residual
+        u = z + self.layer(self.norm(z), src_key_padding_mask=None if mask is None else ~mask)
         y = nn.functional.normalize(mean_over_tokens(u, mask), dim=-1)
         return (y, u) if return_tokens else y
 
@@ -108,7 +111,8 @@ class OneEncoder(nn.Module):
         super().__init__()
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
             raise ValueError(f"dropout: got {dropout!r}, expected a probability in [0, 1)")
-        self.dim, self.token_dim = _validate.positive_int("dim", dim), _validate.positive_int("token_dim", token_dim)
+        self.dim, self.token_dim = (_validate.positive_int("dim", dim),
+                                    _validate.positive_int("token_dim", token_dim))
         self.dropout = float(dropout)
         self.heads = nn.ModuleDict()
         self.modality_tokens = nn.ModuleDict()
@@ -130,7 +134,8 @@ class OneEncoder(nn.Module):
         if freeze:
             self.requires_grad_(False)           # everything already there (a later stage)
         dev = self.up.norm.weight.device
-        self.heads[name] = (AlignmentLayer if freeze else ProjectionHead)(in_dim, self.dim, self.dropout).to(dev)
+        self.heads[name] = (AlignmentLayer if freeze
+                            else ProjectionHead)(in_dim, self.dim, self.dropout).to(dev)
         self.modality_tokens[name] = ModalityToken(self.dim, self.token_dim).to(dev)
         return self
 
@@ -143,7 +148,8 @@ class OneEncoder(nn.Module):
         dev = self.up.norm.weight.device                 # the mask itself is checked by self.up
         for arg, t in (("tokens", tokens), ("mask", mask)):
             if isinstance(t, torch.Tensor) and t.device != dev:
-                raise ValueError(f"{arg}: got a tensor on {t.device}, expected it on the model's device {dev}")
+                raise ValueError(f"{arg}: got a tensor on {t.device}, "
+                                 f"expected it on the model's device {dev}")
 
     def encode(self, name: str, tokens: torch.Tensor, mask: torch.Tensor | None = None,
                return_tokens: bool = False):
@@ -179,7 +185,8 @@ def embed(model: OneEncoder, name: str, feats: dict, batch_size: int = 1024) -> 
 
 def _path_trains(model: OneEncoder, name: str) -> bool:
     """Whether modality ``name`` has a trainable head or modality token."""
-    return any(p.requires_grad for m in (model.heads[name], model.modality_tokens[name]) for p in m.parameters())
+    return any(p.requires_grad for m in (model.heads[name], model.modality_tokens[name])
+               for p in m.parameters())
 
 
 def _check_pairs(model, a, b, steps, batch_size, lr, weight_decay, warmup, after_step):
@@ -197,14 +204,15 @@ def _check_pairs(model, a, b, steps, batch_size, lr, weight_decay, warmup, after
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"warmup: got {warmup!r}, expected a number of steps >= 0")
     if after_step is not None and not callable(after_step):
-        raise ValueError(f"after_step: got {type(after_step).__name__}, expected a callable step -> None (or None)")
+        raise ValueError(f"after_step: got {type(after_step).__name__}, "
+                         "expected a callable step -> None (or None)")
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError("model: got no trainable parameters, expected a new modality to train "
                          "(add one with add_modality)")
     if not (_path_trains(model, a[0]) or _path_trains(model, b[0])):
         trainable = [n for n in model.modalities if _path_trains(model, n)]
-        raise ValueError(f"a, b: got modalities {a[0]!r} and {b[0]!r}, both frozen, expected at least one "
-                         f"with trainable parts (trainable now: {trainable})")
+        raise ValueError(f"a, b: got modalities {a[0]!r} and {b[0]!r}, both frozen, "
+                         f"expected at least one with trainable parts (trainable now: {trainable})")
     return (a[0], fa), (b[0], fb)
 
 
@@ -231,7 +239,8 @@ def fit_pairs(model: OneEncoder, a: tuple[str, dict], b: tuple[str, dict], *, st
     def side(name, feats, idx):
         if name in fixed:
             return fixed[name][idx.to(dev)]
-        return model.encode(name, feats[0][idx].to(dev), None if feats[1] is None else feats[1][idx].to(dev))
+        return model.encode(name, feats[0][idx].to(dev),
+                            None if feats[1] is None else feats[1][idx].to(dev))
 
     def loss_fn(step):
         idx = torch.randperm(len(fa[0]), generator=g)[:batch_size]
@@ -250,9 +259,9 @@ def fit_pairs(model: OneEncoder, a: tuple[str, dict], b: tuple[str, dict], *, st
 
     set_modes()
     try:
-        return train.fit(loss_fn, params, range(steps), steps=steps, lr=lr, weight_decay=weight_decay,
-                         warmup=warmup, desc=desc or f"{na}-{nb} pairs", progress=progress,
-                         after_step=None if after_step is None else hook)
+        return train.fit(loss_fn, params, range(steps), steps=steps, lr=lr,
+                         weight_decay=weight_decay, warmup=warmup, desc=desc or f"{na}-{nb} pairs",
+                         progress=progress, after_step=None if after_step is None else hook)
     finally:
         model.zero_grad(set_to_none=True)       # no stale gradients left on the parameters
         model.cpu().eval()
@@ -270,11 +279,13 @@ class CosineTracker:
         _validate.one_of("name", name, model.modalities)
         tokens, mask = _features("feats", feats)
         if not isinstance(targets, dict) or not targets:
-            raise ValueError(f"targets: got {type(targets).__name__}, expected a non-empty dict of [n, dim] embeddings")
+            raise ValueError(f"targets: got {type(targets).__name__}, "
+                             "expected a non-empty dict of [n, dim] embeddings")
         for key, t in targets.items():
             if _validate.tensor(f"targets[{key!r}]", t, 2).shape != (len(tokens), model.dim):
                 raise ValueError(f"targets[{key!r}]: got shape {tuple(t.shape)}, expected "
-                                 f"({len(tokens)}, {model.dim}) (a row per row of feats, the model's width)")
+                                 f"({len(tokens)}, {model.dim}) "
+                                 "(a row per row of feats, the model's width)")
         self.every = _validate.positive_int("every", every)
         self.last = None if steps is None else _validate.positive_int("steps", steps)
         self.model, self.name, self.feats = model, name, {"tokens": tokens, "mask": mask}

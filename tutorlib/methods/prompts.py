@@ -39,7 +39,8 @@ class PromptLearner(nn.Module):
         super().__init__()
         if not isinstance(classnames, (list, tuple)) or not classnames or \
                 not all(isinstance(c, str) and c.strip() for c in classnames):
-            raise ValueError(f"classnames: got {classnames!r}, expected a non-empty list of class names")
+            raise ValueError(f"classnames: got {classnames!r}, "
+                             "expected a non-empty list of class names")
         _validate.one_of("position", position, CLASS_POSITIONS)
         require("text_tower", text_tower, PromptableText)
         width = text_tower.token_embedding.weight.shape[1]
@@ -98,7 +99,7 @@ class PromptLearner(nn.Module):
             before, after = {"end": (range(M), []), "front": ([], range(M)),
                              "middle": (range(half), range(half, M))}[self.position]
             rows = [[self.bos, *before, *self.name_emb[i, :int(self.name_len[i])], *after, self.eos]
-                    for i in range(C)]                  # an int is a context slot, a tensor a fixed word
+                    for i in range(C)]  # an int is a context slot, a tensor a fixed word
             L = max(len(r) for r in rows)
             fixed = torch.zeros(C, L, W, device=self.name_emb.device)
             where = torch.zeros(C, L, M, device=self.name_emb.device)
@@ -181,7 +182,8 @@ def ensemble_class_embeddings(encode_text, templates, classnames) -> torch.Tenso
     """Hand-made prompt ensemble (CLIP, Radford et al. 2021): for each class, the mean of
     its normalised embeddings under every template ("a {} ...") -> ``[C, d]``."""
     if not templates or not all(isinstance(t, str) and "{}" in t for t in templates):
-        raise ValueError(f"templates: got {templates!r}, expected strings with a '{{}}' for the class name")
+        raise ValueError(f"templates: got {templates!r}, "
+                         "expected strings with a '{}' for the class name")
     if not classnames:
         raise ValueError("classnames: got an empty list, expected class names")
     embs = torch.stack([F.normalize(encode_text([t.format(c) for c in classnames]), dim=-1)

@@ -3,14 +3,15 @@ Prompt Learning") on top of CoOp's context (``tutorlib.methods.prompts``): promp
 each modality's feature shift, the shift-consistency loss, surgery adapters, and the
 released code's stand-in for the shift.
 
-    vp = VisualPrompts(learner, image_width)                # one image prompt token per context vector
+    vp = VisualPrompts(learner, image_width)           # one image prompt token per context vector
     img = encode_image_with_prompts(model.image_tower, images, vp(), layer=0)
-    feature_shift(prompted, frozen)                         # mean ||f(x; P) - f(x; none)||
-    shift_consistency_loss(text_shift, image_shift)         # (shift_T - shift_I)^2
-    SurgeryAdapter(d, r=0.2)                                # f' = r g(f) + (1 - r) f
+    feature_shift(prompted, frozen)                    # mean ||f(x; P) - f(x; none)||
+    shift_consistency_loss(text_shift, image_shift)    # (shift_T - shift_I)^2
+    SurgeryAdapter(d, r=0.2)                           # f' = r g(f) + (1 - r) f
     net = MultimodalPrompts(model, tok, classnames, prompt_layer=1, r_text=0.2, r_image=0.2)
     restore_loss(cls, img, labels, frozen_cls, frozen_img, scale, net.adapted, lam=10.0)
-    train_multimodal_prompts(net, states, frozen_img, labels, frozen_cls, logit_scale=scale, lam=10.0)
+    train_multimodal_prompts(net, states, frozen_img, labels, frozen_cls,
+                             logit_scale=scale, lam=10.0)
 
 The towers stay frozen: only the prompt parameters and adapters receive gradients.
 """
@@ -71,7 +72,8 @@ def encode_image_with_prompts(image_tower: nn.Module, images: torch.Tensor | Non
     if prompts is not None:
         _validate.tensor("prompts", prompts, 2, finite=False)
         if prompts.shape[1] != image_tower.width:
-            raise ValueError(f"prompts: got width {prompts.shape[1]}, expected the tower's {image_tower.width}")
+            raise ValueError(f"prompts: got width {prompts.shape[1]}, "
+                             f"expected the tower's {image_tower.width}")
         x = torch.cat([x, prompts.expand(len(x), -1, -1)], 1)
     return image_tower.from_hidden(x, layer)
 
@@ -93,7 +95,8 @@ def shift_consistency_loss(text_shift: torch.Tensor, image_shift: torch.Tensor) 
     the frozen model by different amounts, ``(shift_T - shift_I)^2``."""
     for name, v in (("text_shift", text_shift), ("image_shift", image_shift)):
         if not isinstance(v, torch.Tensor) or v.numel() != 1:
-            raise ValueError(f"{name}: got {v!r}, expected a scalar tensor (feature_shift's output)")
+            raise ValueError(f"{name}: got {v!r}, "
+                             "expected a scalar tensor (feature_shift's output)")
     return (text_shift.reshape(()) - image_shift.reshape(())).pow(2)
 
 
@@ -159,21 +162,25 @@ class MultimodalPrompts(nn.Module):
         super().__init__()
         require("model.image_tower", model.image_tower, PromptableImage)
         depth = len(model.image_tower.encoder.blocks)
-        if not isinstance(prompt_layer, int) or isinstance(prompt_layer, bool) or not 0 <= prompt_layer < depth:
-            raise ValueError(f"prompt_layer: got {prompt_layer!r}, expected a block index in 0..{depth - 1}")
-        self.image_tower, self.prompt_layer = [model.image_tower], prompt_layer   # frozen, not owned
+        if not isinstance(prompt_layer, int) or isinstance(prompt_layer, bool) \
+                or not 0 <= prompt_layer < depth:
+            raise ValueError(f"prompt_layer: got {prompt_layer!r}, "
+                             f"expected a block index in 0..{depth - 1}")
+        self.image_tower, self.prompt_layer = [model.image_tower], prompt_layer  # frozen, not owned
         self.text = PromptLearner(model.text_tower, tokenizer, classnames, n_ctx=n_ctx, init=init)
         self.visual = VisualPrompts(self.text, model.image_tower.width) if visual else None
         d = model.text_tower.proj.out_features
         self.adapt_text = None if r_text is None else SurgeryAdapter(d, r_text)
         self.adapt_image = None if r_image is None else SurgeryAdapter(d, r_image)
-        with torch.no_grad():                          # the prompts' starting values, moved with .to()
+        with torch.no_grad():                  # the prompts' starting values, moved with .to()
             self.register_buffer("ctx_start", self.text.ctx.clone(), persistent=False)
-            self.register_buffer("visual_start", self.visual().clone() if visual else None, persistent=False)
+            self.register_buffer("visual_start", self.visual().clone() if visual else None,
+                                 persistent=False)
 
     @property
     def start(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The text context ``[M, width]`` and visual prompts ``[M, image width]`` (or None) at initialisation."""
+        """The text context ``[M, width]`` and visual prompts ``[M, image width]`` (or None) at
+        initialisation."""
         return self.ctx_start, self.visual_start
 
     def forward(self, states, frozen_images: torch.Tensor, classnames=None):
@@ -182,10 +189,11 @@ class MultimodalPrompts(nn.Module):
         if self.visual is None:
             return text(), frozen_images
         if states is None or len(states) != len(frozen_images):
-            raise ValueError(f"states: got {None if states is None else tuple(states.shape)}, expected the "
-                             f"image tower's states before block {self.prompt_layer}, one row per image "
-                             f"({len(frozen_images)})")
-        img = encode_image_with_prompts(self.image_tower[0], None, self.visual(), self.prompt_layer, states=states)
+            raise ValueError(f"states: got {None if states is None else tuple(states.shape)}, "
+                             f"expected the image tower's states before block {self.prompt_layer}, "
+                             f"one row per image ({len(frozen_images)})")
+        img = encode_image_with_prompts(self.image_tower[0], None, self.visual(),
+                                        self.prompt_layer, states=states)
         return text(), img
 
     def adapted(self, cls: torch.Tensor, img: torch.Tensor):
@@ -194,7 +202,8 @@ class MultimodalPrompts(nn.Module):
                 img if self.adapt_image is None else self.adapt_image(img))
 
 
-def restore_loss(cls, img, labels, frozen_cls, frozen_img, logit_scale, adapt=None, lam: float = 10.0) -> dict:
+def restore_loss(cls, img, labels, frozen_cls, frozen_img, logit_scale, adapt=None,
+                 lam: float = 10.0) -> dict:
     """RESTORE's objective, the paper's form: ``L = CE + lam * (shift_T - shift_I)^2``.
 
     ``cls`` ``[C, d]`` and ``img`` ``[N, d]`` are the prompted features *before* the
@@ -211,7 +220,8 @@ def restore_loss(cls, img, labels, frozen_cls, frozen_img, logit_scale, adapt=No
     cls_a, img_a = (cls, img) if adapt is None else adapt(cls, img)
     ce = F.cross_entropy(class_logits(img_a, cls_a, logit_scale), labels)
     loss = ce + lam * shift_consistency_loss(shift_t, shift_i) if lam else ce
-    return {"loss": loss, "cross-entropy": ce.detach(), "text shift": shift_t.detach(), "image shift": shift_i.detach()}
+    return {"loss": loss, "cross-entropy": ce.detach(),
+            "text shift": shift_t.detach(), "image shift": shift_i.detach()}
 
 
 def train_multimodal_prompts(net: MultimodalPrompts, states, frozen_images, labels, frozen_text, *,
@@ -237,7 +247,8 @@ def train_multimodal_prompts(net: MultimodalPrompts, states, frozen_images, labe
 
     def loss_fn(b):
         cls, img = net(None if states is None else states[b], frozen_images[b])
-        out = restore_loss(cls, img, labels[b], frozen_text, frozen_images[b], logit_scale, net.adapted, lam)
+        out = restore_loss(cls, img, labels[b], frozen_text, frozen_images[b],
+                           logit_scale, net.adapted, lam)
         out["context drift"] = (net.text.ctx.detach() - ctx0).norm()
         return out
 
@@ -257,7 +268,8 @@ def text_shift_per_block(learner: PromptLearner, frozen_ids: torch.Tensor) -> to
         raise ValueError(f"learner: got {type(learner).__name__}, expected a PromptLearner")
     _validate.tensor("frozen_ids", frozen_ids, 2, floating=False)
     if len(frozen_ids) != len(learner.classnames):
-        raise ValueError(f"frozen_ids: got {len(frozen_ids)} rows, expected one per class ({len(learner.classnames)})")
+        raise ValueError(f"frozen_ids: got {len(frozen_ids)} rows, "
+                         f"expected one per class ({len(learner.classnames)})")
     tower = learner.text_tower
     embeds, mask = learner.prompt_embeddings()
     f_mask = frozen_ids != tower.pad_id

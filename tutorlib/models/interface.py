@@ -26,7 +26,8 @@ class PromptableText(Protocol):
     pad_id: int                     # the padding token's id
     token_embedding: nn.Embedding   # ids -> [N, L, width]
     positional_embedding: torch.Tensor  # [context_length, width], added to the token embeddings
-    encoder: nn.Module              # has .blocks (a ModuleList), .ln; run as encoder(x, pad_mask, start, stop)
+    # encoder: has .blocks (a ModuleList), .ln; run as encoder(x, pad_mask, start, stop)
+    encoder: nn.Module
     proj: nn.Module                 # pooled [N, width] -> [N, embed_dim]
 
     def __call__(self, ids: torch.Tensor | None = None, *, embeds: torch.Tensor | None = None,
@@ -38,8 +39,10 @@ class PromptableText(Protocol):
     def hidden(self, ids: torch.Tensor, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Token states before block ``stop`` ``[N, L, width]`` and the mask ``[N, L]``."""
 
-    def from_hidden(self, x: torch.Tensor, mask: torch.Tensor, start: int, return_tokens: bool = False):
-        """Finish the forward pass from the states before block ``start`` (and the token outputs)."""
+    def from_hidden(self, x: torch.Tensor, mask: torch.Tensor, start: int,
+                    return_tokens: bool = False):
+        """Finish the forward pass from the states before block ``start`` (and the token
+        outputs)."""
 
 
 @runtime_checkable
@@ -53,7 +56,8 @@ class PromptableImage(Protocol):
     def __call__(self, images: torch.Tensor | None = None, *,
                  patches: torch.Tensor | None = None, return_tokens: bool = False):
         """images ``[N, 3, H, W]`` or patches ``[N, n_patches, width]`` -> ``[N, embed_dim]``;
-        with ``return_tokens`` also the token outputs ``[N, 1 + n_patches, width]`` (class first)."""
+        with ``return_tokens`` also the token outputs ``[N, 1 + n_patches, width]``
+        (class first)."""
 
     def patchify(self, images: torch.Tensor) -> torch.Tensor:
         """``[N, 3, H, W]`` -> patch embeddings ``[N, n_patches, width]``."""
@@ -62,7 +66,8 @@ class PromptableImage(Protocol):
         """Token states before block ``stop`` ``[N, 1 + n_patches, width]``."""
 
     def from_hidden(self, x: torch.Tensor, start: int, return_tokens: bool = False):
-        """Finish the forward pass from the states before block ``start`` (and the token outputs)."""
+        """Finish the forward pass from the states before block ``start`` (and the token
+        outputs)."""
 
 
 def require(name: str, tower, protocol) -> None:
@@ -72,5 +77,5 @@ def require(name: str, tower, protocol) -> None:
         [m for m in ("hidden", "from_hidden", "patchify") if hasattr(protocol, m)]
     lacking = [m for m in members if not hasattr(tower, m)]
     if lacking:
-        raise ValueError(f"{name}: got a {type(tower).__name__} without {lacking}, expected a tower "
-                         f"that provides models.interface.{protocol.__name__}")
+        raise ValueError(f"{name}: got a {type(tower).__name__} without {lacking}, "
+                         f"expected a tower that provides models.interface.{protocol.__name__}")

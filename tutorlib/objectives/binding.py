@@ -48,7 +48,8 @@ def _check_tuple(names, vectors) -> list[torch.Tensor]:
 def gram_matrix(*vectors: torch.Tensor) -> torch.Tensor:
     """The Gram matrices ``[N, k, k]`` of k batches ``[N, d]`` (L2-normalised here):
     ``G[n, i, j] = <v_i[n], v_j[n]>``, ones on the diagonal."""
-    v = torch.stack(_check_tuple([f"vectors[{k}]" for k in range(len(vectors))], vectors), 1)   # [N, k, d]
+    # v: [N, k, d]
+    v = torch.stack(_check_tuple([f"vectors[{k}]" for k in range(len(vectors))], vectors), 1)
     return v @ v.transpose(1, 2)
 
 
@@ -69,7 +70,8 @@ def volume_matrix(anchor: torch.Tensor, others, eps: float = 1e-6) -> torch.Tens
     ``volume_computation``). ``anchor`` ``[N, d]``; ``others``: a list of ``[M, d]``."""
     _validate.non_negative_number("eps", eps)
     if not isinstance(others, (list, tuple)) or not others:
-        raise ValueError(f"others: got {type(others).__name__}, expected a non-empty list of [M, d] batches")
+        raise ValueError(f"others: got {type(others).__name__}, "
+                         "expected a non-empty list of [M, d] batches")
     names = [f"others[{k}]" for k in range(len(others))]
     a = _unit("anchor", anchor)
     o = _check_tuple(names, others) if len(others) > 1 else [_unit(names[0], others[0])]
@@ -98,7 +100,8 @@ def gram_loss(anchor: torch.Tensor, others, logit_scale, label_smoothing: float 
     logit_scale = _validate.scalar("logit_scale", logit_scale)
     V = volume_matrix(anchor, others, eps)
     if V.shape[0] != V.shape[1]:
-        raise ValueError(f"anchor and others: got {V.shape[0]} and {V.shape[1]} rows, expected the same (pairs)")
+        raise ValueError(f"anchor and others: got {V.shape[0]} and {V.shape[1]} rows, "
+                         "expected the same (pairs)")
     logits = -logit_scale.exp() * V
     labels = torch.arange(len(V), device=V.device)
     return (F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
@@ -114,17 +117,21 @@ def anchor_loss(anchor: torch.Tensor, others: dict, logit_scales: dict) -> torch
     ``anchor`` ``[N, d]``; ``others`` ``{name: [N, d]}``; ``logit_scales`` ``{name: log s_m}``
     (ImageBind: the text's learned, fixed ln 20 for audio)."""
     if not isinstance(others, dict) or not others:
-        raise ValueError(f"others: got {type(others).__name__}, expected a dict of modality embeddings")
+        raise ValueError(f"others: got {type(others).__name__}, "
+                         "expected a dict of modality embeddings")
     if not isinstance(logit_scales, dict) or set(logit_scales) != set(others):
-        raise ValueError(f"logit_scales: got keys {sorted(logit_scales) if isinstance(logit_scales, dict) else logit_scales!r}, "
-                         f"expected one per modality in others {sorted(others)}")
+        raise ValueError(
+            "logit_scales: got keys "
+            f"{sorted(logit_scales) if isinstance(logit_scales, dict) else logit_scales!r}, "
+            f"expected one per modality in others {sorted(others)}")
     a = _unit("anchor", anchor)
     total = 0.0
     for name, x in others.items():
         x = _unit(f"others[{name!r}]", x)
         _validate.same_rows("anchor", a, f"others[{name!r}]", x)
         _validate.same_width("anchor", a, f"others[{name!r}]", x)
-        total = total + losses.clip_loss(a, x, _validate.scalar(f"logit_scales[{name!r}]", logit_scales[name]))
+        total = total + losses.clip_loss(a, x, _validate.scalar(f"logit_scales[{name!r}]",
+                                                                logit_scales[name]))
     return total
 
 
@@ -132,8 +139,10 @@ def all_pairs_loss(embeddings: dict, logit_scale) -> torch.Tensor:
     """The symmetric CLIP loss summed over every pair of modalities (k(k-1)/2 pairs):
     what most 'multimodal CLIP' code trains. ``embeddings`` ``{name: [N, d]}``, at least two."""
     if not isinstance(embeddings, dict) or len(embeddings) < 2:
-        raise ValueError(f"embeddings: got {len(embeddings) if isinstance(embeddings, dict) else type(embeddings).__name__}, "
-                         "expected a dict of at least two modalities")
+        raise ValueError(
+            "embeddings: got "
+            f"{len(embeddings) if isinstance(embeddings, dict) else type(embeddings).__name__}, "
+            "expected a dict of at least two modalities")
     names = list(embeddings)
     z = _check_tuple(names, [embeddings[n] for n in names])
     s = _validate.scalar("logit_scale", logit_scale)
@@ -148,7 +157,8 @@ class Heads(torch.nn.Module):
     def __init__(self, widths: dict, dim: int = 64, hidden: int = 256):
         super().__init__()
         if not isinstance(widths, dict) or not widths:
-            raise ValueError(f"widths: got {widths!r}, expected a dict such as {{'image': 64, 'text': 384}}")
+            raise ValueError(f"widths: got {widths!r}, "
+                             "expected a dict such as {'image': 64, 'text': 384}")
         _validate.positive_int("dim", dim), _validate.positive_int("hidden", hidden)
         self.heads = torch.nn.ModuleDict({m: torch.nn.Sequential(
             torch.nn.Linear(_validate.positive_int(f"widths[{m!r}]", w), hidden), torch.nn.GELU(),
@@ -168,9 +178,9 @@ class Heads(torch.nn.Module):
         return {m: self(m, x) for m, x in feats.items()}
 
 
-def fit_joint(heads: Heads, feats: dict, objective, extra_params=(), *, steps: int, batch_size: int = 128,
-              lr: float = 1e-3, seed: int | None = None, progress: bool = True,
-              desc: str = "training") -> dict:
+def fit_joint(heads: Heads, feats: dict, objective, extra_params=(), *, steps: int,
+              batch_size: int = 128, lr: float = 1e-3, seed: int | None = None,
+              progress: bool = True, desc: str = "training") -> dict:
     """Train ``heads`` (and ``extra_params``, e.g. a learnable temperature) on random batches of
     the same rows of every modality in ``feats`` ``{name: [N, w]}``: each step embeds the batch
     ``{name: [B, dim]}`` and minimises ``objective(embeddings)`` with ``train.fit`` (AdamW,
@@ -178,11 +188,13 @@ def fit_joint(heads: Heads, feats: dict, objective, extra_params=(), *, steps: i
     ``TUTORLIB_SEED``). Returns the history."""
     from ..training import train
     if not isinstance(feats, dict) or not feats or set(feats) - set(heads.heads):
-        raise ValueError(f"feats: got keys {sorted(feats) if isinstance(feats, dict) else feats!r}, "
+        raise ValueError("feats: got keys "
+                         f"{sorted(feats) if isinstance(feats, dict) else feats!r}, "
                          f"expected modalities of the heads {sorted(heads.heads)}")
     n = {len(v) for v in feats.values()}
     if len(n) != 1:
-        raise ValueError(f"feats: got {n} rows across modalities, expected the same rows (item i in each)")
+        raise ValueError(f"feats: got {n} rows across modalities, "
+                         "expected the same rows (item i in each)")
     n = n.pop()
     g = torch.Generator().manual_seed(get_seed(seed))
 

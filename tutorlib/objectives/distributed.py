@@ -64,7 +64,8 @@ def _received(n_bytes: int) -> None:
 
 def _world() -> tuple[int, int]:
     if not dist.is_available() or not dist.is_initialized():
-        raise RuntimeError("torch.distributed is not initialised: call this inside launch.run(...) or torchrun")
+        raise RuntimeError("torch.distributed is not initialised: "
+                           "call this inside launch.run(...) or torchrun")
     return dist.get_rank(), dist.get_world_size()
 
 
@@ -79,7 +80,8 @@ def gather(x: torch.Tensor, with_grad: bool = True) -> torch.Tensor:
         with warnings.catch_warnings():
             # torch 2.13 marks the autograd-aware all_gather deprecated in favour of a private API;
             # open_clip still calls it, and it is the public way to gather with gradient
-            warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.all_gather")
+            warnings.filterwarnings("ignore",
+                                    message=r"torch\.distributed\.nn\.functional\.all_gather")
             return torch.cat(dist_nn.all_gather(x.contiguous()), 0)
     parts = [torch.empty_like(x) for _ in range(world)]
     dist.all_gather(parts, x.detach().contiguous())
@@ -100,7 +102,8 @@ def gathered_clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_sc
     all_img, all_txt = gather(img), gather(txt)
     if local_loss:
         labels = torch.arange(len(img), device=img.device) + rank * len(img)
-        return (F.cross_entropy(scale * img @ all_txt.T, labels) + F.cross_entropy(scale * txt @ all_img.T, labels)) / 2
+        return (F.cross_entropy(scale * img @ all_txt.T, labels)
+                + F.cross_entropy(scale * txt @ all_img.T, labels)) / 2
     logits = scale * all_img @ all_txt.T
     labels = torch.arange(len(logits), device=logits.device)
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
@@ -122,7 +125,8 @@ class _NeighbourExchange(torch.autograd.Function):
 
 def _exchange(x: torch.Tensor, send_to: int, recv_from: int) -> torch.Tensor:
     received = torch.empty_like(x)
-    ops = [dist.P2POp(dist.isend, x.contiguous(), send_to), dist.P2POp(dist.irecv, received, recv_from)]
+    ops = [dist.P2POp(dist.isend, x.contiguous(), send_to),
+           dist.P2POp(dist.irecv, received, recv_from)]
     for request in dist.batch_isend_irecv(ops):
         request.wait()
     return received
@@ -138,7 +142,8 @@ def _sigmoid_terms(img, txt, scale, bias, positives: bool) -> torch.Tensor:
     return loss / len(img)
 
 
-def siglip_ring_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale, logit_bias) -> torch.Tensor:
+def siglip_ring_loss(image_emb: torch.Tensor, text_emb: torch.Tensor,
+                     logit_scale, logit_bias) -> torch.Tensor:
     """SigLIP's loss (``losses.siglip_loss``) over the global batch, by a ring (SigLIP's chunked
     form; open_clip's ``dist_impl="shift"``): this process's images against its own texts
     (positives on the diagonal), then W - 1 times: pass the texts one rank to the right, receive

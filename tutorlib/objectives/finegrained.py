@@ -3,8 +3,8 @@
 CLIP compares one vector per image with one per caption. FILIP compares every patch token
 with every word token and lets each token vote with its best match:
 
-    s^I_ij = 1/n1 sum_k max_r <x_ik, y_jr>        (image i -> text j: each patch finds its word)
-    s^T_ij = 1/n2 sum_r max_k <y_jr, x_ik>        (text j -> image i: each real word finds its patch)
+    s^I_ij = 1/n1 sum_k max_r <x_ik, y_jr>      (image i -> text j: each patch finds its word)
+    s^T_ij = 1/n2 sum_r max_k <y_jr, x_ik>      (text j -> image i: each real word finds its patch)
 
 with L2-normalised tokens, the image's class token dropped and padding masked (n2 counts the
 caption's real tokens). s^I gives the image->text logits and s^T the text->image logits of the
@@ -254,7 +254,8 @@ def loss_cost(form: str, n: int, patches: int, tokens: int, dim: int, keep: floa
     against the last word, ``losses.clip_loss``) or "FILIP" (``filip_loss``, after
     ``select_tokens(..., keep)`` when ``keep < 1``). Returns the time of one forward and
     backward pass (``costs.step_time``, in ms) and the largest block its similarity allocates
-    (``costs.largest_allocation``, in KiB: FILIP's ``[N, M, P, L]``, CLIP's ``[N, d]`` or ``[N, M]``)."""
+    (``costs.largest_allocation``, in KiB: FILIP's ``[N, M, P, L]``, CLIP's ``[N, d]`` or
+    ``[N, M]``)."""
     _validate.one_of("form", form, ("CLIP", "FILIP"))
     for name, v in (("n", n), ("patches", patches), ("tokens", tokens), ("dim", dim)):
         _validate.positive_int(name, v)

@@ -28,7 +28,8 @@ def slerp(a: torch.Tensor, b: torch.Tensor, lam) -> torch.Tensor:
     _validate.tensor("a", a, 2, finite=False)
     _validate.tensor("b", b, 2, finite=False)
     if a.shape != b.shape:
-        raise ValueError(f"a and b: got shapes {tuple(a.shape)} and {tuple(b.shape)}, expected the same")
+        raise ValueError(f"a and b: got shapes {tuple(a.shape)} and {tuple(b.shape)}, "
+                         "expected the same")
     _validate.finite(a=a, b=b)
     return _slerp(a, b, lam)
 
@@ -51,7 +52,8 @@ def _ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return -(targets * logits.log_softmax(-1)).sum(-1).mean()
 
 
-def m2mix_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, lam, tau: float = 0.07) -> torch.Tensor:
+def m2mix_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, lam,
+               tau: float = 0.07) -> torch.Tensor:
     """m^2-mix (the paper's Eq. 5; ``mmmix`` in the official code).
 
     Mixed negatives ``m_j = slerp(x_j, y_j, lam)``, each made from pair j's own image and

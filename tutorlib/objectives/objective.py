@@ -57,7 +57,8 @@ class Objective:
 
     def __post_init__(self):
         if not callable(self.loss):
-            raise ValueError(f"loss: got {type(self.loss).__name__}, expected a function of a Batch")
+            raise ValueError(f"loss: got {type(self.loss).__name__}, "
+                             "expected a function of a Batch")
         if self.negatives is not None:
             if not isinstance(self.negatives, tuple) or len(self.negatives) != 2:
                 raise ValueError("negatives: expected a pair (ids [N, L], valid [N])")

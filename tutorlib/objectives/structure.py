@@ -42,7 +42,8 @@ def js_divergence(p: torch.Tensor, q: torch.Tensor, eps: float = 1e-12) -> torch
     _validate.tensor("p", p, 2, finite=False)
     _validate.tensor("q", q, 2, finite=False)
     if p.shape != q.shape:
-        raise ValueError(f"p and q: got shapes {tuple(p.shape)} and {tuple(q.shape)}, expected the same")
+        raise ValueError(f"p and q: got shapes {tuple(p.shape)} and {tuple(q.shape)}, "
+                         "expected the same")
     m = (p + q) / 2
     log_m = m.clamp_min(eps).log()
     kl_p = (p * (p.clamp_min(eps).log() - log_m)).sum(1)

@@ -77,14 +77,18 @@ def _quiet_stderr():
 
 def _check_stages(stages: dict, end_to_end: int, reference: str) -> None:
     if not isinstance(stages, dict) or not stages:
-        raise ValueError(f"stages: got {type(stages).__name__}, expected a non-empty dict {{name: (params, history)}}")
+        raise ValueError(f"stages: got {type(stages).__name__}, "
+                         "expected a non-empty dict {name: (params, history)}")
     for name, row in stages.items():
         if not (isinstance(row, (tuple, list)) and len(row) == 2):
-            raise ValueError(f"stages[{name!r}]: got {row!r:.60}, expected (trainable parameters, history or None)")
+            raise ValueError(f"stages[{name!r}]: got {row!r:.60}, "
+                             "expected (trainable parameters, history or None)")
         _validate.positive_int(f"stages[{name!r}][0]", row[0])
         history = row[1]
-        if history is not None and not (isinstance(history, dict) and history.get("loss") and history.get("time")):
-            raise ValueError(f"stages[{name!r}][1]: got {type(history).__name__}, expected a fit history or None")
+        if history is not None and not (isinstance(history, dict) and history.get("loss")
+                                        and history.get("time")):
+            raise ValueError(f"stages[{name!r}][1]: got {type(history).__name__}, "
+                             "expected a fit history or None")
     _validate.positive_int("end_to_end", end_to_end)
     if reference not in stages:
         raise ValueError(f"reference: got {reference!r}, expected one of {list(stages)}")
@@ -102,7 +106,8 @@ def cost_table(stages: dict, end_to_end: int, reference: str):
     steps = [None if h is None else len(h["loss"]) for _, h in rows.values()]
     wall = [None if h is None else round(h["time"][-1], 1) for _, h in rows.values()]
     table = pd.DataFrame({"trainable params": params, "steps": pd.array(steps, "Int64"),
-                          "wall time (s)": pd.array(wall, "Float64").astype(float)}, index=list(rows))
+                          "wall time (s)": pd.array(wall, "Float64").astype(float)},
+                         index=list(rows))
     table[f"share of {reference}"] = (table["trainable params"] / stages[reference][0]).round(4)
     table["share of end to end"] = (table["trainable params"] / end_to_end).round(5)
     return table

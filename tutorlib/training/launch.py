@@ -75,10 +75,12 @@ def _worker(rank, world_size, port, backend, payload, results, timeout):
     try:
         if backend == "nccl":
             torch.cuda.set_device(rank)
-        dist.init_process_group(backend, rank=rank, world_size=world_size, timeout=timedelta(seconds=timeout + 30))
+        dist.init_process_group(backend, rank=rank, world_size=world_size,
+                                timeout=timedelta(seconds=timeout + 30))
         fn, args = dill.loads(payload)
-        results.put((rank, "ok", dill.dumps(_plain(fn(rank, world_size, *args)))))   # fails here, not in a queue thread
-    except BaseException:                          # noqa: BLE001 - every failure goes back to the parent
+        # fails here, not in a queue thread
+        results.put((rank, "ok", dill.dumps(_plain(fn(rank, world_size, *args)))))
+    except BaseException:  # noqa: BLE001 - every failure goes back to the parent
         results.put((rank, "error", traceback.format_exc()))
     finally:
         if dist.is_initialized():
@@ -104,7 +106,8 @@ def run(fn, world_size: int = 2, *args, backend: str | None = None, timeout: flo
 
     import dill
     if not callable(fn):
-        raise ValueError(f"fn: got {type(fn).__name__}, expected a function fn(rank, world_size, *args)")
+        raise ValueError(f"fn: got {type(fn).__name__}, "
+                         "expected a function fn(rank, world_size, *args)")
     _validate.positive_int("world_size", world_size)
     timeout = _validate.positive_number("timeout", timeout)
     backend = backend or default_backend()
@@ -113,8 +116,8 @@ def run(fn, world_size: int = 2, *args, backend: str | None = None, timeout: flo
     results = ctx.Queue()
     payload = dill.dumps((fn, args), recurse=True)
     port = free_port()
-    procs = [ctx.Process(target=_worker, args=(r, world_size, port, backend, payload, results, timeout), daemon=True)
-             for r in range(world_size)]
+    procs = [ctx.Process(target=_worker, args=(r, world_size, port, backend, payload, results,
+                                               timeout), daemon=True) for r in range(world_size)]
     for p in procs:
         p.start()
     out, deadline = {}, time.monotonic() + timeout
@@ -125,11 +128,13 @@ def run(fn, world_size: int = 2, *args, backend: str | None = None, timeout: flo
             except queue_lib.Empty:
                 dead = [r for r, p in enumerate(procs) if r not in out and not p.is_alive()]
                 if dead and results.empty():
-                    raise RuntimeError(f"rank {dead[0]} of {world_size} exited (code {procs[dead[0]].exitcode}) "
+                    raise RuntimeError(f"rank {dead[0]} of {world_size} exited "
+                                       f"(code {procs[dead[0]].exitcode}) "
                                        "without reporting a result") from None
                 if time.monotonic() > deadline:
                     waiting = sorted(set(range(world_size)) - set(out))
-                    raise TimeoutError(f"ranks {waiting} of {world_size} had not finished after {timeout:g} s") from None
+                    raise TimeoutError(f"ranks {waiting} of {world_size} "
+                                       f"had not finished after {timeout:g} s") from None
                 continue
             if status == "error":
                 raise RuntimeError(f"rank {rank} of {world_size} raised:\n{value}")

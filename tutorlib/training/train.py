@@ -42,7 +42,8 @@ def _cycle(batches):
 
 def _rank() -> int:
     """This process's rank under ``torch.distributed`` (0 outside it): only rank 0 draws a bar."""
-    return torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
+    return (torch.distributed.get_rank()
+            if torch.distributed.is_available() and torch.distributed.is_initialized() else 0)
 
 
 def lr_factor(step: int, steps: int, warmup: int) -> float:

@@ -16,13 +16,16 @@ One module per concern: ``vocabulary`` (attribute values, words, split rules),
 class prompts), ``tokenizer``, ``dataset`` and ``camera`` (a shifted rendering domain for
 lessons 03 and 04); every public name is available here, as ``world.X``.
 """
-from .vocabulary import ATTRIBUTES, BASE_SHAPES, COLOURS, MODALITIES, MOTIONS, NOUNS, NOVEL_PAIRS, NOVEL_SHAPES, PARTIALS, POSITIONS, RELATIONS, RGB, SHAPES, SIZES, SPLITS, SYNONYMS, TEMPLATES, SPLIT_SEEDS
+from .vocabulary import (ATTRIBUTES, BASE_SHAPES, COLOURS, MODALITIES, MOTIONS, NOUNS, NOVEL_PAIRS,
+                         NOVEL_SHAPES, PARTIALS, POSITIONS, RELATIONS, RGB, SHAPES, SIZES, SPLITS,
+                         SYNONYMS, TEMPLATES, SPLIT_SEEDS)
 from .scenes import Scenes, make_scenes, sample_scenes, scene_attributes
 from .images import object_masks, render_images, render_video
 from .audio import LOUDNESS, PITCH_HZ, TIMBRE, TREMOLO_HZ, log_mel, render_audio
 from .text import SPEC_WIDTH, captions, class_prompts, describe, matches, swap_captions
 from .tokenizer import SPECIALS, Tokenizer
-from .dataset import build_columns, config_of, default_size, images_float, load_world, scenes_of, split_scenes, tensors, world_config
+from .dataset import (build_columns, config_of, default_size, images_float, load_world, scenes_of,
+                      split_scenes, tensors, world_config)
 from .camera import new_camera
 
 __all__ = [
@@ -34,7 +37,7 @@ __all__ = [
     "PITCH_HZ", "TIMBRE", "LOUDNESS", "TREMOLO_HZ", "render_audio", "log_mel",
     "SPEC_WIDTH", "captions", "describe", "swap_captions", "matches", "class_prompts",
     "SPECIALS", "Tokenizer",
-    "world_config", "default_size", "split_scenes", "build_columns", "load_world", "config_of", "tensors",
-    "images_float", "scenes_of",
+    "world_config", "default_size", "split_scenes", "build_columns", "load_world", "config_of",
+    "tensors", "images_float", "scenes_of",
     "new_camera",
 ]

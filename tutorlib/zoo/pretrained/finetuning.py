@@ -45,7 +45,8 @@ def _check_args(model, data, objective, steps, batch_size, image_blocks, text_bl
                          "expected >= 1 (with no image block to train, a view cannot drop tokens "
                          "and only the class token's state is kept)")
     if objective.soft_targets and not {"attrs", "full_spec"} <= set(data):
-        raise ValueError(f"data: soft targets need 'attrs' and 'full_spec', got keys {sorted(data)}")
+        raise ValueError("data: soft targets need 'attrs' and 'full_spec', "
+                         f"got keys {sorted(data)}")
 
 
 def _encode(img_t, txt_t, h: dict, idx, si: int, st: int, tokens: bool):
@@ -144,7 +145,8 @@ def finetune(model, data: dict, objective: Objective | None = None, *, steps: in
 
     def loss_fn(batch_idx):                     # the batch's scene indices, on the CPU
         return objective.loss(_batch(model, objective, h, data, batch_idx, valid, si, st, g))
-    groups = [*train.decay_groups(params, 0.1), {"params": [model.logit_scale], "weight_decay": 0.0}]
+    groups = [*train.decay_groups(params, 0.1),
+              {"params": [model.logit_scale], "weight_decay": 0.0}]
     history = train.fit(loss_fn, groups, lambda step: torch.randint(n, (batch_size,), generator=g),
                         steps=steps, lr=lr, warmup=max(1, steps // 10),
                         after_step=lambda step: losses.clamp_logit_scale_(model.logit_scale),

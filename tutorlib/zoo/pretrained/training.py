@@ -15,14 +15,16 @@ from .data import clip_batches, training_config, training_data
 
 
 def build_mini_clip(embed_dim: int | None = None, depth: int | None = None, tokenizer=None,
-                    image_size: int | None = None, patch_size: int | None = None) -> models.MiniCLIP:
+                    image_size: int | None = None,
+                    patch_size: int | None = None) -> models.MiniCLIP:
     """A new, *untrained* mini-CLIP of the course's shape: tiny ViT + word-level text
     tower, ``settings().embed_dim`` wide and ``settings().depth`` deep (128 and 2 in
     ``quick``, 256 and 4 in ``full``). The trained, cached one is ``mini_clip()``."""
     tok = tokenizer or world.Tokenizer()
     embed_dim = settings().embed_dim if embed_dim is None else embed_dim
     depth = settings().depth if depth is None else depth
-    return models.MiniCLIP(models.ImageTower(image_size, patch_size, embed_dim=embed_dim, depth=depth),
+    return models.MiniCLIP(models.ImageTower(image_size, patch_size,
+                                             embed_dim=embed_dim, depth=depth),
                            models.TextTower(len(tok), embed_dim=embed_dim, depth=depth,
                                             context_length=tok.context_length))
 
@@ -50,7 +52,8 @@ def param_groups(model, lr: float, text_lr_ratio: float, weight_decay: float) ->
     only, by open_clip's rule (``train.decay_groups``: no decay for gains, biases, the
     class token or the logit scale)."""
     groups = [*train.decay_groups(model.image_tower.parameters(), weight_decay, lr=lr),
-              *train.decay_groups(model.text_tower.parameters(), weight_decay, lr=lr * text_lr_ratio)]
+              *train.decay_groups(model.text_tower.parameters(), weight_decay,
+                                  lr=lr * text_lr_ratio)]
     if model.logit_scale.requires_grad:
         groups.append({"params": [model.logit_scale], "lr": lr, "weight_decay": 0.0})
     return groups
