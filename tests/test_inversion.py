@@ -182,7 +182,16 @@ def test_text_side_queries(tok, clip):
     assert torch.allclose(q, inversion.encode_with_pseudo_tokens(clip.text_tower, tok, w), atol=1e-6)
     assert set(stats) == {"OTI cosine to its image", "caption cosine", "distance to the vocabulary", "modality gap"}
     assert stats["OTI cosine to its image"] == pytest.approx(F.cosine_similarity(q, v).mean().item())
-    with pytest.raises(ValueError, match="captions"):
+    torch.manual_seed(0)
+    rows4, _ = inversion.text_side_queries(clip, tok, images, captions, steps=2, n_tokens=4)
+    torch.manual_seed(0)
+    w4, _ = inversion.oti(clip.text_tower, tok, v, n_tokens=4, steps=2, progress=False)
+    assert w4.shape[1] == 4 and torch.allclose(
+        rows4["OTI(image) → image"][0], inversion.encode_with_pseudo_tokens(clip.text_tower, tok, w4),
+        atol=1e-6)
+    with pytest.raises(ValueError, match="captions: got a list of 3"):
         inversion.text_side_queries(clip, tok, images, captions[:3], steps=2)
+    with pytest.raises(ValueError, match="captions: got a str, expected"):
+        inversion.text_side_queries(clip, tok, images, "a red circle", steps=2)
     with pytest.raises(ValueError, match="images"):
         inversion.text_side_queries(clip, tok, images[0], captions, steps=2)

@@ -248,12 +248,13 @@ def nearest_words(text_tower: nn.Module, tokenizer, tokens: torch.Tensor, k: int
 
 
 def text_side_queries(model: nn.Module, tokenizer, images: torch.Tensor, captions,
-                      steps: int = 150, vocab_weight: float = 0.0) -> tuple[dict, dict]:
+                      steps: int = 150, vocab_weight: float = 0.0,
+                      n_tokens: int = 1) -> tuple[dict, dict]:
     """Lesson 04's test of crossing the gap, for a frozen CLIP ``model`` on M pictures
     ``[M, 3, H, W]`` (uint8 or floats in [0, 1]) and their M captions: the image features
     ``v`` ``[M, d]``, the captions' ``t`` ``[M, d]``, and OTI's text-side query ``q`` ``[M, d]``
-    for each image (``oti`` with ``steps`` and ``vocab_weight``, drawing its start from the
-    global random state: seed it first for a repeatable run).
+    for each image (``oti`` with ``n_tokens`` pseudo-words, ``steps`` and ``vocab_weight``,
+    drawing its start from the global random state: seed it first for a repeatable run).
 
     Returns the rows of a retrieval table, query and gallery ``{"image → image": (v, v),
     "caption → image (oracle)": (t, v), "OTI(image) → image": (q, v)}``, and the numbers
@@ -261,14 +262,16 @@ def text_side_queries(model: nn.Module, tokenizer, images: torch.Tensor, caption
     mean distance to the vocabulary (``vocabulary_distance``) and the modality gap."""
     _validate.tensor("images", images, 4, floating=False)
     if not isinstance(captions, (list, tuple)) or len(captions) != len(images):
-        raise ValueError(f"captions: got {type(captions).__name__} of {len(captions)}, expected "
-                         f"a list of one caption per picture ({len(images)})")
+        got = f"a {type(captions).__name__}" + (f" of {len(captions)}" if isinstance(
+            captions, (list, tuple)) else "")
+        raise ValueError(f"captions: got {got}, expected a list of one caption per picture "
+                         f"({len(images)})")
     device = next(model.parameters()).device
     with torch.no_grad():
         v = model.encode_image(world.images_float(images).to(device))
         t = model.encode_text(tokenizer(list(captions)).to(device))
-    w, _ = oti(model.text_tower, tokenizer, v, steps=steps, vocab_weight=vocab_weight,
-               progress=False)
+    w, _ = oti(model.text_tower, tokenizer, v, n_tokens=n_tokens, steps=steps,
+               vocab_weight=vocab_weight, progress=False)
     q = encode_with_pseudo_tokens(model.text_tower, tokenizer, w).detach()
     rows = {"image → image": (v, v), "caption → image (oracle)": (t, v),
             "OTI(image) → image": (q, v)}
