@@ -26,7 +26,7 @@ def test_projector_training_is_seeded_and_checks_its_input():
     with pytest.raises(ValueError, match="overrides"):
         fewpairs.train_projectors(feats, 10, "clip", step=5)
     with pytest.raises(ValueError, match="cwcl_source"):
-        fewpairs.recipe(cwcl_source="audio")
+        fewpairs.hyperparameters(cwcl_source="audio")
     ip, tp, _ = a
     with pytest.raises(ValueError, match="^feats: has no 'positives'"):     # a train split is not scored
         fewpairs.evaluate(ip, tp, {**feats, "attrs": torch.zeros(n, 2, 4, dtype=torch.long)})

@@ -248,7 +248,7 @@ def test_finetune_reuses_frozen_states_only_while_the_inputs_are_unchanged(small
     calls = []
     real = finetuning._frozen_states
     monkeypatch.setattr(finetuning, "_frozen_states", lambda *a: calls.append(1) or real(*a))
-    finetuning._LAST.clear()
+    finetuning.LAST_STATES.clear()
     run = lambda model, data: pretrained.finetune(model, data, steps=2, batch_size=8, n_scenes=64, seed=0,
                                                   progress=False)[1]["loss"]
     first, again = run(tiny_model, small), run(tiny_model, small)
@@ -264,7 +264,7 @@ def test_finetune_reuses_frozen_states_only_while_the_inputs_are_unchanged(small
     try:
         changed = run(tiny_model, small)
         assert len(calls) == 3 and changed != first
-        finetuning._LAST.clear()
+        finetuning.LAST_STATES.clear()
         assert run(tiny_model, small) == changed                  # the same as computed from scratch
     finally:
         with torch.no_grad():

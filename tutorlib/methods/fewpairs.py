@@ -24,6 +24,7 @@ from .. import world
 from ..core.runtime import get_seed
 from ..zoo.minilm import load_minilm
 from ..core.ops import in_chunks
+from ..models.heads import mlp
 
 METHODS = ("clip", "cwcl", "structure", "cwcl+structure")
 CWCL_SOURCES = ("text", "image", "own")
@@ -68,9 +69,7 @@ class Projector(torch.nn.Module):
         if hidden == 0:             # a linear map, as in freeze-align's token-average model
             self.net = torch.nn.Linear(in_dim, out_dim)
             return
-        self.net = torch.nn.Sequential(torch.nn.Linear(in_dim,
-                                                       _validate.positive_int("hidden", hidden)),
-                                       torch.nn.GELU(), torch.nn.Linear(hidden, out_dim))
+        self.net = mlp(in_dim, hidden, out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -94,9 +93,10 @@ class ProjectorPair(torch.nn.Module):
         return self.image(x), self.text(y)
 
 
-def recipe(**overrides) -> dict:
-    """The projectors' recipe (freeze-align: τ 0.07, AdamW lr 1e-3, decay 0.02, cosine;
-    STRUCTURE: λ 10 warmed up, τ 0.07, one level). ``layer``: the image layer aligned."""
+def hyperparameters(**overrides) -> dict:
+    """The projectors' hyperparameters, a plain dict: nothing is cached from them, unlike a
+    ``zoo`` recipe (freeze-align: τ 0.07, AdamW lr 1e-3, decay 0.02, cosine; STRUCTURE: λ 10
+    warmed up, τ 0.07, one level). ``layer``: the image layer aligned."""
     r = dict(steps=300, batch_size=64, lr=1e-3, weight_decay=0.02, warmup=30,
              tau=0.07, embed_dim=128, hidden=256, cwcl_centre=False,
              lam=10.0, lam_warmup=100, structure_tau=0.07, levels=1, cwcl_source="text", layer=-1)
@@ -117,10 +117,10 @@ def _weights(method, r, x_img, x_txt):
 def train_projectors(feats: dict, n_pairs: int, method: str = "clip", seed: int | None = None,
                      progress: bool = False, **overrides):
     """Train an image and a text ``Projector`` on ``n_pairs`` pairs drawn (by ``seed``) from
-    ``feats`` with ``method`` in ``METHODS``, for ``recipe()["steps"]`` steps whatever
+    ``feats`` with ``method`` in ``METHODS``, for ``hyperparameters()["steps"]`` steps whatever
     ``n_pairs`` is (batches of ``min(batch_size, n_pairs)``). Returns both and the history."""
     _validate.one_of("method", method, METHODS)
-    r, seed = recipe(**overrides), get_seed(seed)
+    r, seed = hyperparameters(**overrides), get_seed(seed)
     if not 2 <= _validate.positive_int("n_pairs", n_pairs) <= len(feats["text"]):
         raise ValueError(f"n_pairs: got {n_pairs}, "
                          f"expected 2..{len(feats['text'])} (the pairs in feats)")
@@ -176,7 +176,7 @@ def sweep(train_feats: dict, retrieval_feats: dict, zero_shot_feats: dict,
     """Every (method, pairs, seed): train on ``train_feats``, then recall@1 on
     ``retrieval_feats`` and zero-shot accuracy on ``zero_shot_feats``; one row per run."""
     runs = [(m, n, s) for n in pair_counts for m in methods for s in seeds]
-    layer, rows = recipe(**overrides)["layer"], []
+    layer, rows = hyperparameters(**overrides)["layer"], []
     for m, n, s in tqdm(runs, desc="runs", disable=not progress):
         ip, tp, _ = train_projectors(train_feats, n, m, seed=s, **overrides)
         rec, zs = evaluate(ip, tp, retrieval_feats, layer), evaluate(ip, tp, zero_shot_feats, layer)

@@ -25,6 +25,7 @@ from ..core import _validate
 from ..core.ops import last_real
 from ..core.runtime import get_seed
 from ..training import train
+from ..models.heads import mlp
 from ..models.interface import PromptableImage, require
 from .prompts import PromptLearner, class_logits
 
@@ -132,7 +133,7 @@ class SurgeryAdapter(nn.Module):
         _validate.positive_int("hidden", hidden)
         self.r = float(r)
         self.ln = nn.LayerNorm(dim)
-        self.ffn = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+        self.ffn = mlp(dim, hidden, dim)
         nn.init.zeros_(self.ffn[2].weight)
         nn.init.zeros_(self.ffn[2].bias)
 

@@ -23,6 +23,7 @@ from ..training import train
 from ..core.runtime import device, get_seed, settings
 from ..core.ops import in_chunks
 from ..core.recipes import Recipe
+from ..models.heads import mlp
 
 
 def views(scenes: world.Scenes, generator: torch.Generator) -> torch.Tensor:
@@ -70,8 +71,7 @@ class SimCLR(torch.nn.Module):
     def __init__(self, width: int, depth: int):
         super().__init__()
         self.tower = models.ImageTower(embed_dim=width, width=width, depth=depth)
-        self.head = torch.nn.Sequential(torch.nn.Linear(width, width), torch.nn.ReLU(),
-                                        torch.nn.Linear(width, width))
+        self.head = mlp(width, width, width, torch.nn.ReLU)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         _, tokens = self.tower(images, return_tokens=True)

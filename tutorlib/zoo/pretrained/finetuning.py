@@ -62,7 +62,9 @@ def _encode(img_t, txt_t, h: dict, idx, si: int, st: int, tokens: bool):
                   "text_mask": mask}
 
 
-_LAST: dict = {}      # the frozen states of the last call, reused while its inputs are unchanged
+# The frozen states of the last call, reused while its inputs are unchanged; one entry, public so
+# that it can be seen and freed (``finetuning.LAST_STATES.clear()``).
+LAST_STATES: dict = {}
 
 
 def _cached_states(original, model, data, n, si, st, image_blocks, negative_ids, dev) -> dict:
@@ -73,16 +75,16 @@ def _cached_states(original, model, data, n, si, st, image_blocks, negative_ids,
     inputs = (original, data["image"], data["full_ids"], negative_ids)
     tensors = [*original.parameters(), *(x for x in inputs[1:] if x is not None)]
     key = (n, si, st, image_blocks, str(dev), tuple(t._version for t in tensors))
-    hit = _LAST.get("key") == key and all(r() is x for r, x in zip(_LAST.get("refs", ()), inputs)
-                                          if x is not None)
+    refs = zip(LAST_STATES.get("refs", ()), inputs)
+    hit = LAST_STATES.get("key") == key and all(r() is x for r, x in refs if x is not None)
     if not hit:
         # free the old states before computing new ones
-        _LAST.clear()
+        LAST_STATES.clear()
         states = _frozen_states(model, data, n, si, st, image_blocks, negative_ids, dev)
-        _LAST.update(key=key, states=states,
+        LAST_STATES.update(key=key, states=states,
                      refs=tuple(weakref.ref(x) if x is not None else (lambda: None)
                                 for x in inputs))
-    return _LAST["states"]
+    return LAST_STATES["states"]
 
 
 @torch.no_grad()
@@ -126,7 +128,8 @@ def finetune(model, data: dict, objective: Objective | None = None, *, steps: in
     minimise, ``objective.loss(batch)``, and which extras each ``Batch`` carries: soft targets,
     the embeddings of hard-negative captions, the token outputs, two views of each image
     (SLIP). Runs on ``tutorlib.device()``; returns ``(model, history)`` with the model on the
-    CPU.
+    CPU. The frozen states stay in ``finetuning.LAST_STATES`` for the next call from the same
+    model and data (``LAST_STATES.clear()`` frees them).
     """
     objective = Objective() if objective is None else objective
     _check_args(model, data, objective, steps, batch_size, image_blocks, text_blocks)
