@@ -60,6 +60,15 @@ def test_towers_provide_the_protocol(clip):
     assert len(clip.text_tower.encoder.blocks) == len(clip.image_tower.encoder.blocks) == 2
 
 
+def test_the_wrapper_is_a_mini_clip_with_the_model_s_temperature(hf, clip, tok):
+    from tutorlib.models import MiniCLIP
+    assert isinstance(clip, MiniCLIP) and clip.logit_scale is hf.logit_scale
+    images, ids = torch.rand(2, 3, 32, 32), clip.tokenize(CAPTIONS[:2])
+    img, txt, scale = clip(images, ids)
+    assert scale is hf.logit_scale
+    assert torch.equal(img, clip.image_tower(images)) and torch.equal(txt, clip.text_tower(ids))
+
+
 def test_text_equals_hf_by_ids_and_by_embeddings(hf, clip, tok):
     ids = tok(CAPTIONS)
     with torch.no_grad():

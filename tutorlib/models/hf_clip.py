@@ -19,6 +19,7 @@ from torch import nn
 
 from ..core import _validate
 from ..core.ops import check_mask, last_real
+from .clip import MiniCLIP
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -252,14 +253,15 @@ class HFTokenizer:
                        return_tensors="pt")["input_ids"]
 
 
-class HFCLIP(nn.Module):
-    """``MiniCLIP``'s interface over a ``CLIPModel``: ``image_tower``, ``text_tower``,
-    ``logit_scale`` (the model's parameter), ``encode_image``, ``encode_text``, ``forward``.
+class HFCLIP(MiniCLIP):
+    """A ``MiniCLIP`` over a ``CLIPModel``: ``image_tower``, ``text_tower`` and ``logit_scale``
+    (the model's parameter) are the adapters' and the model's, ``encode_image``, ``encode_text``
+    and ``forward`` are MiniCLIP's.
     ``tokenizer``: a course-style one (with ``bos_id``) or a transformers one (wrapped in
     ``HFTokenizer``); its pad and eos ids set the text tower's."""
 
     def __init__(self, model, tokenizer=None, mean=OPENAI_MEAN, std=OPENAI_STD):
-        super().__init__()
+        nn.Module.__init__(self)                    # MiniCLIP's own temperature is not made
         if tokenizer is not None and not hasattr(tokenizer, "bos_id"):
             tokenizer = HFTokenizer(tokenizer)
         self.tokenizer = tokenizer
@@ -273,15 +275,6 @@ class HFCLIP(nn.Module):
         if self.tokenizer is None:
             raise ValueError("tokenizer: got None at construction, expected one to tokenize with")
         return self.tokenizer(texts)
-
-    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        return self.image_tower(images)
-
-    def encode_text(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.text_tower(ids)
-
-    def forward(self, images, ids):
-        return self.encode_image(images), self.encode_text(ids), self.logit_scale
 
 
 def from_pretrained(name_or_path, **kwargs) -> HFCLIP:
