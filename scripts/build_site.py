@@ -56,16 +56,26 @@ code,pre{{background:#f5f5f5}}a.anchor-link{{opacity:.3;text-decoration:none;mar
 """
 
 
-def execute(path: Path, seed: int = 0, timeout: int = 900):
+def execute(path: Path, seed: int = 0, timeout: int = 900, tries: int = 2):
     """``path`` run top to bottom in a fresh kernel (``quick`` profile, ``seed``), widget
-    states kept; returns the executed notebook."""
+    states kept; returns the executed notebook. A cell that outlives ``timeout`` seconds starts
+    the notebook again in a new kernel, ``tries`` times in all: nbclient now and then never
+    sees the reply to a cell that shows a widget, while the kernel sits idle (jupyter/nbclient
+    issue 312; seen once here, on lesson 00)."""
     from nbclient import NotebookClient
-    nb = notebook_io.read(path)
-    nb.cells.insert(0, nbformat.v4.new_code_cell(SETUP))
+    from nbclient.exceptions import CellTimeoutError
     env = dict(os.environ, TUTORLIB_PROFILE="quick", TUTORLIB_SEED=str(seed),
                MPLBACKEND="module://matplotlib_inline.backend_inline")      # figures, whatever the shell says
-    NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
-                   resources={"metadata": {"path": str(path.parent)}}).execute(env=env)
+    for attempt in range(tries):
+        nb = notebook_io.read(path)
+        nb.cells.insert(0, nbformat.v4.new_code_cell(SETUP))
+        try:
+            NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
+                           resources={"metadata": {"path": str(path.parent)}}).execute(env=env)
+            break
+        except CellTimeoutError:
+            if attempt == tries - 1:
+                raise
     nb.cells.pop(0)
     for cell in nb.cells:                               # number the cells as if the setup never ran
         if cell.cell_type == "code" and cell.execution_count:
@@ -261,9 +271,11 @@ def render_pages(out: Path) -> list[Path]:
     return [render_markdown(p, out) for p in sources + sorted((ROOT / "lessons").rglob("*.md"))]
 
 
-def build(notebooks, out: Path, jobs: int = 1, reuse: bool = False, progress=print) -> dict:
-    """Execute (or, with ``reuse``, read back) and render ``notebooks`` into ``out``; render
-    the guides; return {"pages": [...], "figures": {name: [...]}, "widgets": {name: n}}."""
+def build(notebooks, out: Path, jobs: int = 1, reuse: bool = False, progress=print,
+          timeout: int = 900) -> dict:
+    """Execute (or, with ``reuse``, read back) and render ``notebooks`` into ``out``, each cell
+    within ``timeout`` seconds; render the guides; return {"pages": [...], "figures": {name:
+    [...]}, "widgets": {name: n}}."""
     notebooks = [Path(p) for p in notebooks]
     for p in notebooks:
         if p.suffix != ".ipynb" or not p.is_file():
@@ -276,11 +288,12 @@ def build(notebooks, out: Path, jobs: int = 1, reuse: bool = False, progress=pri
     start = time.perf_counter()
     if jobs == 1:
         for k, path in enumerate(todo):
-            _execute_to(path, executed / path.name)
+            _execute_to(path, executed / path.name, timeout)
             progress(f"executed {path.name} ({k + 1}/{len(todo)}, {time.perf_counter() - start:.0f} s so far)")
     else:             # processes, not threads: two nbclient runs in one process can deadlock
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for k, path in enumerate(pool.map(_execute_to, todo, [executed / p.name for p in todo])):
+            kept = [executed / p.name for p in todo]
+            for k, path in enumerate(pool.map(_execute_to, todo, kept, [timeout] * len(todo))):
                 progress(f"executed {path.name} ({k + 1}/{len(todo)}, {time.perf_counter() - start:.0f} s so far)")
     result = {"pages": render_pages(out), "figures": {}, "widgets": {}}
     for path in notebooks:
@@ -293,9 +306,9 @@ def build(notebooks, out: Path, jobs: int = 1, reuse: bool = False, progress=pri
     return result
 
 
-def _execute_to(path: Path, kept: Path) -> Path:
+def _execute_to(path: Path, kept: Path, timeout: int = 900) -> Path:
     """Execute ``path`` and write the executed notebook to ``kept`` (atomically)."""
-    notebook_io.write(execute(path), kept)
+    notebook_io.write(execute(path, timeout=timeout), kept)
     return path
 
 

@@ -87,7 +87,8 @@ def test_the_site_of_lesson_00_embeds_its_figures_sound_and_widgets(tmp_path):
     explorer widget is replaced by the figures and sound it showed, the progress bar by its text,
     and the guides link to the page."""
     name = "00_the_world"
-    result = build_site.build([ROOT / "notebooks" / f"{name}.ipynb"], tmp_path, progress=lambda _: None)
+    result = build_site.build([ROOT / "notebooks" / f"{name}.ipynb"], tmp_path, progress=lambda _: None,
+                              timeout=120)                 # a cell takes seconds; a lost reply is retried
     page = (tmp_path / "notebooks" / f"{name}.html").read_text()
     figures = result["figures"][f"{name}.ipynb"]
     n_plots = sum(c.source.count("plt.show()") + c.source.count("plots.scene_grid(")
@@ -109,3 +110,28 @@ def test_the_site_of_lesson_00_embeds_its_figures_sound_and_widgets(tmp_path):
     slides = (tmp_path / "figures" / "index.html").read_text()
     assert all(f'src="{name}/{f.name}"' in slides for f in figures)
     assert 'href="../figures/index.html"' in guide and f'href="../lessons/{name}.html"' in page
+
+
+def test_a_lost_cell_reply_runs_the_notebook_again_in_a_new_kernel(monkeypatch):
+    """nbclient sometimes never sees a widget cell's reply (jupyter/nbclient#312): the
+    notebook is run once more in a fresh kernel, and a second loss is an error."""
+    import nbclient
+    from nbclient.exceptions import CellTimeoutError
+    runs = []
+
+    class Flaky:
+        def __init__(self, nb, **kw):
+            self.nb = nb
+
+        def execute(self, env=None):
+            runs.append(len(self.nb.cells))
+            if len(runs) == 1:
+                raise CellTimeoutError("lost reply")
+    monkeypatch.setattr(nbclient, "NotebookClient", Flaky)
+    path = ROOT / "notebooks" / "00_the_world.ipynb"
+    nb = build_site.execute(path, timeout=1)
+    assert len(runs) == 2 and len(nb.cells) == runs[0] - 1    # the set-up cell taken out once
+    runs.clear()
+    monkeypatch.setattr(Flaky, "execute", lambda self, env=None: (_ for _ in ()).throw(CellTimeoutError("x")))
+    with pytest.raises(CellTimeoutError):
+        build_site.execute(path, timeout=1)
