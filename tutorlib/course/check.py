@@ -66,13 +66,23 @@ def _compare(got, want, atol: float, rtol: float, where: str = "", n: int | None
     return worst
 
 
-def _arg_names(reference, n: int) -> list[str]:
-    try:
-        names = list(inspect.signature(reference).parameters)
-    except (TypeError, ValueError):
+def _arg_names(learner, reference, n: int) -> list[str]:
+    """How to name each of ``n`` positional arguments in a verdict: the learner's own parameter
+    names (the stub's), else the reference's, else the position counted from 0."""
+    for fn in (learner, reference):
+        try:
+            params = list(inspect.signature(fn).parameters.values())
+        except (TypeError, ValueError):
+            continue
         names = []
-    return [f"argument {i + 1} ({names[i]})" if i < len(names) else f"argument {i + 1}"
-            for i in range(n)]
+        for p in params:
+            if p.kind is p.VAR_POSITIONAL:            # def volume(*vectors): vectors[0], vectors[1]...
+                names += [f"`{p.name}[{k}]`" for k in range(n - len(names))]
+            elif p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+                names.append(f"`{p.name}`")
+        if len(names) >= n:
+            return names[:n]
+    return [f"argument {i} (counting from 0)" for i in range(n)]
 
 
 def _gradients(fn, args, idx, weights):
@@ -104,7 +114,7 @@ def _compare_gradients(learner, reference, args, where, atol, rtol, g):
         raise ExerciseError(
             f"{where}the values match, but your function fails when its inputs require "
             f"gradients: {type(e).__name__}: {e} (an in-place change of an input?)") from e
-    names = _arg_names(reference, len(args))
+    names = _arg_names(learner, reference, len(args))
     worst = 0.0
     for i, k in enumerate(idx):
         if want[i] is None:

@@ -35,7 +35,7 @@ def known_mistakes(reference) -> list:
     with the message that names the mistake (tried in order when the values differ)."""
     import torch.nn.functional as F
 
-    from ..objectives import losses
+    from ..objectives import binding, losses
 
     def both_ways(x, y, s):
         labels = torch.arange(len(x))
@@ -56,6 +56,20 @@ def known_mistakes(reference) -> list:
                  "logit_scale is the log of the scale: use logit_scale.exp()"),
                 (lambda x, y, t, b: losses.siglip_loss(x, y, t, b) / len(x),
                  "you averaged over all N² pairs: SigLIP sums over pairs and divides by N")]
+    if reference is binding.gram_loss:
+        def plus_volume(t, o, s):
+            logits, labels = s.exp() * binding.volume_matrix(t, o), torch.arange(len(t))
+            return (F.cross_entropy(logits, labels, label_smoothing=0.1)
+                    + F.cross_entropy(logits.T, labels, label_smoothing=0.1)) / 2
+        return [(lambda t, o, s, *a: binding.gram_loss(t, o, s, label_smoothing=0.0),
+                 "GRAM's loss smooths its labels: pass label_smoothing=0.1 to both cross-entropies"),
+                (lambda t, o, s, *a: plus_volume(t, o, s),
+                 "a small volume is a good match, so the logits are -exp(logit_scale) * V: "
+                 "the minus sign is missing"),
+                (lambda t, o, s, *a: binding.gram_loss(t, o, s.log()),
+                 "logit_scale is the log of the scale: multiply by logit_scale.exp()"),
+                (lambda t, o, s, *a: binding.gram_loss(t, o, s, eps=0.0),
+                 "add eps = 1e-6 inside the square root, after clamping det G at 0")]
     return []
 
 
