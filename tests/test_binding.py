@@ -180,3 +180,29 @@ def test_the_seed_defaults_to_tutorlib_seed(monkeypatch):
     c, _ = binding.train_heads("GRAM", feats, 4, steps=2, batch_size=8, seed=0, progress=False)
     same = lambda x, y: all(torch.equal(p, q) for p, q in zip(x.state_dict().values(), y.state_dict().values()))  # noqa: E731
     assert same(a, b) and not same(a, c)
+
+
+def test_the_official_root_has_a_unit_slope_and_nan_only_at_an_exact_zero():
+    for theta in (1e-1, 1e-3, 1e-5):                 # float64: the volume |sin theta| is Lipschitz
+        a = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+        b = torch.tensor([[math.cos(theta), math.sin(theta)]], dtype=torch.float64, requires_grad=True)
+        binding.volume(a, b, eps=None).sum().backward()
+        assert b.grad.norm().item() == pytest.approx(math.cos(theta), abs=1e-6)    # d|sin|/dθ
+    x = unit(3, 5).requires_grad_()
+    binding.volume(x, x.detach().clone(), eps=None).sum().backward()       # det G = 0 exactly
+    assert torch.isnan(x.grad).any()
+    y = unit(3, 5).requires_grad_()                                         # the default: finite, vanishing
+    binding.volume(y, y.detach().clone()).sum().backward()
+    assert torch.isfinite(y.grad).all() and y.grad.abs().max() < 1e-3
+    with pytest.raises(ValueError, match="eps: got -1"):
+        binding.volume(x, x, eps=-1)
+
+
+def test_initial_heads_are_every_method_s_start_and_the_history_tracks_the_geometry():
+    feats = _four()
+    start = binding.initial_heads({m: x.shape[1] for m, x in feats.items()}, 4, seed=3)
+    c, h = binding.train_heads("GRAM", feats, 4, steps=2, lr=1e-12, batch_size=8, seed=3, progress=False)
+    for k, v in c.state_dict().items():
+        torch.testing.assert_close(v, start.state_dict()[k], atol=1e-6, rtol=0)
+    assert len(h["Vol(image, audio, video)"]) == 2 and len(h["cos(image, audio)"]) == 2
+    assert all(0 <= v <= 1 for v in h["Vol(image, audio, video)"])

@@ -93,3 +93,36 @@ def test_mismatch_auc_validates():
         mismatch.mismatch_auc(heads, text, feats, partner, {})
     with pytest.raises(ValueError, match="feats: got list"):
         mismatch.mismatch_auc(heads, text, [feats["image"]], partner, score)
+
+
+def test_paired_win_rate_equals_the_loop():
+    text, feats, partner = _setup()
+    win = mismatch.mismatch_auc(heads, text, feats, partner, score, measure="win rate")
+    keep = [i for i in range(len(text)) if partner[i] >= 0]
+    t = heads("text", text[keep])
+    members = {m: heads(m, f[keep]) for m, f in feats.items()}
+    matched = score(t, members)
+    for swapped in feats:
+        wrong = score(t, {**members, swapped: heads(swapped, feats[swapped][partner[keep]])})
+        for s in matched:
+            loop = [1.0 if a > b else 0.5 if a == b else 0.0
+                    for a, b in zip(matched[s].tolist(), wrong[s].tolist())]
+            assert win.loc[s, swapped] == pytest.approx(sum(loop) / len(loop))
+    itself = torch.arange(len(text))
+    assert (mismatch.mismatch_auc(heads, text, feats, itself, score, measure="win rate") == 0.5).all().all()
+    with pytest.raises(ValueError, match="measure: got 'paired'"):
+        mismatch.mismatch_auc(heads, text, feats, partner, score, measure="paired")
+
+
+def test_null_se_matches_a_simulation():
+    g = torch.Generator().manual_seed(0)
+    n = 200
+    aucs, wins = [], []
+    for _ in range(400):                      # a blind score: matched and swapped from one law
+        a, b = torch.randn(n, generator=g), torch.randn(n, generator=g)
+        aucs.append(_auc_loop(a[:40], b[:40]))
+        wins.append((a > b).float().mean().item())
+    assert torch.tensor(aucs).std().item() == pytest.approx(mismatch.null_se(40, "auc"), rel=0.15)
+    assert torch.tensor(wins).std().item() == pytest.approx(mismatch.null_se(n, "win rate"), rel=0.15)
+    with pytest.raises(ValueError, match="n: got 0"):
+        mismatch.null_se(0)

@@ -2,11 +2,15 @@
 
 Take scene i's caption with its image, sound and video; swap one member for another scene's
 (a partner drawn by ``random_partner``) and score both tuples. The ROC AUC of matched against
-mismatched scores says how well a score sees the swap: 0.5 is blind, 1 separates them.
+mismatched scores says how well a score sees the swap: 0.5 is blind, 1 separates them. The
+design is paired (each swapped tuple keeps its scene's caption and other members), so the
+paired win rate, how often a scene's matched tuple outscores its own swapped one, is reported
+too (``measure="win rate"``).
 
     partner = random_partner(allowed, generator)        # [N]: a scene per scene, -1 if none
     auc = mismatch_auc(heads, caption_feats, {"image": fi, "audio": fa, "video": fv},
                        partner, score)                   # DataFrame: score x swapped member
+    se = null_se(n, "auc")                               # one standard error of a blind score
 """
 from __future__ import annotations
 
@@ -47,23 +51,44 @@ def _check(text, feats, partner, score) -> None:
                          "(text [n, d], {member: [n, d]}) -> {score name: [n]}")
 
 
+def null_se(n: int, measure: str = "auc") -> float:
+    """One standard error of a blind score (0.5) over ``n`` scenes: for the AUC of n matched
+    against n swapped tuples, sqrt((2n + 1) / (12 n^2)) (Mann-Whitney); for the paired win
+    rate, 0.5 / sqrt(n) (a fair coin per scene)."""
+    n = _validate.positive_int("n", n)
+    _validate.one_of("measure", measure, MEASURES)
+    return ((2 * n + 1) / (12 * n * n)) ** 0.5 if measure == "auc" else 0.5 / n ** 0.5
+
+
+MEASURES = ("auc", "win rate")
+
+
+def _win_rate(matched: torch.Tensor, wrong: torch.Tensor) -> float:
+    return ((matched > wrong).float() + 0.5 * (matched == wrong).float()).mean().item()
+
+
 @torch.no_grad()
-def mismatch_auc(heads, text: torch.Tensor, feats: dict, partner: torch.Tensor, score):
-    """The ROC AUC of matched against mismatched tuples, for every score and every member.
+def mismatch_auc(heads, text: torch.Tensor, feats: dict, partner: torch.Tensor, score,
+                 measure: str = "auc"):
+    """The ROC AUC (or, with ``measure="win rate"``, the paired win rate: the share of scenes
+    whose matched tuple scores above its own swapped one, ties one half) of matched against
+    mismatched tuples, for every score and every member.
 
     ``heads(name, x)`` embeds features (a ``binding.Heads``); ``text`` ``[N, w]`` are the
     captions' features, ``feats`` ``{member: [N, w_member]}`` the tuple's members (row i of
     each: scene i); ``partner`` ``[N]`` (``random_partner``) the scene whose member replaces
     row i's (rows with -1 are left out). ``score(t [n, d], members {name: [n, d]})`` returns
     ``{score name: [n]}``, higher for a matched tuple. Returns a ``pandas.DataFrame``: a row
-    per score, a column per swapped member, ``metrics.roc_auc`` in each cell."""
+    per score, a column per swapped member, ``metrics.roc_auc`` (or the win rate) in each cell."""
     import pandas as pd
     _check(text, feats, partner, score)
+    _validate.one_of("measure", measure, MEASURES)
+    compare = metrics.roc_auc if measure == "auc" else _win_rate
     keep = partner >= 0
     t = heads("text", text[keep])
     x = {m: heads(m, f[keep]) for m, f in feats.items()}
     matched, columns = score(t, x), {}
     for swapped in x:
         wrong = score(t, {**x, swapped: heads(swapped, feats[swapped][partner[keep]])})
-        columns[swapped] = {s: metrics.roc_auc(matched[s], wrong[s]) for s in matched}
+        columns[swapped] = {s: compare(matched[s], wrong[s]) for s in matched}
     return pd.DataFrame(columns)

@@ -14,9 +14,14 @@ Shapes: one ``[N, d]`` embedding per modality, row i of each the same item.
 The volume of the parallelotope spanned by k unit vectors is sqrt(det G), G_ij = <v_i, v_j>:
 1 when they are orthogonal, 0 when they are linearly dependent (parallel or anti-parallel ones
 included: the volume cannot see a sign), |sin theta| for two.
-GRAM's official ``volume_computation3/4/5`` take ``sqrt(|det G|)`` with no epsilon, so its gradient
-is infinite where a volume reaches zero; here ``sqrt(max(det G, 0) + eps)`` (``eps=1e-6``):
-the same value to within 1e-3 and a gradient bounded by 1 / (2 sqrt(eps)) = 500.
+GRAM's official ``volume_computation3/4/5`` take ``sqrt(|det G|)`` with no epsilon (``eps=None``
+here). That volume is Lipschitz: for two vectors it is |sin theta|, whose slope is at most 1
+(the infinite derivative of sqrt at 0 cancels against det G's vanishing one). Its hazard is
+numerical: where det G is exactly 0 (a perfect positive, or a float32 determinant that underflows,
+already at theta = 1e-4) the gradient is 0 * inf = NaN. The default here, ``sqrt(max(det G, 0) +
+eps)`` with ``eps=1e-6``, is always finite, at a price: near a perfect positive its gradient
+vanishes (for two vectors about 0.7 of the true slope at theta = 1e-3, 0.1 at 1e-4, 0 at 0), and
+every volume reads at least sqrt(eps) = 1e-3.
 """
 from __future__ import annotations
 
@@ -53,22 +58,26 @@ def gram_matrix(*vectors: torch.Tensor) -> torch.Tensor:
     return v @ v.transpose(1, 2)
 
 
-def _sqrt_det(g: torch.Tensor, eps: float) -> torch.Tensor:
+def _sqrt_det(g: torch.Tensor, eps: float | None) -> torch.Tensor:
+    if eps is None:                              # the official form: sqrt(|det G|)
+        return torch.linalg.det(g).abs().sqrt()
     return (torch.linalg.det(g).clamp_min(0) + eps).sqrt()
 
 
-def volume(*vectors: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+def volume(*vectors: torch.Tensor, eps: float | None = 1e-6) -> torch.Tensor:
     """The volume ``[N]`` spanned by row n of each of k batches ``[N, d]``:
-    ``Vol = sqrt(det G)`` (GRAM's Eq. 3; see the module for ``eps``)."""
-    _validate.non_negative_number("eps", eps)
+    ``Vol = sqrt(det G)`` (GRAM's Eq. 3): ``sqrt(max(det G, 0) + eps)``, or with ``eps=None`` the
+    official ``sqrt(|det G|)`` (the module docstring compares their gradients)."""
+    eps is None or _validate.non_negative_number("eps", eps)      # None: the official form
     return _sqrt_det(gram_matrix(*vectors), eps)
 
 
-def volume_matrix(anchor: torch.Tensor, others, eps: float = 1e-6) -> torch.Tensor:
+def volume_matrix(anchor: torch.Tensor, others, eps: float | None = 1e-6) -> torch.Tensor:
     """``V[i, j] = Vol(anchor_i, others[0]_j, ..., others[k-2]_j)`` ``[N, M]``: the anchor of
     item i with the other modalities of item j, all pairs at once (GRAM's
-    ``volume_computation``). ``anchor`` ``[N, d]``; ``others``: a list of ``[M, d]``."""
-    _validate.non_negative_number("eps", eps)
+    ``volume_computation``). ``anchor`` ``[N, d]``; ``others``: a list of ``[M, d]``; ``eps`` as
+    in ``volume``."""
+    eps is None or _validate.non_negative_number("eps", eps)      # None: the official form
     if not isinstance(others, (list, tuple)) or not others:
         raise ValueError(f"others: got {type(others).__name__}, "
                          "expected a non-empty list of [M, d] batches")
@@ -87,7 +96,7 @@ def volume_matrix(anchor: torch.Tensor, others, eps: float = 1e-6) -> torch.Tens
 
 
 def gram_loss(anchor: torch.Tensor, others, logit_scale, label_smoothing: float = 0.1,
-              eps: float = 1e-6) -> torch.Tensor:
+              eps: float | None = 1e-6) -> torch.Tensor:
     """GRAM's contrastive loss: logits ``-exp(logit_scale) * V`` with ``V = volume_matrix(anchor,
     others)`` ``[N, N]`` (a small volume is a good match), the symmetric cross-entropy with the
     diagonal as targets and label smoothing 0.1, as in ``model/gram.py`` (where tau itself is the
@@ -152,7 +161,8 @@ def all_pairs_loss(embeddings: dict, logit_scale) -> torch.Tensor:
 class Heads(torch.nn.Module):
     """One trainable head per modality on frozen backbone features pooled over their tokens:
     ``forward(name, x [N, w_m])`` -> unit embeddings ``[N, dim]`` through Linear-GELU-Linear.
-    ``widths``: ``{name: w_m}``."""
+    ``widths``: ``{name: w_m}``. Each modality's head is ``heads.heads[name]`` (a
+    ``Sequential``: freeze one with ``heads.heads["image"].requires_grad_(False)``)."""
 
     def __init__(self, widths: dict, dim: int = 64, hidden: int = 256):
         super().__init__()
@@ -223,28 +233,40 @@ def method_loss(method: str, logit_scale, anchor_scale: float = math.log(20)):
     return lambda e: gram_loss(e["text"], [e["image"], e["audio"], e["video"]], logit_scale)
 
 
+def initial_heads(widths: dict, dim: int, seed: int | None = None) -> Heads:
+    """The heads every method of ``train_heads`` starts from under ``seed`` (None:
+    ``TUTORLIB_SEED``), untrained: the starting point a trained model is compared with.
+    ``widths``: ``{name: w_m}``."""
+    torch.manual_seed(get_seed(seed))
+    return Heads(widths, dim)
+
+
 def train_heads(method: str, feats: dict, dim: int, start: Heads | None = None, *, steps: int,
                 batch_size: int = 128, lr: float = 1e-3, seed: int | None = None,
                 anchor_scale: float = math.log(20), progress: bool = True) -> tuple[Heads, dict]:
     """One ``Heads`` per method, trained with ``method_loss(method, ...)`` on ``feats``
-    ``{modality: [N, w]}`` by ``fit_joint``: seeded by ``seed`` (None: ``TUTORLIB_SEED``), so
-    that every method starts from the same heads (or from ``start``'s weights, to continue
-    another model), with a learnable log-scale from ln(1/0.07) that stays inside the loss.
-    Returns the heads (in eval mode) and the training history."""
+    ``{modality: [N, w]}`` by ``fit_joint``: from ``initial_heads(..., seed)`` (None:
+    ``TUTORLIB_SEED``), so that every method starts from the same heads (or from ``start``'s
+    weights, to continue another model), with a learnable log-scale from ln(1/0.07) that stays
+    inside the loss. Returns the heads (in eval mode) and the history: the loss, and each step's
+    ``tuple_geometry`` of the training batch (its matched cosines and volumes, step by step)."""
     _validate.one_of("method", method, METHODS)
     if not isinstance(feats, dict) or not feats:
         raise ValueError(f"feats: got {type(feats).__name__}, expected a dict {{name: [N, w]}}")
     if start is not None and not isinstance(start, Heads):
         raise ValueError(f"start: got {type(start).__name__}, expected None or a binding.Heads")
     seed = get_seed(seed)
-    torch.manual_seed(seed)
-    heads = Heads({m: x.shape[1] for m, x in feats.items()}, dim)
+    heads = initial_heads({m: x.shape[1] for m, x in feats.items()}, dim, seed)
     if start is not None:                         # continue from another model's heads
         heads.load_state_dict(start.state_dict())
     scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07)))
-    history = fit_joint(heads, feats, method_loss(method, scale, anchor_scale), [scale],
-                        steps=steps, batch_size=batch_size, lr=lr, seed=seed, progress=progress,
-                        desc=method)
+    loss = method_loss(method, scale, anchor_scale)
+
+    def objective(e):
+        geometry = tuple_geometry({m: x.detach() for m, x in e.items()})
+        return {"loss": loss(e), **geometry}
+    history = fit_joint(heads, feats, objective, [scale], steps=steps, batch_size=batch_size,
+                        lr=lr, seed=seed, progress=progress, desc=method)
     return heads.eval(), history
 
 
