@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from tutorlib.training import costs
-from tutorlib.objectives import finegrained
+from tutorlib.objectives import finegrained, losses
 from tutorlib.objectives.objective import Batch, Objective
 from tutorlib import world
 from tutorlib.zoo import pretrained
@@ -297,3 +297,18 @@ def test_loss_cost_times_each_loss_and_sees_filip_s_token_pairs():
         finegrained.loss_cost("SigLIP", 8, 4, 6, 8)
     with pytest.raises(ValueError, match="patches: got 0"):
         finegrained.loss_cost("CLIP", 8, 0, 6, 8)
+
+
+def test_clip_objective_is_clip_loss_with_filip_s_smoothing():
+    g = torch.Generator().manual_seed(3)
+    image, text, scale = torch.randn(6, 8, generator=g), torch.randn(6, 8, generator=g), torch.tensor(2.5)
+    b = Batch(image, text, scale)
+    plain = finegrained.clip_objective(label_smoothing=0.0).loss(b)
+    torch.testing.assert_close(plain, losses.clip_loss(image, text, scale))
+    logits = scale.exp() * F.normalize(image, dim=-1) @ F.normalize(text, dim=-1).T
+    target = 0.9 * torch.eye(6) + 0.1 / 6                                 # the port's SoftCrossEntropyLoss
+    by_hand = (-(target * logits.log_softmax(1)).sum(1).mean() - (target * logits.T.log_softmax(1)).sum(1).mean()) / 2
+    torch.testing.assert_close(finegrained.clip_objective().loss(b), by_hand)
+    assert not finegrained.clip_objective().tokens, "CLIP's loss reads the pooled vectors only"
+    with pytest.raises(ValueError, match="label_smoothing: got 1.0"):
+        finegrained.clip_objective(1.0)

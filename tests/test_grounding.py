@@ -142,3 +142,82 @@ def test_swap_tests_compare_true_and_swapped_captions_by_every_score():
         assert out[("colour swap", s)] == pytest.approx(w / len(x))
     with pytest.raises(ValueError, match="swaps: got dict"):
         grounding.swap_tests(model, e, {})
+
+
+def _two_object_world(n=120, seed=7):
+    scenes = world.sample_scenes(n, seed=seed, two_object_frac=1.0)
+    tok = world.Tokenizer()
+    ids = tok(world.captions(scenes)[0])
+    cover = grounding.patch_coverage(world.object_masks(scenes), 8)
+    named, _ = grounding.named_objects(ids, scenes, tok)
+    return tok, ids, cover, named
+
+
+def test_token_columns_find_the_first_occurrence():
+    tok = world.Tokenizer()
+    ids = tok(["a red circle", "top-left: tiny crimson disc", "a blue square left of a red star"])
+    assert grounding.token_columns(ids, tok.bos_id).tolist() == [0, 0, 0]
+    assert grounding.token_columns(ids, tok.index["a"]).tolist() == [1, -1, 1]
+    with pytest.raises(ValueError, match="token_id: got -1"):
+        grounding.token_columns(ids, -1)
+    with pytest.raises(ValueError, match="ids: got a tensor of shape"):
+        grounding.token_columns(ids[0], 2)
+
+
+def test_null_pointing_scores_one_token_against_every_named_object():
+    tok, ids, cover, named = _two_object_world()
+    sim = torch.randn(*named.shape, cover.shape[-1], generator=torch.Generator().manual_seed(0))
+    columns = grounding.token_columns(ids, tok.bos_id)
+    columns[:10] = -1                                                     # ten captions without one
+    hit, chance = grounding.null_pointing(sim, named, cover, columns)
+    rows = torch.nonzero(named >= 0)[:, 0]
+    keep = rows >= 10
+    assert len(hit) == int(keep.sum())
+    for k, (i, r) in enumerate(torch.nonzero(named[10:] >= 0).tolist()):      # loop reference
+        i += 10
+        obj, p = int(named[i, r]), int(sim[i, 0].argmax())
+        assert bool(hit[k]) == bool(cover[i, obj, p] > cover[i, 1 - obj, p])
+    _, full_chance = grounding.pointing(sim, named, cover)
+    torch.testing.assert_close(chance, full_chance[keep])
+    with pytest.raises(ValueError, match="columns: got shape"):
+        grounding.null_pointing(sim, named, cover, columns[:5])
+
+
+def test_named_or_other_is_one_for_an_oracle_and_a_half_for_a_blind_token():
+    tok, ids, cover, named = _two_object_world()
+    P = cover.shape[-1]
+    obj = named.clamp_min(0)
+    oracle = cover[torch.arange(len(named))[:, None], obj] - cover[torch.arange(len(named))[:, None], 1 - obj]
+    on, other, chance = grounding.named_or_other(oracle, named, cover)     # [N, L, P]: own minus other
+    assert bool(on.all()) and not bool(other.any())
+    assert 0.4 < chance.mean() < 0.6
+    # a token that finds objects but not which one: its best patch is the other object's half the time
+    swapped = torch.where(torch.rand(named.shape, generator=torch.Generator().manual_seed(1)) < 0.5, named, 1 - named)
+    swapped = torch.where(named >= 0, swapped, -1)
+    blind = cover[torch.arange(len(named))[:, None], swapped.clamp_min(0)]
+    on, other, _ = grounding.named_or_other(blind, named, cover)
+    assert abs(on[on | other].float().mean() - 0.5) < 0.06
+    one = world.sample_scenes(30, seed=2, two_object_frac=0.0)
+    ids1 = tok(world.captions(one)[0])
+    named1, _ = grounding.named_objects(ids1, one, tok)
+    c1 = grounding.patch_coverage(world.object_masks(one), 8)
+    assert len(grounding.named_or_other(torch.randn(*named1.shape, P), named1, c1)[0]) == 0, \
+        "one-object scenes have no other object"
+    with pytest.raises(ValueError, match="sim, named, coverage"):
+        grounding.named_or_other(oracle[:, :3], named, cover)
+
+
+def test_matched_patches_draws_the_asked_number_from_the_pool():
+    pool = torch.tensor([[1, 1, 1, 0, 1], [0, 1, 0, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    pick = grounding.matched_patches(pool, torch.tensor([2, 3, 0]))
+    assert pick.sum(1).tolist() == [2, 1, 0] and not bool((pick & ~pool).any())
+    assert torch.equal(pick, grounding.matched_patches(pool, torch.tensor([2, 3, 0])))      # seeded
+    with pytest.raises(ValueError, match="counts: got shape"):
+        grounding.matched_patches(pool, torch.tensor([1, 1]))
+
+
+def test_rate_interval():
+    p, half, n = grounding.rate_interval(torch.tensor([True] * 60 + [False] * 40))
+    assert n == 100 and p == pytest.approx(0.6) and half == pytest.approx(1.96 * (0.6 * 0.4 / 100) ** 0.5)
+    with pytest.raises(ValueError, match="hits: got an empty"):
+        grounding.rate_interval(torch.zeros(0, dtype=torch.bool))

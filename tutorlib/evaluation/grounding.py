@@ -12,6 +12,12 @@ A word *points at* the object it names when its best patch holds more of that ob
 than of the other object's. Chance is the same rule for a patch drawn at random: the share of
 the image's patches where the named object covers more than the other (its area, in patches).
 
+Two controls ask whether a hit is *naming* or only *objectness* (a token's best patch lands on
+some object whatever the token says): ``null_pointing`` scores, by the same rule, the best patch
+of a token that names nothing (``<bos>``, "a"; ``token_columns`` finds it) against the objects
+the caption's words name; ``named_or_other`` asks, in two-object scenes, how often a word's best
+patch lies on the object it names rather than on the other one (0.5 if it cannot tell them apart).
+
 ``swap_tests`` asks the binding question of the same models: does an image prefer its true
 caption to the caption with two objects' colours (or places) swapped, by each score?
 """
@@ -83,13 +89,7 @@ def word_patch_similarity(image_tokens: torch.Tensor, text_tokens: torch.Tensor)
     return F.normalize(text_tokens, dim=-1) @ F.normalize(image_tokens, dim=-1).transpose(1, 2)
 
 
-def pointing(sim: torch.Tensor, named: torch.Tensor,
-             coverage: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Whether each word that names an object points at it: ``sim`` ``[N, L, P]``
-    (``word_patch_similarity``), ``named`` ``[N, L]`` (``named_objects``), ``coverage``
-    ``[N, 2, P]`` (``patch_coverage``). Returns, for the ``W`` tokens with ``named >= 0`` in
-    row-major order, ``hit`` ``[W]`` bool (its best patch holds more of the named object than
-    of the other) and ``chance`` ``[W]`` (the share of patches where that holds)."""
+def _check_pointing(sim, named, coverage) -> None:
     _validate.tensor("sim", sim, 3, finite=False)
     _validate.tensor("named", named, 2, floating=False)
     _validate.tensor("coverage", coverage, 3, finite=False)
@@ -97,6 +97,16 @@ def pointing(sim: torch.Tensor, named: torch.Tensor,
         raise ValueError(f"sim, named, coverage: got shapes {tuple(sim.shape)}, "
                          f"{tuple(named.shape)}, {tuple(coverage.shape)}, "
                          "expected [N, L, P], [N, L] and [N, 2, P]")
+
+
+def pointing(sim: torch.Tensor, named: torch.Tensor,
+             coverage: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Whether each word that names an object points at it: ``sim`` ``[N, L, P]``
+    (``word_patch_similarity``), ``named`` ``[N, L]`` (``named_objects``), ``coverage``
+    ``[N, 2, P]`` (``patch_coverage``). Returns, for the ``W`` tokens with ``named >= 0`` in
+    row-major order, ``hit`` ``[W]`` bool (its best patch holds more of the named object than
+    of the other) and ``chance`` ``[W]`` (the share of patches where that holds)."""
+    _check_pointing(sim, named, coverage)
     rows, cols = torch.nonzero(named >= 0, as_tuple=True)
     obj = named[rows, cols]
     mine, other = coverage[rows, obj], coverage[rows, 1 - obj]                 # [W, P]
@@ -128,6 +138,82 @@ def pointing_rates(image_tokens: torch.Tensor, text_tokens: torch.Tensor, named:
     return {"all words": rate(slice(None)), "colour words": rate(word_kind == 1),
             "shape words": rate(word_kind == 2), "two-object scenes": rate(two),
             "chance (all)": chance.mean().item(), "chance (two-object)": chance[two].mean().item()}
+
+
+def token_columns(ids: torch.Tensor, token_id: int) -> torch.Tensor:
+    """The first column of each caption of ``ids`` ``[N, L]`` that holds ``token_id``, ``[N]``
+    long, -1 where the caption has none (``<bos>`` is column 0 of every caption)."""
+    _validate.tensor("ids", ids, 2, floating=False)
+    if not isinstance(token_id, int) or isinstance(token_id, bool) or token_id < 0:
+        raise ValueError(f"token_id: got {token_id!r}, expected a vocabulary id (an int >= 0)")
+    hit = ids == token_id
+    return torch.where(hit.any(1), hit.long().argmax(1), -1)
+
+
+def null_pointing(sim: torch.Tensor, named: torch.Tensor, coverage: torch.Tensor,
+                  columns: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``pointing`` with a token that names nothing standing in for every word: for each word
+    with ``named >= 0`` in a caption whose ``columns`` entry is a column (``>= 0``), whether the
+    best patch of the token at that column holds more of the word's object than of the other.
+    ``sim`` ``[N, L, P]``, ``named`` ``[N, L]``, ``coverage`` ``[N, 2, P]``, ``columns`` ``[N]``
+    long (``token_columns``). Returns ``(hit [W'], chance [W'])`` over those ``W'`` words, in
+    ``pointing``'s order: as often as the words themselves means the words' hits are objectness."""
+    _check_pointing(sim, named, coverage)
+    _validate.tensor("columns", columns, 1, floating=False)
+    if len(columns) != len(sim) or bool((columns >= sim.shape[1]).any()):
+        raise ValueError(f"columns: got shape {tuple(columns.shape)} with largest entry "
+                         f"{int(columns.max()) if len(columns) else None}, expected [{len(sim)}] "
+                         f"entries below the {sim.shape[1]} token columns (-1: no such token)")
+    has = columns >= 0
+    proxy = sim[torch.arange(len(sim)), columns.clamp_min(0)][:, None].expand_as(sim)
+    return pointing(proxy, torch.where(has[:, None], named, -1), coverage)
+
+
+def named_or_other(sim: torch.Tensor, named: torch.Tensor,
+                   coverage: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """In two-object scenes, whether a word's best patch lies on the object it names or on the
+    other one. ``sim`` ``[N, L, P]``, ``named`` ``[N, L]``, ``coverage`` ``[N, 2, P]``; only
+    rows whose second object covers some patch count. Returns, for those ``W`` named words in
+    ``pointing``'s order, ``on_named`` ``[W]`` bool (more of its object than of the other in the
+    best patch), ``on_other`` ``[W]`` bool (the reverse), and ``chance`` ``[W]``: among the
+    patches where one object dominates, the share where the named one does (about 0.5). The
+    rate is ``on_named`` over ``on_named | on_other``; 0.5 is a token that sees objects but not
+    which one it names."""
+    _check_pointing(sim, named, coverage)
+    two = coverage[:, 1].sum(-1) > 0                                          # [N]
+    named = torch.where(two[:, None], named, -1)
+    rows, cols = torch.nonzero(named >= 0, as_tuple=True)
+    obj = named[rows, cols]
+    mine, other = coverage[rows, obj], coverage[rows, 1 - obj]                # [W, P]
+    best = sim[rows, cols].argmax(-1)[:, None]
+    on_named = (mine > other).gather(1, best).squeeze(1)
+    on_other = (other > mine).gather(1, best).squeeze(1)
+    chance = (mine > other).sum(1) / ((mine > other) | (other > mine)).sum(1).clamp_min(1)
+    return on_named, on_other, chance.float()
+
+
+def matched_patches(pool: torch.Tensor, counts: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """``counts[n]`` patches drawn at random (``seed``) from each image's ``pool`` ``[N, P]``
+    bool (all of the pool where it holds fewer): ``[N, P]`` bool. Drawing background patches in
+    the number of each image's object patches lets the two groups vote like for like."""
+    _validate.tensor("pool", pool, 2, floating=False)
+    _validate.tensor("counts", counts, 1, floating=False)
+    if len(counts) != len(pool) or bool((counts < 0).any()):
+        raise ValueError(f"counts: got shape {tuple(counts.shape)}, expected [{len(pool)}] "
+                         "non-negative patch counts, one per row of pool")
+    r = torch.rand(pool.shape, generator=torch.Generator().manual_seed(seed))
+    rank = r.masked_fill(~pool.bool(), 2.0).argsort(1).argsort(1)           # pool first, shuffled
+    return pool.bool() & (rank < counts[:, None].to(rank.device))
+
+
+def rate_interval(hits: torch.Tensor, z: float = 1.96) -> tuple[float, float, int]:
+    """A rate over ``hits`` ``[n]`` bool and its normal-approximation half-width
+    ``z * sqrt(p (1 - p) / n)``: ``(p, half_width, n)``."""
+    _validate.tensor("hits", hits, 1, floating=False)
+    if len(hits) == 0:
+        raise ValueError("hits: got an empty tensor, expected at least one trial")
+    p, n = hits.float().mean().item(), len(hits)
+    return p, z * (p * (1 - p) / n) ** 0.5, n
 
 
 @torch.no_grad()

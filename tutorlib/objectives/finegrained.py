@@ -17,6 +17,7 @@ usual symmetric InfoNCE, with label smoothing 0.1 as in the MindSpore port.
     x, y, mask = select_tokens(x, y, mask, keep=0.25)    # the paper's token dropping
     s_i, s_t = paired_scores(x, y, mask)                 # [N] each: image i with caption i only
     objective = filip_objective(keep=0.25)               # for pretrained.finetune
+    baseline = clip_objective()                          # CLIP's loss, the same smoothing
     s_i, s_t = encoding_scores(encode(model, images, ids))   # [N, M] each, the model's own score
     votes = patch_scores(x, y, mask)                     # [N, P, M]: s^I before its mean
 """
@@ -194,6 +195,22 @@ def filip_objective(keep: float = 1.0) -> Objective:
             tokens = select_tokens(*tokens, keep)
         return filip_loss(*tokens, b.logit_scale)
     return Objective(filip, tokens=True)
+
+
+def clip_objective(label_smoothing: float = 0.1) -> Objective:
+    """The baseline for ``filip_objective``: CLIP's symmetric loss on the pooled embeddings,
+    ``(CE(s * C, I) + CE(s * C^T, I)) / 2`` with ``C`` their cosines, smoothed by
+    ``label_smoothing`` as ``filip_loss`` is (so that only the similarity differs);
+    ``label_smoothing=0`` is ``losses.clip_loss``, lesson 01's loss."""
+    if not 0.0 <= float(label_smoothing) < 1.0:
+        raise ValueError(f"label_smoothing: got {label_smoothing!r}, expected a number in [0, 1)")
+
+    def clip(b: Batch) -> torch.Tensor:
+        logits = b.logit_scale.exp() * losses.similarity(b.image, b.text)
+        labels = torch.arange(len(logits), device=logits.device)
+        return (F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+                + F.cross_entropy(logits.T, labels, label_smoothing=label_smoothing)) / 2
+    return Objective(clip)
 
 
 def encoding_scores(encoding: dict, token_wise: bool = True,
