@@ -92,10 +92,41 @@ def test_coop_runs_train_only_the_context_and_repeat(tok, clip, coop):
     assert 0 <= b <= 1 and 0 <= n <= 1
     sgd, sgd_trace = coop.train(2, run_seed=1, n_ctx=3, init=None, optimizer="sgd", trace_every=1)
     assert sgd.n_ctx == 3 and len(sgd_trace) == coop.sgd_recipe(6, 1)[0] == 4      # 2 epochs of 2 batches
+    _, last = coop.train(2, run_seed=1, trace_every=4)       # 6 steps: traced at 4 and at the end
+    assert [t[0] for t in last] == [4, 6]
     middle, _ = coop.train(1, run_seed=0, position="middle")
     assert middle.position == "middle"
     with pytest.raises(ValueError, match="optimizer"):
         coop.train(2, run_seed=1, optimizer="adam")
+
+
+def test_t_quantiles_and_mean_interval():
+    assert base_to_novel.t975(2) == 4.303 and base_to_novel.t975(4) == 2.776
+    assert 2.04 < base_to_novel.t975(30) < 2.045 and 1.96 < base_to_novel.t975(10_000) < 1.961
+    mean, low, high = base_to_novel.mean_interval([1.0, 2.0, 3.0])      # sd 1, 3 runs
+    assert mean == 2.0 and high - mean == pytest.approx(4.303 / math.sqrt(3))
+    with pytest.raises(ValueError, match="values"):
+        base_to_novel.mean_interval([1.0])
+
+
+def test_gain_ratio_is_fiellers_interval():
+    g = torch.Generator().manual_seed(0)
+    baseline = torch.rand(5, generator=g, dtype=torch.float64)
+    method = baseline + 0.10 + 0.01 * torch.randn(5, generator=g, dtype=torch.float64)
+    control = baseline + 0.08 + 0.01 * torch.randn(5, generator=g, dtype=torch.float64)
+    ratio, low, high = base_to_novel.gain_ratio(control.tolist(), method.tolist(), baseline.tolist())
+    a, m = control - baseline, method - baseline
+    assert ratio == pytest.approx((a.mean() / m.mean()).item()) and low < ratio < high
+    t = base_to_novel.t975(4)
+    for rho in (low, high):        # at each end, the mean of a - rho * m is t standard errors from 0
+        d = a - rho * m
+        assert abs(d.mean().item()) == pytest.approx(t * d.std().item() / math.sqrt(5), rel=1e-6)
+    same = base_to_novel.gain_ratio(method.tolist(), method.tolist(), baseline.tolist())
+    assert same[:3] == pytest.approx((1.0, 1.0, 1.0))         # a control that is the method
+    noise = [0.02, -0.03, 0.01]                                  # no clear gain: no ratio measured
+    assert base_to_novel.gain_ratio([0.1] * 3, noise, [0.0] * 3)[1:] == (-math.inf, math.inf)
+    with pytest.raises(ValueError, match="same runs"):
+        base_to_novel.gain_ratio([0.1, 0.2], [0.1, 0.2, 0.3], [0.0, 0.0, 0.0])
 
 
 def test_coop_runs_bad_input(tok, clip, coop):
