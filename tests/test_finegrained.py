@@ -244,6 +244,11 @@ def test_filip_objective_is_filip_loss_after_token_dropping():
     assert torch.equal(half, finegrained.filip_loss(*finegrained.select_tokens(x, y, mask, 0.5), scale))
     with pytest.raises(ValueError, match="keep: got 0"):
         finegrained.filip_objective(keep=0)
+    plain = finegrained.filip_objective(label_smoothing=0.0).loss(batch)   # the smoothing reaches the loss
+    assert torch.equal(plain, finegrained.filip_loss(x, y, mask, scale, label_smoothing=0.0))
+    assert not torch.equal(plain, every)
+    with pytest.raises(ValueError, match="label_smoothing: got 1"):
+        finegrained.filip_objective(label_smoothing=1.0)
 
 
 def test_encoding_scores_are_each_model_s_own_score():

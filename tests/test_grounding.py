@@ -221,3 +221,57 @@ def test_rate_interval():
     assert n == 100 and p == pytest.approx(0.6) and half == pytest.approx(1.96 * (0.6 * 0.4 / 100) ** 0.5)
     with pytest.raises(ValueError, match="hits: got an empty"):
         grounding.rate_interval(torch.zeros(0, dtype=torch.bool))
+
+
+def test_absent_columns_find_a_word_naming_no_object_of_the_scene():
+    tok = world.Tokenizer()
+    sc = world.make_scenes("star", "red", "large", "top left")
+    ids = tok(["a large blue circle", "a large red star", "a red circle"])
+    scenes = world.Scenes(**{f: getattr(sc, f).expand(3, -1) for f in
+                             ("shape", "colour", "size", "position", "motion", "seed")})
+    cols = grounding.absent_columns(ids, scenes, tok)
+    assert cols.tolist() == [3, -1, 3], "blue (column 3) is absent; a red star names only what is there"
+    with pytest.raises(ValueError, match="scenes: got"):
+        grounding.absent_columns(ids, scenes[:2], tok)
+
+
+def test_patch_winners_and_their_shares():
+    tok = world.Tokenizer()
+    ids = tok(["a red star", "a blue circle"])                            # <bos> a red star <eos>
+    mask = ids != tok.pad_id
+    sim = torch.full((2, ids.shape[1], 3), -1.0)
+    sim[:, 0, 0] = 1.0                                                    # <bos> wins patch 0
+    sim[:, 4, 1] = 1.0                                                    # <eos> wins patch 1
+    sim[:, 3, 2] = 1.0                                                    # the shape word wins patch 2
+    win = grounding.patch_winners(sim, mask)
+    assert win.tolist() == [[0, 4, 3]] * 2
+    shares = grounding.winner_shares(win, ids, tok)
+    assert shares == pytest.approx({"<bos>": 1 / 3, "<eos>": 1 / 3, "colour or shape word": 1 / 3, "other word": 0.0})
+    ends = torch.isin(ids, torch.tensor([tok.bos_id, tok.eos_id]))
+    out = grounding.patch_winners(sim, mask & ~ends)                     # <bos>, <eos> kept out of the max
+    assert not bool(torch.isin(ids.gather(1, out), torch.tensor([tok.bos_id, tok.eos_id])).any())
+    assert grounding.patch_winners(sim.masked_fill(~mask[..., None], 9.0), mask).tolist() == win.tolist(), \
+        "padding never wins"
+    with pytest.raises(ValueError, match="allowed: got shape"):
+        grounding.patch_winners(sim, torch.zeros_like(mask))
+    with pytest.raises(ValueError, match="winners: got shape"):
+        grounding.winner_shares(win + ids.shape[1], ids, tok)
+
+
+def test_own_word_is_one_for_an_oracle_and_chance_for_noise():
+    tok, ids, cover, named = _two_object_world()
+    mask = ids != tok.pad_id
+    P = cover.shape[-1]
+    a, b = cover[:, 0], cover[:, 1]
+    obj = torch.where(a > b, 0, torch.where(b > a, 1, -1))                  # [N, P]
+    # oracle: a patch's max goes to a word naming the object that dominates it, where there is one
+    sim = ((named[:, :, None] == obj[:, None]) & (named[:, :, None] >= 0)).float()
+    has = ((named[:, :, None] == obj[:, None]).any(1)) & (obj >= 0)
+    hit, chance = grounding.own_word(grounding.patch_winners(sim, mask), named, cover, mask)
+    assert len(hit) == int((obj >= 0).sum())
+    assert hit.float().mean() == pytest.approx(has[obj >= 0].float().mean().item())
+    assert bool((chance > 0).any()) and bool((chance < 0.5).all())
+    noise, chance = grounding.own_word(grounding.patch_winners(torch.randn(*named.shape, P), mask), named, cover, mask)
+    assert abs(noise.float().mean() - chance.mean()) < 0.05
+    with pytest.raises(ValueError, match="winners, allowed"):
+        grounding.own_word(grounding.patch_winners(sim, mask)[:, :3], named, cover, mask)

@@ -18,8 +18,9 @@ of a token that names nothing (``<bos>``, "a"; ``token_columns`` finds it) again
 the caption's words name; ``named_or_other`` asks, in two-object scenes, how often a word's best
 patch lies on the object it names rather than on the other one (0.5 if it cannot tell them apart).
 
-``swap_tests`` asks the binding question of the same models: does an image prefer its true
-caption to the caption with two objects' colours (or places) swapped, by each score?
+``absent_columns`` gives a third null, a colour or shape word naming an object absent from the
+scene. ``patch_winners``, ``winner_shares`` and ``own_word`` read s^I's side: which token wins
+each patch's max. ``swap_tests``: does an image prefer its true caption to its swapped twin?
 """
 from __future__ import annotations
 
@@ -190,6 +191,62 @@ def named_or_other(sim: torch.Tensor, named: torch.Tensor,
     on_other = (other > mine).gather(1, best).squeeze(1)
     chance = (mine > other).sum(1) / ((mine > other) | (other > mine)).sum(1).clamp_min(1)
     return on_named, on_other, chance.float()
+
+
+def absent_columns(ids: torch.Tensor, scenes, tokenizer) -> torch.Tensor:
+    """A null no training can make its own: the first column of each caption of ``ids``
+    ``[N, L]`` holding a colour or shape word whose value no object of ``scenes[n]`` has
+    (scored against scene n's patches, it names an absent object), ``[N]`` long, -1 if none."""
+    _validate.tensor("ids", ids, 2, floating=False)
+    if not isinstance(scenes, world.Scenes) or len(scenes) != len(ids):
+        raise ValueError(f"scenes: got {type(scenes).__name__}, expected a world.Scenes of {len(ids)} scenes")
+    (kind_of, value_of), attrs = _word_table(tokenizer), torch.stack([scenes.colour, scenes.shape], 1)
+    kind, value = kind_of[ids], value_of[ids]                             # attrs [N, 2 kinds, 2 objects]
+    present = (attrs[torch.arange(len(ids))[:, None], (kind - 1).clamp_min(0)] == value[..., None]).any(-1)
+    return torch.where(((kind > 0) & ~present).any(1), ((kind > 0) & ~present).long().argmax(1), -1)
+
+
+def patch_winners(sim: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """The token of its own caption that wins each patch's max over words in ``s^I``:
+    ``sim`` ``[N, L, P]`` (``word_patch_similarity``), ``allowed`` ``[N, L]`` bool (the real
+    tokens, minus any kept out of the max) -> the winning column ``[N, P]`` long."""
+    _validate.tensor("sim", sim, 3, finite=False), _validate.tensor("allowed", allowed, 2, floating=False)
+    if allowed.shape != sim.shape[:2] or not bool(allowed.any(1).all()):
+        raise ValueError(f"allowed: got shape {tuple(allowed.shape)}, expected "
+                         f"{tuple(sim.shape[:2])} with a True in every row")
+    return sim.masked_fill(~allowed[..., None], float("-inf")).argmax(1)
+
+
+def winner_shares(winners: torch.Tensor, ids: torch.Tensor, tokenizer) -> dict:
+    """The share of patches whose max ``winners`` ``[N, P]`` (``patch_winners``) is won by
+    ``<bos>``, ``<eos>``, a colour or shape word, or another word of captions ``ids`` ``[N, L]``."""
+    _validate.tensor("winners", winners, 2, floating=False), _validate.tensor("ids", ids, 2, floating=False)
+    if len(ids) != len(winners) or bool((winners >= ids.shape[1]).any()):
+        raise ValueError(f"winners: got shape {tuple(winners.shape)}, expected [{len(ids)}, P] "
+                         f"columns below the {ids.shape[1]} of ids")
+    won = ids.gather(1, winners)
+    ends = {"<bos>": won == tokenizer.bos_id, "<eos>": won == tokenizer.eos_id,
+            "colour or shape word": _word_table(tokenizer)[0][won] > 0}
+    ends["other word"] = ~(ends["<bos>"] | ends["<eos>"] | ends["colour or shape word"])
+    return {k: v.float().mean().item() for k, v in ends.items()}
+
+
+def own_word(winners: torch.Tensor, named: torch.Tensor, coverage: torch.Tensor,
+             allowed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each patch one object dominates (more of its pixels than of the other's), whether the
+    token winning it (``winners`` ``[N, P]``) names that object (``named`` ``[N, L]``,
+    ``coverage`` ``[N, 2, P]``): ``(hit [W], chance [W])``, chance the share of the ``allowed``
+    ``[N, L]`` tokens that name it (a winner drawn at random among them)."""
+    _check_pointing(torch.empty(*named.shape, coverage.shape[-1]), named, coverage)
+    if winners.shape != (len(named), coverage.shape[-1]) or allowed.shape != named.shape:
+        raise ValueError(f"winners, allowed: got shapes {tuple(winners.shape)}, {tuple(allowed.shape)}, "
+                         f"expected [{len(named)}, {coverage.shape[-1]}] and {tuple(named.shape)}")
+    a, b = coverage[:, 0], coverage[:, 1]                                 # obj [N, P]: -1 where none dominates
+    obj = torch.where(a > b, 0, torch.where(b > a, 1, -1))
+    rows, cols = torch.nonzero(obj >= 0, as_tuple=True)
+    o = obj[rows, cols]
+    names = (named[rows] == o[:, None]) & allowed[rows]                   # [W, L]
+    return names.gather(1, winners[rows, cols][:, None]).squeeze(1), names.sum(1) / allowed[rows].sum(1)
 
 
 def matched_patches(pool: torch.Tensor, counts: torch.Tensor, seed: int = 0) -> torch.Tensor:

@@ -182,18 +182,21 @@ def encode(model, images: torch.Tensor, ids: torch.Tensor) -> dict:
             "mask": (ids != tt.pad_id)[:, :y.shape[1]]}
 
 
-def filip_objective(keep: float = 1.0) -> Objective:
+def filip_objective(keep: float = 1.0, label_smoothing: float = 0.1) -> Objective:
     """FILIP's loss as ``pretrained.finetune``'s objective: it reads the batch's token outputs
     ``image_tokens`` ``[B, P, d]``, ``text_tokens`` ``[B, L, d]`` and ``text_mask`` ``[B, L]``
-    and returns ``filip_loss``, after ``select_tokens(..., keep)`` when ``keep < 1``."""
+    and returns ``filip_loss`` smoothed by ``label_smoothing``, after ``select_tokens(..., keep)``
+    when ``keep < 1``."""
     if not 0.0 < float(keep) <= 1.0:
         raise ValueError(f"keep: got {keep!r}, expected a fraction in (0, 1]")
+    if not 0.0 <= float(label_smoothing) < 1.0:
+        raise ValueError(f"label_smoothing: got {label_smoothing!r}, expected a number in [0, 1)")
 
     def filip(b: Batch) -> torch.Tensor:
         tokens = (b.image_tokens, b.text_tokens, b.text_mask)
         if keep < 1:
             tokens = select_tokens(*tokens, keep)
-        return filip_loss(*tokens, b.logit_scale)
+        return filip_loss(*tokens, b.logit_scale, label_smoothing)
     return Objective(filip, tokens=True)
 
 
