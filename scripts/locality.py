@@ -13,10 +13,13 @@ the lesson's recipe otherwise (steps, batch, learning rate, scenes, text blocks 
 
 Each is measured as in the notebook on the first 1,000 test scenes: image->text recall@1 by its
 own score (s^I for FILIP, cosine for CLIP's loss, both for the untrained tower), words on their
-object, the same rule for ``<bos>`` (a token that names nothing), and in two-object scenes how
-often a word's best patch is on its own object rather than the other one.
+object, the same rule for ``<bos>`` (a token that names nothing, but one training can take over)
+and for a colour or shape word naming an object absent from the scene (a null it cannot), in
+two-object scenes how often a word's best patch is on its own object rather than the other one,
+which token wins each patch's max in s^I, and background-only against object-only retrieval by
+s^I (the FILIP-local arm is the oracle that shows this test can see local tokens).
 
-    python -m scripts.locality                  # seeds 0-7, `quick`; about 2 minutes a seed
+    python -m scripts.locality                  # seeds 0-7, `quick`; about 1-2 minutes a seed
     python -m scripts.locality --seeds 0 1 --out /tmp/locality.json
 """
 from __future__ import annotations
@@ -61,8 +64,10 @@ def local_copy(model):
     return model
 
 
-def measure(model, test: dict, n: int = 1000) -> dict:
-    """Retrieval and grounding of ``model`` on the first ``n`` test scenes."""
+def measure(model, test: dict, n: int = 1000, n_bg: int = 500) -> dict:
+    """Retrieval and grounding of ``model`` on the first ``n`` test scenes; background-only
+    against object-only retrieval by s^I on the first ``n_bg`` (as many background patches
+    as object patches, as in the notebook)."""
     scenes, ids = test["scenes"][:n], test["full_ids"][:n]
     positives = world.matches(test["attrs"][:n], test["full_spec"][:n])
     with torch.no_grad():
@@ -74,16 +79,34 @@ def measure(model, test: dict, n: int = 1000) -> dict:
     sim = grounding.word_patch_similarity(e["x"], e["y"])
     hit, chance = grounding.pointing(sim, named, cover)
     bos, _ = grounding.null_pointing(sim, named, cover, grounding.token_columns(ids, tok.bos_id))
+    absent, _ = grounding.null_pointing(grounding.word_patch_similarity(e["x"], e["y"].roll(1, 0)), named, cover,
+                                        grounding.absent_columns(ids.roll(1, 0), scenes, tok))
     on_named, on_other, _ = grounding.named_or_other(sim, named, cover)
     s_i, _ = finegrained.encoding_scores(e)
     cos, _ = finegrained.encoding_scores(e, token_wise=False)
+    wins = grounding.winner_shares(grounding.patch_winners(sim, e["mask"]), ids[:, :e["y"].shape[1]], tok)
     return {"R@1 s^I": retrieval.recall_from_scores(s_i, positives),
             "R@1 cosine": retrieval.recall_from_scores(cos, positives),
             "words on their object": hit.float().mean().item(),
             "<bos> on the words' objects": bos.float().mean().item(),
+            "absent word on the words' objects": absent.float().mean().item(),
             "pointing chance": chance.mean().item(),
             "named, not other (2 obj.)": on_named[on_named | on_other].float().mean().item(),
-            "decided words (2 obj.)": int((on_named | on_other).sum())}
+            "decided words (2 obj.)": int((on_named | on_other).sum()),
+            **{f"patches won by {k}": v for k, v in wins.items()},
+            **patch_groups(e, cover, positives, n_bg)}
+
+
+def patch_groups(e: dict, cover, positives, n_bg: int, seed: int = 0) -> dict:
+    """R@1 by s^I from background patches alone (drawn in the number of each image's object
+    patches) and from object patches alone, on the first ``n_bg`` scenes: a local tower's
+    background should retrieve next to nothing."""
+    background = cover[:n_bg].sum(1) == 0
+    votes = finegrained.patch_scores(e["x"][:n_bg], e["y"][:n_bg], e["mask"][:n_bg])
+    groups = {"background R@1 (matched)": grounding.matched_patches(background, (~background).sum(1), seed=seed),
+              "object R@1": ~background}
+    return {g: retrieval.recall_from_scores(finegrained.patch_group_scores(votes, p), positives[:n_bg, :n_bg])
+            for g, p in groups.items()}
 
 
 def run_seed(seed: int) -> dict:
