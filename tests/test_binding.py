@@ -206,3 +206,15 @@ def test_initial_heads_are_every_method_s_start_and_the_history_tracks_the_geome
         torch.testing.assert_close(v, start.state_dict()[k], atol=1e-6, rtol=0)
     assert len(h["Vol(image, audio, video)"]) == 2 and len(h["cos(image, audio)"]) == 2
     assert all(0 <= v <= 1 for v in h["Vol(image, audio, video)"])
+
+
+def test_members_fixed_keeps_the_value_and_cuts_the_members_volume_gradient():
+    t, i, a, v = (unit(6, 8).requires_grad_() for _ in range(4))
+    s = torch.tensor(2.0)
+    full, fixed = binding.gram_loss(t, [i, a, v], s), binding.gram_loss(t, [i, a, v], s, members_fixed=True)
+    torch.testing.assert_close(full, fixed)
+    g_full = torch.autograd.grad(full, [i])[0]
+    g_fixed = torch.autograd.grad(fixed, [i])[0]
+    assert not torch.allclose(g_full, g_fixed)
+    h = binding.train_heads(binding.ABLATION, _four(), 4, steps=2, batch_size=8, seed=0, progress=False)[1]
+    assert len(h["1/tau"]) == 2 and h["1/tau"][0] == pytest.approx(1 / 0.07, rel=0.05)

@@ -253,3 +253,18 @@ def _gram_plus(t, o, s):
     logits, labels = s.exp() * binding.volume_matrix(t, o), torch.arange(len(t))
     return (F.cross_entropy(logits, labels, label_smoothing=0.1)
             + F.cross_entropy(logits.T, labels, label_smoothing=0.1)) / 2
+
+
+def _anchor_inputs():
+    return (torch.randn(8, 6), {"text": torch.randn(8, 6), "audio": torch.randn(8, 6)},
+            {"text": torch.tensor(2.66), "audio": math.log(20)})
+
+
+@pytest.mark.parametrize("mistake, cause", [
+    (lambda x, o, sc: binding.anchor_loss(x, o, {m: torch.as_tensor(v).log() for m, v in sc.items()}),
+     "log-scale"),
+    (lambda x, o, sc: binding.anchor_loss(x, o, sc) / 2, "summed, not averaged"),
+])
+def test_anchor_loss_mistakes_are_named(mistake, cause):
+    with pytest.raises(check.ExerciseError, match=cause):
+        check.function(mistake, binding.anchor_loss, _anchor_inputs)

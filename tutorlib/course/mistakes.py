@@ -35,7 +35,7 @@ def known_mistakes(reference) -> list:
     with the message that names the mistake (tried in order when the values differ)."""
     import torch.nn.functional as F
 
-    from ..objectives import binding, losses
+    from ..objectives import losses
 
     def both_ways(x, y, s):
         labels = torch.arange(len(x))
@@ -56,6 +56,26 @@ def known_mistakes(reference) -> list:
                  "logit_scale is the log of the scale: use logit_scale.exp()"),
                 (lambda x, y, t, b: losses.siglip_loss(x, y, t, b) / len(x),
                  "you averaged over all N² pairs: SigLIP sums over pairs and divides by N")]
+    return _binding_mistakes(reference)
+
+
+def _binding_mistakes(reference) -> list:
+    """Lesson 06's likely wrong answers: ImageBind's anchored loss and GRAM's."""
+    import torch.nn.functional as F
+
+    from ..objectives import binding
+    if reference is binding.anchor_loss:
+        def one_way(x, others, scales):
+            x, labels = F.normalize(x, dim=-1), torch.arange(len(x))
+            return sum(F.cross_entropy(torch.as_tensor(scales[m]).exp() * x @ F.normalize(y, dim=-1).T,
+                                       labels) for m, y in others.items())
+        return [(lambda x, o, sc: binding.anchor_loss(
+                    x, o, {m: torch.as_tensor(v).log() for m, v in sc.items()}),
+                 "each scale is a log-scale: multiply by exp(scale), not by the scale itself"),
+                (one_way, "that is one direction only per modality: average anchor→modality "
+                          "and modality→anchor"),
+                (lambda x, o, sc: binding.anchor_loss(x, o, sc) / len(o),
+                 "the modalities' losses are summed, not averaged")]
     if reference is binding.gram_loss:
         def plus_volume(t, o, s):
             logits, labels = s.exp() * binding.volume_matrix(t, o), torch.arange(len(t))

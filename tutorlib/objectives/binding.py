@@ -11,17 +11,13 @@ Shapes: one ``[N, d]`` embedding per modality, row i of each the same item.
     loss = all_pairs_loss({"image": i, "text": t, "audio": a}, logit_scale)
     heads, history = train_heads("GRAM", feats, dim=64, steps=400, seed=0)  # lesson 06's runs
 
-The volume of the parallelotope spanned by k unit vectors is sqrt(det G), G_ij = <v_i, v_j>:
-1 when they are orthogonal, 0 when they are linearly dependent (parallel or anti-parallel ones
-included: the volume cannot see a sign), |sin theta| for two.
-GRAM's official ``volume_computation3/4/5`` take ``sqrt(|det G|)`` with no epsilon (``eps=None``
-here). That volume is Lipschitz: for two vectors it is |sin theta|, whose slope is at most 1
-(the infinite derivative of sqrt at 0 cancels against det G's vanishing one). Its hazard is
-numerical: where det G is exactly 0 (a perfect positive, or a float32 determinant that underflows,
-already at theta = 1e-4) the gradient is 0 * inf = NaN. The default here, ``sqrt(max(det G, 0) +
-eps)`` with ``eps=1e-6``, is always finite, at a price: near a perfect positive its gradient
-vanishes (for two vectors about 0.7 of the true slope at theta = 1e-3, 0.1 at 1e-4, 0 at 0), and
-every volume reads at least sqrt(eps) = 1e-3.
+The volume of k unit vectors is sqrt(det G), G_ij = <v_i, v_j>: 1 if orthogonal, 0 if linearly
+dependent (anti-parallel too: it cannot see a sign), |sin theta| for two.
+GRAM's official ``volume_computation3/4/5`` take ``sqrt(|det G|)`` (``eps=None`` here). It is
+Lipschitz (|sin theta| has slope at most 1), but its gradient is 0 * inf = NaN where det G is
+exactly 0: a perfect positive, or in float32 a nearly parallel pair whose cos theta rounds to 1
+(theta below about 2e-4). The default ``sqrt(max(det G, 0) + eps)``, ``eps=1e-6``, is never NaN;
+its gradient vanishes near a perfect positive (0.7 of the slope at theta = 1e-3, 0.1 at 1e-4).
 """
 from __future__ import annotations
 
@@ -96,14 +92,15 @@ def volume_matrix(anchor: torch.Tensor, others, eps: float | None = 1e-6) -> tor
 
 
 def gram_loss(anchor: torch.Tensor, others, logit_scale, label_smoothing: float = 0.1,
-              eps: float | None = 1e-6) -> torch.Tensor:
-    """GRAM's contrastive loss: logits ``-exp(logit_scale) * V`` with ``V = volume_matrix(anchor,
-    others)`` ``[N, N]`` (a small volume is a good match), the symmetric cross-entropy with the
-    diagonal as targets and label smoothing 0.1, as in ``model/gram.py`` (where tau itself is the
-    parameter; here its log-inverse, as in ``losses.clip_loss``):
+              eps: float | None = 1e-6, members_fixed: bool = False) -> torch.Tensor:
+    """GRAM's contrastive loss: logits ``-exp(logit_scale) * V``, ``V = volume_matrix(anchor,
+    others)`` ``[N, N]`` (small: a good match), symmetric cross-entropy with label smoothing 0.1 as
+    in ``model/gram.py`` (where tau itself is the parameter; here its log-inverse):
 
         L = 1/2 [ CE(-V / tau, I) + CE(-V^T / tau, I) ],   1 / tau = exp(logit_scale)
-    """
+
+    ``members_fixed`` (an ablation, not GRAM): in V = Vol(X_j) dist(anchor_i, span X_j) the
+    members' volume gets no gradient; only the distance trains."""
     if not 0.0 <= float(label_smoothing) < 1.0:
         raise ValueError(f"label_smoothing: got {label_smoothing!r}, expected a number in [0, 1)")
     logit_scale = _validate.scalar("logit_scale", logit_scale)
@@ -111,6 +108,9 @@ def gram_loss(anchor: torch.Tensor, others, logit_scale, label_smoothing: float 
     if V.shape[0] != V.shape[1]:
         raise ValueError(f"anchor and others: got {V.shape[0]} and {V.shape[1]} rows, "
                          "expected the same (pairs)")
+    if members_fixed:
+        spread = volume(*others, eps=eps)[None]                   # [1, N]: Vol(X_j)
+        V = V / spread * spread.detach()
     logits = -logit_scale.exp() * V
     labels = torch.arange(len(V), device=V.device)
     return (F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
@@ -148,10 +148,8 @@ def all_pairs_loss(embeddings: dict, logit_scale) -> torch.Tensor:
     """The symmetric CLIP loss summed over every pair of modalities (k(k-1)/2 pairs):
     what most 'multimodal CLIP' code trains. ``embeddings`` ``{name: [N, d]}``, at least two."""
     if not isinstance(embeddings, dict) or len(embeddings) < 2:
-        raise ValueError(
-            "embeddings: got "
-            f"{len(embeddings) if isinstance(embeddings, dict) else type(embeddings).__name__}, "
-            "expected a dict of at least two modalities")
+        got = len(embeddings) if isinstance(embeddings, dict) else type(embeddings).__name__
+        raise ValueError(f"embeddings: got {got}, expected a dict of at least two modalities")
     names = list(embeddings)
     z = _check_tuple(names, [embeddings[n] for n in names])
     s = _validate.scalar("logit_scale", logit_scale)
@@ -217,20 +215,23 @@ def fit_joint(heads: Heads, feats: dict, objective, extra_params=(), *, steps: i
 
 
 METHODS = ("ImageBind", "all pairs", "GRAM")      # lesson 06's three ways to bind four modalities
+ABLATION = "GRAM, members' volume fixed"          # gram_loss(..., members_fixed=True)
 
 
 def method_loss(method: str, logit_scale, anchor_scale: float = math.log(20)):
     """The loss of one of ``METHODS`` as a function of a batch ``{modality: [B, d]}`` of image,
     text, audio and video: ``anchor_loss`` to the image (the text at ``logit_scale``, audio
     and video at the fixed ``anchor_scale``, ImageBind's ln 20), ``all_pairs_loss``, or
-    ``gram_loss`` of the text against (image, audio, video), both at ``logit_scale``."""
-    _validate.one_of("method", method, METHODS)
+    ``gram_loss`` of the text against (image, audio, video), both at ``logit_scale`` (or
+    ``ABLATION``: the same with ``members_fixed``)."""
+    _validate.one_of("method", method, (*METHODS, ABLATION))
     if method == "ImageBind":
         scales = {"text": logit_scale, "audio": anchor_scale, "video": anchor_scale}
         return lambda e: anchor_loss(e["image"], {m: e[m] for m in scales}, scales)
     if method == "all pairs":
         return lambda e: all_pairs_loss(e, logit_scale)
-    return lambda e: gram_loss(e["text"], [e["image"], e["audio"], e["video"]], logit_scale)
+    return lambda e: gram_loss(e["text"], [e["image"], e["audio"], e["video"]], logit_scale,
+                               members_fixed=method == ABLATION)
 
 
 def initial_heads(widths: dict, dim: int, seed: int | None = None) -> Heads:
@@ -249,8 +250,9 @@ def train_heads(method: str, feats: dict, dim: int, start: Heads | None = None, 
     ``TUTORLIB_SEED``), so that every method starts from the same heads (or from ``start``'s
     weights, to continue another model), with a learnable log-scale from ln(1/0.07) that stays
     inside the loss. Returns the heads (in eval mode) and the history: the loss, and each step's
-    ``tuple_geometry`` of the training batch (its matched cosines and volumes, step by step)."""
-    _validate.one_of("method", method, METHODS)
+    ``tuple_geometry`` of the training batch (its matched cosines and volumes, step by step)
+    and the learned scale ``1/tau``. ``method``: one of ``METHODS``, or ``ABLATION``."""
+    _validate.one_of("method", method, (*METHODS, ABLATION))
     if not isinstance(feats, dict) or not feats:
         raise ValueError(f"feats: got {type(feats).__name__}, expected a dict {{name: [N, w]}}")
     if start is not None and not isinstance(start, Heads):
@@ -264,7 +266,7 @@ def train_heads(method: str, feats: dict, dim: int, start: Heads | None = None, 
 
     def objective(e):
         geometry = tuple_geometry({m: x.detach() for m, x in e.items()})
-        return {"loss": loss(e), **geometry}
+        return {"loss": loss(e), **geometry, "1/tau": scale.exp().item()}
     history = fit_joint(heads, feats, objective, [scale], steps=steps, batch_size=batch_size,
                         lr=lr, seed=seed, progress=progress, desc=method)
     return heads.eval(), history
