@@ -55,11 +55,21 @@ def test_few_shot_indices():
 def test_sgd_recipe_is_coops_budget():
     steps, warmup, batches, make = base_to_novel.sgd_recipe(70, 1, batch=32, epochs=5, lr=0.1, momentum=0.9,
                                                              weight_decay=5e-4)
-    assert (steps, warmup) == (5 * math.ceil(70 / 32), 3)
-    epoch = torch.cat([batches(s) for s in range(3)])
-    assert sorted(epoch.tolist()) == list(range(70))         # each epoch visits every row once
-    assert not torch.equal(epoch, torch.cat([batches(s) for s in range(3, 6)]))   # in a fresh order
+    assert (steps, warmup) == (5 * (70 // 32), 2)             # Dassl's drop_last: 2 batches an epoch
+    epoch = torch.cat([batches(s) for s in range(2)])
+    assert all(len(batches(s)) == 32 for s in range(10))     # only full batches
+    assert len(set(epoch.tolist())) == 64                    # 64 distinct rows, 6 dropped this epoch
+    assert not torch.equal(epoch, torch.cat([batches(s) for s in range(2, 4)]))   # in a fresh order
     assert torch.equal(batches(4), batches(4))
+    dropped = [set(range(70)) - set(torch.cat([batches(2 * e + s) for s in range(2)]).tolist())
+               for e in range(5)]
+    assert len({frozenset(d) for d in dropped}) > 1           # a different remainder each epoch
+    steps, warmup, batches, _ = base_to_novel.sgd_recipe(240, 0, batch=32, epochs=200, lr=0.1,
+                                                         momentum=0.9, weight_decay=5e-4)
+    assert (steps, warmup) == (1400, 7)                       # CoOp's 16 shots of 15 classes
+    steps, warmup, batches, _ = base_to_novel.sgd_recipe(20, 1, batch=32, epochs=3, lr=0.1,
+                                                         momentum=0.9, weight_decay=0.0)
+    assert (steps, warmup) == (3, 1) and sorted(batches(0).tolist()) == list(range(20))
     opt = make([torch.nn.Parameter(torch.zeros(2))])
     assert isinstance(opt, torch.optim.SGD) and opt.defaults["momentum"] == 0.9
     with pytest.raises(ValueError, match="batch"):
@@ -91,7 +101,7 @@ def test_coop_runs_train_only_the_context_and_repeat(tok, clip, coop):
     b, n = coop.accuracies(learner)
     assert 0 <= b <= 1 and 0 <= n <= 1
     sgd, sgd_trace = coop.train(2, run_seed=1, n_ctx=3, init=None, optimizer="sgd", trace_every=1)
-    assert sgd.n_ctx == 3 and len(sgd_trace) == coop.sgd_recipe(6, 1)[0] == 4      # 2 epochs of 2 batches
+    assert sgd.n_ctx == 3 and len(sgd_trace) == coop.sgd_recipe(6, 1)[0] == 2      # 2 epochs of 1 batch (drop_last)
     _, last = coop.train(2, run_seed=1, trace_every=4)       # 6 steps: traced at 4 and at the end
     assert [t[0] for t in last] == [4, 6]
     middle, _ = coop.train(1, run_seed=0, position="middle")

@@ -106,12 +106,14 @@ def sgd_recipe(n: int, seed: int, *, batch: int, epochs: int, lr: float, momentu
                weight_decay: float, device=None):
     """CoOp's own optimiser and budget for ``n`` training rows: SGD with momentum, batches of
     ``batch`` in a fresh order each epoch (seeded by ``seed`` and the epoch), ``epochs``
-    epochs, one warm-up epoch. Returns ``(steps, warmup, batches, make_optimizer)`` for
-    ``train.fit``: ``batches(step)`` gives the step's row indices, ``make_optimizer(params)``
-    the SGD optimiser."""
+    epochs, one warm-up epoch. As Dassl's train loader (``drop_last`` when ``n >= batch``),
+    an epoch is ``n // batch`` full batches and the remainder of each epoch's order is
+    dropped; with ``n < batch`` an epoch is one batch of all ``n``. Returns
+    ``(steps, warmup, batches, make_optimizer)`` for ``train.fit``: ``batches(step)`` gives
+    the step's row indices, ``make_optimizer(params)`` the SGD optimiser."""
     for name, v in (("n", n), ("batch", batch), ("epochs", epochs)):
         _validate.positive_int(name, v)
-    per_epoch = math.ceil(n / batch)
+    per_epoch = max(1, n // batch)
 
     def batches(step):
         g = torch.Generator().manual_seed(seed * 1000 + step // per_epoch)   # one order per epoch
