@@ -22,8 +22,6 @@ The towers stay frozen throughout; only prompts (and RESTORE's adapters) train.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
