@@ -62,10 +62,8 @@ def score(t, x):
             "image only": (t * x["image"]).sum(-1)}
 
 
-def test_mismatch_auc_equals_the_loop_for_every_score_and_member():
-    text, feats, partner = _setup()
-    auc = mismatch.mismatch_auc(heads, text, feats, partner, score)
-    assert list(auc.index) == ["cosines", "image only"] and list(auc.columns) == ["image", "audio"]
+def _scored_by_loop(text, feats, partner):
+    """(swapped member, score name, matched scores, swapped scores), one scene at a time."""
     keep = [i for i in range(len(text)) if partner[i] >= 0]
     t = heads("text", text[keep])
     members = {m: heads(m, f[keep]) for m, f in feats.items()}
@@ -73,7 +71,15 @@ def test_mismatch_auc_equals_the_loop_for_every_score_and_member():
     for swapped in feats:
         wrong = score(t, {**members, swapped: heads(swapped, feats[swapped][partner[keep]])})
         for s in matched:
-            assert auc.loc[s, swapped] == pytest.approx(_auc_loop(matched[s], wrong[s]))
+            yield swapped, s, matched[s], wrong[s]
+
+
+def test_mismatch_auc_equals_the_loop_for_every_score_and_member():
+    text, feats, partner = _setup()
+    auc = mismatch.mismatch_auc(heads, text, feats, partner, score)
+    assert list(auc.index) == ["cosines", "image only"] and list(auc.columns) == ["image", "audio"]
+    for swapped, s, matched, wrong in _scored_by_loop(text, feats, partner):
+        assert auc.loc[s, swapped] == pytest.approx(_auc_loop(matched, wrong))
     assert auc.loc["image only", "audio"] == 0.5                  # the score never looks at the sound
 
 
@@ -98,16 +104,9 @@ def test_mismatch_auc_validates():
 def test_paired_win_rate_equals_the_loop():
     text, feats, partner = _setup()
     win = mismatch.mismatch_auc(heads, text, feats, partner, score, measure="win rate")
-    keep = [i for i in range(len(text)) if partner[i] >= 0]
-    t = heads("text", text[keep])
-    members = {m: heads(m, f[keep]) for m, f in feats.items()}
-    matched = score(t, members)
-    for swapped in feats:
-        wrong = score(t, {**members, swapped: heads(swapped, feats[swapped][partner[keep]])})
-        for s in matched:
-            loop = [1.0 if a > b else 0.5 if a == b else 0.0
-                    for a, b in zip(matched[s].tolist(), wrong[s].tolist())]
-            assert win.loc[s, swapped] == pytest.approx(sum(loop) / len(loop))
+    for swapped, s, matched, wrong in _scored_by_loop(text, feats, partner):
+        loop = [1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(matched.tolist(), wrong.tolist())]
+        assert win.loc[s, swapped] == pytest.approx(sum(loop) / len(loop))
     itself = torch.arange(len(text))
     assert (mismatch.mismatch_auc(heads, text, feats, itself, score, measure="win rate") == 0.5).all().all()
     with pytest.raises(ValueError, match="measure: got 'paired'"):
