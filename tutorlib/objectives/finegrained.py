@@ -100,14 +100,23 @@ def filip_loss(image_tokens: torch.Tensor, text_tokens: torch.Tensor, text_mask:
     with ``S^I``, ``S^T`` from ``token_similarity`` and cross-entropies smoothed by
     ``label_smoothing`` (the port's 0.1: the target is 0.9 on the pair plus 0.1 / N everywhere)."""
     logit_scale = _validate.scalar("logit_scale", logit_scale)
-    if not 0.0 <= float(label_smoothing) < 1.0:
-        raise ValueError(f"label_smoothing: got {label_smoothing!r}, expected a number in [0, 1)")
+    _check_smoothing(label_smoothing)
     _validate.same_rows("image_tokens", image_tokens, "text_tokens", text_tokens)
     s_i, s_t = token_similarity(image_tokens, text_tokens, text_mask)
-    labels = torch.arange(len(s_i), device=s_i.device)
     scale = logit_scale.exp()
-    return (F.cross_entropy(scale * s_i, labels, label_smoothing=label_smoothing)
-            + F.cross_entropy(scale * s_t.T, labels, label_smoothing=label_smoothing)) / 2
+    return _symmetric_ce(scale * s_i, scale * s_t.T, label_smoothing)
+
+
+def _check_smoothing(label_smoothing) -> None:
+    if not 0.0 <= float(label_smoothing) < 1.0:
+        raise ValueError(f"label_smoothing: got {label_smoothing!r}, expected a number in [0, 1)")
+
+
+def _symmetric_ce(logits_i: torch.Tensor, logits_t: torch.Tensor, label_smoothing: float):
+    """(CE(logits_i, I) + CE(logits_t, I)) / 2, both ``[N, N]``, smoothed: the pair on the diagonal."""
+    labels = torch.arange(len(logits_i), device=logits_i.device)
+    return (F.cross_entropy(logits_i, labels, label_smoothing=label_smoothing)
+            + F.cross_entropy(logits_t, labels, label_smoothing=label_smoothing)) / 2
 
 
 @torch.no_grad()
@@ -189,8 +198,7 @@ def filip_objective(keep: float = 1.0, label_smoothing: float = 0.1) -> Objectiv
     when ``keep < 1``."""
     if not 0.0 < float(keep) <= 1.0:
         raise ValueError(f"keep: got {keep!r}, expected a fraction in (0, 1]")
-    if not 0.0 <= float(label_smoothing) < 1.0:
-        raise ValueError(f"label_smoothing: got {label_smoothing!r}, expected a number in [0, 1)")
+    _check_smoothing(label_smoothing)
 
     def filip(b: Batch) -> torch.Tensor:
         tokens = (b.image_tokens, b.text_tokens, b.text_mask)
@@ -205,14 +213,11 @@ def clip_objective(label_smoothing: float = 0.1) -> Objective:
     ``(CE(s * C, I) + CE(s * C^T, I)) / 2`` with ``C`` their cosines, smoothed by
     ``label_smoothing`` as ``filip_loss`` is (so that only the similarity differs);
     ``label_smoothing=0`` is ``losses.clip_loss``, lesson 01's loss."""
-    if not 0.0 <= float(label_smoothing) < 1.0:
-        raise ValueError(f"label_smoothing: got {label_smoothing!r}, expected a number in [0, 1)")
+    _check_smoothing(label_smoothing)
 
     def clip(b: Batch) -> torch.Tensor:
         logits = b.logit_scale.exp() * losses.similarity(b.image, b.text)
-        labels = torch.arange(len(logits), device=logits.device)
-        return (F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
-                + F.cross_entropy(logits.T, labels, label_smoothing=label_smoothing)) / 2
+        return _symmetric_ce(logits, logits.T, label_smoothing)
     return Objective(clip)
 
 
