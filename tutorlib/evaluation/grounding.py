@@ -108,12 +108,16 @@ def pointing(sim: torch.Tensor, named: torch.Tensor,
     row-major order, ``hit`` ``[W]`` bool (its best patch holds more of the named object than
     of the other) and ``chance`` ``[W]`` (the share of patches where that holds)."""
     _check_pointing(sim, named, coverage)
+    mine, other, best = _named_cover(sim, named, coverage)
+    wins = mine > other
+    return wins.gather(1, best[:, None]).squeeze(1), wins.float().mean(1)
+
+
+def _named_cover(sim, named, coverage):
+    """Words with ``named >= 0``: their object's, the other's cover [W, P]; best patch [W]."""
     rows, cols = torch.nonzero(named >= 0, as_tuple=True)
     obj = named[rows, cols]
-    mine, other = coverage[rows, obj], coverage[rows, 1 - obj]                 # [W, P]
-    wins = mine > other
-    best = sim[rows, cols].argmax(-1)
-    return wins.gather(1, best[:, None]).squeeze(1), wins.float().mean(1)
+    return coverage[rows, obj], coverage[rows, 1 - obj], sim[rows, cols].argmax(-1)
 
 
 def pointing_rates(image_tokens: torch.Tensor, text_tokens: torch.Tensor, named: torch.Tensor,
@@ -183,12 +187,9 @@ def named_or_other(sim: torch.Tensor, named: torch.Tensor,
     _check_pointing(sim, named, coverage)
     two = coverage[:, 1].sum(-1) > 0                                          # [N]
     named = torch.where(two[:, None], named, -1)
-    rows, cols = torch.nonzero(named >= 0, as_tuple=True)
-    obj = named[rows, cols]
-    mine, other = coverage[rows, obj], coverage[rows, 1 - obj]                # [W, P]
-    best = sim[rows, cols].argmax(-1)[:, None]
-    on_named = (mine > other).gather(1, best).squeeze(1)
-    on_other = (other > mine).gather(1, best).squeeze(1)
+    mine, other, best = _named_cover(sim, named, coverage)
+    on_named = (mine > other).gather(1, best[:, None]).squeeze(1)
+    on_other = (other > mine).gather(1, best[:, None]).squeeze(1)
     chance = (mine > other).sum(1) / ((mine > other) | (other > mine)).sum(1).clamp_min(1)
     return on_named, on_other, chance.float()
 
