@@ -73,3 +73,44 @@ def test_structure_weight_warms_up_linearly_and_bad_input_is_named():
         structure.regulariser(_randn(4, 2), _randn(5, 2))
     with pytest.raises(ValueError, match="tau"):
         structure.neighbourhoods(_randn(4, 2), tau=0)
+
+
+def _loop_official(p, q):
+    """½ KL(m ‖ q) + ½ KL(m ‖ p) per row, m = (p + q) / 2, in float64 Python."""
+    out = []
+    for pi, qi in zip(p.tolist(), q.tolist()):
+        m = [(a + b) / 2 for a, b in zip(pi, qi)]
+        kl = lambda a, b: sum(x * math.log(x / y) for x, y in zip(a, b) if x > 0)
+        out.append(kl(m, qi) / 2 + kl(m, pi) / 2)
+    return out
+
+
+def test_official_divergence_is_kl_from_the_mixture_and_unbounded():
+    x, y = _randn(9, 4), _randn(9, 6, seed=1)
+    px, py = structure.neighbourhoods(x.double(), 0.5), structure.neighbourhoods(y.double(), 0.5)
+    got = structure.official_divergence(px, py)
+    assert got.tolist() == pytest.approx(_loop_official(px, py), rel=1e-9)
+    # the authors' two calls (clip_loss.py:121-129), summed over rows and divided by N
+    m, eps = (px + py) / 2, 1e-12
+    code = 0.5 * (F.kl_div((py + eps).log(), m + eps, reduction="batchmean")
+                  + F.kl_div((px + eps).log(), m + eps, reduction="batchmean"))
+    assert got.mean().item() == pytest.approx(code.item(), rel=1e-9)
+    # not Jensen-Shannon: the two differ, and only JS is bounded by ln 2
+    assert not torch.allclose(got, structure.js_divergence(px, py))
+    sharp_p = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
+    sharp_q = torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]], dtype=torch.float64)
+    assert structure.js_divergence(sharp_p, sharp_q).tolist() == pytest.approx([math.log(2)] * 2)
+    assert bool((structure.official_divergence(sharp_p, sharp_q) > 10 * math.log(2)).all())
+    assert structure.official_divergence(px, px).abs().max().item() < 1e-9
+
+
+def test_regulariser_takes_either_divergence_and_names_a_bad_one():
+    x, z = _randn(10, 5), _randn(10, 3, seed=1)
+    px, pz = structure.neighbourhoods(x, 0.3), structure.neighbourhoods(z, 0.3)
+    got = structure.regulariser(x, z, 0.3, divergence="official")
+    assert got.item() == pytest.approx(structure.official_divergence(px, pz).mean().item(), rel=1e-6)
+    assert structure.regulariser(x, x, 0.3, levels=2, divergence="official").item() == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="divergence: got 'kl', expected one of"):
+        structure.regulariser(x, z, divergence="kl")
+    with pytest.raises(ValueError, match="p and q: got shapes"):
+        structure.official_divergence(px, pz[:3])
