@@ -71,3 +71,65 @@ def test_neighbourhood_divergence_is_the_mean_regulariser_over_batches():
         fewpairs.neighbourhood_divergence(proj_i, None, feats)
     with pytest.raises(ValueError, match="batches: got 0"):
         fewpairs.neighbourhood_divergence(proj_i, proj_t, feats, batches=0)
+
+
+def test_attribute_vectors_give_the_true_overlap_and_check_their_input():
+    attrs = torch.tensor([[[0, 1, 0, 4], [-1, -1, -1, -1]],      # one object
+                          [[0, 1, 0, 4], [-1, -1, -1, -1]],      # the same scene's attributes
+                          [[2, 3, 1, 0], [-1, -1, -1, -1]],      # shares nothing
+                          [[0, 1, 1, 0], [2, 3, 1, 4]]])         # two objects
+    v = fewpairs.attribute_vectors(attrs)
+    assert v.shape == (4, sum(len(world.ATTRIBUTES[a]) for a in ("shape", "colour", "size", "position")))
+    assert v.sum(1).tolist() == [4, 4, 4, 8]
+    w = fewpairs.cwcl_targets(v, form="cosine")
+    assert w[0, 1] == 1 and w[0, 2] == 0 and 0 < w[0, 3] < 1
+    assert torch.allclose(fewpairs.cwcl_targets(v), 0.5 * w + 0.5)           # the paper's form of the same cosine
+    with pytest.raises(ValueError, match=r"attrs: got shape \(4, 2, 3\)"):
+        fewpairs.attribute_vectors(attrs[:, :, :3])
+    with pytest.raises(ValueError, match="form"):
+        fewpairs.cwcl_targets(v, form="sharp")
+
+
+def test_optimum_margin_reads_the_targets_at_the_loss_minimum():
+    w = torch.tensor([[1.0, 0.9, 0.5], [0.9, 1.0, 1.0], [0.5, 1.0, 1.0]])
+    got = fewpairs.optimum_margin(w)
+    assert got["weight margin"] == pytest.approx((0.1 + 0 + 0) / 3)
+    assert got["share margin"] == pytest.approx(0.1 / 2.4 / 3)
+    assert got["true share"] == pytest.approx((1 / 2.4 + 1 / 2.9 + 1 / 2.5) / 3)
+    assert got["ties"] == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="weights: got shape"):
+        fewpairs.optimum_margin(torch.ones(2, 3))
+
+
+def test_oracle_cwcl_trains_and_untrained_projectors_are_the_starting_point():
+    n = 40
+    attrs = torch.full((n, 2, 4), -1, dtype=torch.long)
+    attrs[:, 0] = torch.randint(0, 2, (n, 4), generator=torch.Generator().manual_seed(0))
+    feats = {"image": _randn(n, 3, 16), "text": _randn(n, 24, seed=1), "attrs": attrs}
+    ip0, tp0 = fewpairs.untrained_projectors(feats, seed=2)
+    ip, tp, h = fewpairs.train_projectors(feats, 20, "cwcl", seed=2, steps=1, lr=1e-12,
+                                          cwcl_source="attributes", cwcl_form="cosine")
+    torch.testing.assert_close(ip(feats["image"][:, -1]), ip0(feats["image"][:, -1]))   # one step of lr 1e-12
+    assert torch.equal(fewpairs.pair_indices(n, 20, 2)[:5],
+                       torch.randperm(n, generator=torch.Generator().manual_seed(2))[:5])
+    with pytest.raises(ValueError, match="cwcl_form"):
+        fewpairs.hyperparameters(cwcl_form="sharp")
+    with pytest.raises(ValueError, match="divergence"):
+        fewpairs.hyperparameters(divergence="kl")
+    with pytest.raises(ValueError, match="n_pairs: got 41"):
+        fewpairs.pair_indices(n, 41)
+
+
+def test_recall_among_scores_groups_of_the_given_rows():
+    n = 12
+    attrs = torch.full((n, 2, 4), -1, dtype=torch.long)
+    attrs[:, 0] = torch.stack([torch.arange(n) % 6, torch.arange(n) // 6, torch.zeros(n, dtype=torch.long),
+                               torch.zeros(n, dtype=torch.long)], 1)
+    spec = torch.full((n, 9), -1, dtype=torch.long)
+    spec[:, :4], spec[:, 8] = attrs[:, 0], 0
+    x = _randn(n, 8)
+    feats = {"image": x[:, None], "text": x, "attrs": attrs, "full_spec": spec}
+    same = lambda z: z
+    assert fewpairs.recall_among(same, same, feats, torch.arange(n), group=4) == 1.0
+    with pytest.raises(ValueError, match="group: got 13"):
+        fewpairs.recall_among(same, same, feats, torch.arange(n), group=13)

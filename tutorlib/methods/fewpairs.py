@@ -27,7 +27,8 @@ from ..core.ops import in_chunks
 from ..models.heads import mlp
 
 METHODS = ("clip", "cwcl", "structure", "cwcl+structure")
-CWCL_SOURCES = ("text", "image", "own")
+CWCL_SOURCES = ("text", "image", "own", "attributes")
+CWCL_FORMS = ("paper", "cosine")
 # zero-shot on the paraphrase split's held-out wording
 ATTRIBUTES = ("shape", "colour", "size")
 
@@ -56,6 +57,46 @@ def class_features(attr: str) -> torch.Tensor:
     """MiniLM features ``[C, 384]`` of one prompt per class of ``attr``, in held-out wording."""
     _validate.one_of("attr", attr, world.ATTRIBUTES)
     return load_minilm().features(world.class_prompts(attr, held_out=True), progress=False)
+
+
+def attribute_vectors(attrs: torch.Tensor) -> torch.Tensor:
+    """The world's ground truth as a vector per scene: ``attrs`` ``[N, 2, 4]`` (shape, colour,
+    size, position of each object, -1 where absent) -> ``[N, A]`` float counts, one entry per
+    attribute value (A = 6 + 6 + 2 + 9 in the default world), summed over the scene's objects.
+    The cosine of two rows is the scenes' true attribute overlap: 1 for scenes that share
+    every attribute, 0 for scenes that share none."""
+    _validate.tensor("attrs", attrs, 3, floating=False)
+    if attrs.shape[1:] != (2, 4):
+        raise ValueError(f"attrs: got shape {tuple(attrs.shape)}, expected [N, 2, 4]")
+    parts = []
+    for j, name in enumerate(("shape", "colour", "size", "position")):
+        a, k = attrs[:, :, j], len(world.ATTRIBUTES[name])
+        parts.append((F.one_hot(a.clamp_min(0), k) * (a >= 0)[..., None]).sum(1))
+    return torch.cat(parts, 1).float()
+
+
+def cwcl_targets(source_emb: torch.Tensor, centre: bool = False, form: str = "paper") -> torch.Tensor:
+    """CWCL's weights ``[N, N]`` from ``source_emb`` ``[N, d]``: ``form="paper"`` is
+    ``losses.cwcl_weights`` (½ cos + ½, Eq. 3); ``form="cosine"`` (not in the paper) the cosine
+    itself clamped to [0, 1], so that an unrelated item (cos <= 0) gets no weight. Diagonal 1."""
+    _validate.one_of("form", form, CWCL_FORMS)
+    w = losses.cwcl_weights(source_emb, centre)
+    return w if form == "paper" else (2 * w - 1).clamp_min(0).fill_diagonal_(1.0)
+
+
+def optimum_margin(weights: torch.Tensor) -> dict[str, float]:
+    """Where CWCL's loss is at its minimum, each row's softmax equals its target
+    w_ij / Σ_j w_ij. With ``weights`` ``[N, N]`` (w_ii = 1 >= w_ij), the true partner is then
+    still the top choice; how far ahead, averaged over rows: ``"weight margin"`` 1 - max_{j≠i}
+    w_ij, ``"share margin"`` that divided by Σ_j w_ij (the probabilities' gap), ``"true share"``
+    1 / Σ_j w_ij, and ``"ties"``, the fraction of rows where another item has w_ij = 1."""
+    _validate.tensor("weights", weights, 2)
+    if weights.shape[0] != weights.shape[1] or len(weights) < 2:
+        raise ValueError(f"weights: got shape {tuple(weights.shape)}, expected [N, N], N >= 2")
+    off = weights.masked_fill(torch.eye(len(weights), dtype=torch.bool), float("-inf"))
+    gap, total = 1 - off.max(1).values, weights.sum(1)
+    return {"weight margin": gap.mean().item(), "share margin": (gap / total).mean().item(),
+            "true share": (1 / total).mean().item(), "ties": (gap <= 1e-6).float().mean().item()}
 
 
 class Projector(torch.nn.Module):
@@ -98,20 +139,47 @@ def hyperparameters(**overrides) -> dict:
     ``zoo`` recipe (freeze-align: τ 0.07, AdamW lr 1e-3, decay 0.02, cosine; STRUCTURE: λ 10
     warmed up, τ 0.07, one level). ``layer``: the image layer aligned."""
     r = dict(steps=300, batch_size=64, lr=1e-3, weight_decay=0.02, warmup=30,
-             tau=0.07, embed_dim=128, hidden=256, cwcl_centre=False,
-             lam=10.0, lam_warmup=100, structure_tau=0.07, levels=1, cwcl_source="text", layer=-1)
+             tau=0.07, embed_dim=128, hidden=256, cwcl_centre=False, cwcl_form="paper",
+             lam=10.0, lam_warmup=100, structure_tau=0.07, levels=1, divergence="js",
+             cwcl_source="text", layer=-1)
     r = _validate.overrides(r, overrides)
     _validate.one_of("cwcl_source", r["cwcl_source"], CWCL_SOURCES)
+    _validate.one_of("cwcl_form", r["cwcl_form"], CWCL_FORMS)
+    _validate.one_of("divergence", r["divergence"], tuple(structure.DIVERGENCES))
     return r
 
 
-def _weights(method, r, x_img, x_txt):
+def _weights(method, r, x_img, x_txt, x_attr):
+    """CWCL's (image->text, text->image) weights for one batch; ``"attributes"``: the oracle,
+    from the scenes' true attribute vectors."""
     if "cwcl" not in method:
         return None, None
-    source, centre = r["cwcl_source"], r["cwcl_centre"]
-    w_img = losses.cwcl_weights(x_img, centre) if source in ("image", "own") else None
-    w_txt = losses.cwcl_weights(x_txt, centre) if source in ("text", "own") else None
+    source, centre, form = r["cwcl_source"], r["cwcl_centre"], r["cwcl_form"]
+    if source == "attributes":
+        w = cwcl_targets(x_attr, centre, form)
+        return w, w
+    w_img = cwcl_targets(x_img, centre, form) if source in ("image", "own") else None
+    w_txt = cwcl_targets(x_txt, centre, form) if source in ("text", "own") else None
     return {"text": (w_txt, w_txt), "image": (w_img, w_img), "own": (w_img, w_txt)}[source]
+
+
+def pair_indices(n_available: int, n_pairs: int, seed: int | None = None) -> torch.Tensor:
+    """The rows ``train_projectors`` draws as its ``n_pairs`` pairs out of ``n_available``
+    with ``seed`` ``[n_pairs]`` (the same generator, the same first draw)."""
+    if not 2 <= _validate.positive_int("n_pairs", n_pairs) <= n_available:
+        raise ValueError(f"n_pairs: got {n_pairs}, "
+                         f"expected 2..{n_available} (the pairs in feats)")
+    return torch.randperm(n_available, generator=torch.Generator().manual_seed(get_seed(seed)))[:n_pairs]
+
+
+def untrained_projectors(feats: dict, seed: int | None = None, **overrides):
+    """The image and text ``Projector`` exactly as ``train_projectors`` initialises them with
+    ``seed`` (before any step): the starting point that every trained pair is compared to."""
+    r, seed = hyperparameters(**overrides), get_seed(seed)
+    torch.manual_seed(seed)
+    img_proj = Projector(feats["image"].shape[-1], r["embed_dim"], r["hidden"])
+    txt_proj = Projector(feats["text"].shape[-1], r["embed_dim"], r["hidden"])
+    return img_proj.eval(), txt_proj.eval()
 
 
 def train_projectors(feats: dict, n_pairs: int, method: str = "clip", seed: int | None = None,
@@ -121,25 +189,25 @@ def train_projectors(feats: dict, n_pairs: int, method: str = "clip", seed: int 
     ``n_pairs`` is (batches of ``min(batch_size, n_pairs)``). Returns both and the history."""
     _validate.one_of("method", method, METHODS)
     r, seed = hyperparameters(**overrides), get_seed(seed)
-    if not 2 <= _validate.positive_int("n_pairs", n_pairs) <= len(feats["text"]):
-        raise ValueError(f"n_pairs: got {n_pairs}, "
-                         f"expected 2..{len(feats['text'])} (the pairs in feats)")
+    pair_indices(len(feats["text"]), n_pairs, seed)                 # checks n_pairs
     g = torch.Generator().manual_seed(seed)
-    pool = torch.randperm(len(feats["text"]), generator=g)[:n_pairs]
+    pool = torch.randperm(len(feats["text"]), generator=g)[:n_pairs]   # = pair_indices(...)
     x_img, x_txt = feats["image"][pool, r["layer"]].float(), feats["text"][pool].float()
-    torch.manual_seed(seed)
-    img_proj = Projector(x_img.shape[1], r["embed_dim"], r["hidden"])
-    txt_proj = Projector(x_txt.shape[1], r["embed_dim"], r["hidden"])
+    x_attr = (attribute_vectors(feats["attrs"][pool])
+              if "cwcl" in method and r["cwcl_source"] == "attributes" else None)
+    img_proj, txt_proj = untrained_projectors(feats, seed, **overrides)
+    img_proj.train(), txt_proj.train()
     log_scale, batch = torch.tensor(math.log(1 / r["tau"])), min(r["batch_size"], n_pairs)
+    reg_args = (r["structure_tau"], r["levels"])
 
     def loss_fn(step):
         idx = torch.randperm(n_pairs, generator=g)[:batch]
         zi, zt = img_proj(x_img[idx]), txt_proj(x_txt[idx])
-        out = {"loss": losses.cwcl_loss(zi, zt, log_scale,
-                                        *_weights(method, r, x_img[idx], x_txt[idx]))}
+        w = _weights(method, r, x_img[idx], x_txt[idx], None if x_attr is None else x_attr[idx])
+        out = {"loss": losses.cwcl_loss(zi, zt, log_scale, *w)}
         if "structure" in method:
-            reg = (structure.regulariser(x_img[idx], zi, r["structure_tau"], r["levels"])
-                   + structure.regulariser(x_txt[idx], zt, r["structure_tau"], r["levels"])) / 2
+            reg = (structure.regulariser(x_img[idx], zi, *reg_args, divergence=r["divergence"])
+                   + structure.regulariser(x_txt[idx], zt, *reg_args, divergence=r["divergence"])) / 2
             out["loss"], out["structure"] = \
                 out["loss"] + structure.weight(step, r["lam"], r["lam_warmup"]) * reg, reg.item()
         return out
@@ -188,11 +256,13 @@ def sweep(train_feats: dict, retrieval_feats: dict, zero_shot_feats: dict,
 
 @torch.no_grad()
 def neighbourhood_divergence(project_img, project_txt, feats: dict, batch_size: int = 64,
-                             batches: int = 10, seed: int = 0, layer: int = -1) -> float:
+                             batches: int = 10, seed: int = 0, layer: int = -1,
+                             divergence: str = "js") -> float:
     """How much of the frozen neighbourhoods two projectors lose: STRUCTURE's ``regulariser``
-    R (its defaults) between the frozen features and their projections, image and text sides
-    averaged, over ``batches`` random batches of ``batch_size`` rows of ``feats`` (drawn with
-    ``seed``; the image at ``layer``), then averaged. 0: every neighbourhood kept."""
+    R (τ 0.07, one level, ``divergence``) between the frozen features and their projections,
+    image and text sides averaged, over ``batches`` random batches of ``batch_size`` rows of
+    ``feats`` (drawn with ``seed``; the image at ``layer``), then averaged. 0: every
+    neighbourhood kept."""
     import statistics
     if not (callable(project_img) and callable(project_txt)):
         raise ValueError("project_img, project_txt: expected two callables [B, w] -> [B, d]")
@@ -201,6 +271,32 @@ def neighbourhood_divergence(project_img, project_txt, feats: dict, batch_size: 
     for _ in range(batches):
         b = torch.randperm(len(feats["text"]), generator=g)[:batch_size]
         xi, xt = feats["image"][b, layer].float(), feats["text"][b].float()
-        r = structure.regulariser(xi, project_img(xi)) + structure.regulariser(xt, project_txt(xt))
+        r = (structure.regulariser(xi, project_img(xi), divergence=divergence)
+             + structure.regulariser(xt, project_txt(xt), divergence=divergence))
         out.append((r / 2).item())
     return statistics.mean(out)
+
+
+@torch.no_grad()
+def recall_among(img_proj, txt_proj, feats: dict, rows: torch.Tensor, group: int | None = None,
+                 layer: int = -1) -> float:
+    """Recall@1 (the mean of both ways) of the scenes ``rows`` ``[R]`` of ``feats`` retrieved
+    among each other, in consecutive groups of ``group`` rows (default: all ``R`` at once; a
+    last, shorter group is dropped), averaged over groups. A caption true of several scenes of
+    a group counts for each (``world.matches``), so it works on the train split too: the pairs
+    a projector was trained on against as many it never saw, at the same chance level."""
+    if not (callable(img_proj) and callable(txt_proj)):
+        raise ValueError("img_proj, txt_proj: expected two callables [B, w] -> [B, d]")
+    rows = torch.as_tensor(rows)
+    group = len(rows) if group is None else _validate.positive_int("group", group)
+    if not 2 <= group <= len(rows):
+        raise ValueError(f"group: got {group}, expected 2..{len(rows)} (the rows given)")
+    out = []
+    for start in range(0, len(rows) - group + 1, group):
+        b = rows[start:start + group]
+        img = F.normalize(img_proj(feats["image"][b, layer].float()), dim=-1)
+        txt = F.normalize(txt_proj(feats["text"][b].float()), dim=-1)
+        pos = world.matches(feats["attrs"][b], feats["full_spec"][b])
+        r = metrics.retrieval(img, txt, ks=(1,), positives=pos)
+        out.append((r["i2t@1"] + r["t2i@1"]) / 2)
+    return sum(out) / len(out)
