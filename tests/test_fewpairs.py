@@ -133,3 +133,14 @@ def test_recall_among_scores_groups_of_the_given_rows():
     assert fewpairs.recall_among(same, same, feats, torch.arange(n), group=4) == 1.0
     with pytest.raises(ValueError, match="group: got 13"):
         fewpairs.recall_among(same, same, feats, torch.arange(n), group=13)
+
+
+def test_neighbours_kept_is_one_for_a_rotation_and_near_chance_for_a_shuffle():
+    feats = {"image": _randn(60, 2, 8), "text": _randn(60, 12, seed=1)}
+    q, _ = torch.linalg.qr(_randn(8, 8, seed=2))
+    q2, _ = torch.linalg.qr(_randn(12, 12, seed=3))
+    assert fewpairs.neighbours_kept(lambda x: x @ q, lambda x: 3 * x @ q2, feats, k=5) == pytest.approx(1.0)
+    perm = torch.randperm(60, generator=torch.Generator().manual_seed(4))
+    assert fewpairs.neighbours_kept(lambda x: x[perm], lambda x: x[perm], feats, k=5) < 0.3
+    with pytest.raises(ValueError, match="project_img, project_txt"):
+        fewpairs.neighbours_kept(None, lambda x: x, feats)

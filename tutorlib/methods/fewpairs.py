@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ..core import _validate, cache
 from ..objectives import losses, structure
-from ..evaluation import metrics
+from ..evaluation import metrics, representations
 from ..zoo import pretrained, selfsup
 from ..training import train
 from .. import world
@@ -300,3 +300,17 @@ def recall_among(img_proj, txt_proj, feats: dict, rows: torch.Tensor, group: int
         r = metrics.retrieval(img, txt, ks=(1,), positives=pos)
         out.append((r["i2t@1"] + r["t2i@1"]) / 2)
     return sum(out) / len(out)
+
+
+@torch.no_grad()
+def neighbours_kept(project_img, project_txt, feats: dict, k: int = 10, layer: int = -1) -> float:
+    """Which frozen neighbours two projectors keep, by rank only: the mutual ``k``-NN of the
+    frozen features of ``feats`` and their projections (``representations.mutual_knn``), image
+    (at ``layer``) and text sides averaged. 1: every item keeps its ``k`` nearest; about
+    k / (N - 1): none kept. Unlike STRUCTURE's R it is blind to how sharply the neighbours
+    are picked."""
+    if not (callable(project_img) and callable(project_txt)):
+        raise ValueError("project_img, project_txt: expected two callables [B, w] -> [B, d]")
+    x_img, x_txt = feats["image"][:, layer].float(), feats["text"].float()
+    return (representations.mutual_knn(x_img, project_img(x_img), k)
+            + representations.mutual_knn(x_txt, project_txt(x_txt), k)) / 2
