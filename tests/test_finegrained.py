@@ -155,6 +155,12 @@ def test_tower_tokens_agree_with_the_pooled_path():
     # the text tower pools its last real token: the same vector as that token's projection
     last = mask.long().cumsum(1).argmax(1)
     torch.testing.assert_close(y[torch.arange(3), last], model.encode_text(ids), atol=1e-5, rtol=0)
+    # one pass gives both: the pooled embedding of encode_text and the tokens of text_tokens
+    e = finegrained.encode_text(model.text_tower, ids)
+    assert torch.equal(e["text"], model.encode_text(ids))
+    assert torch.equal(e["y"], y) and torch.equal(e["mask"], mask)
+    with pytest.raises(ValueError, match="text_tower: got a ImageTower"):
+        finegrained.encode_text(model.image_tower, ids)
 
 
 def test_largest_allocation_sees_filip_s_token_pairs():
