@@ -171,9 +171,16 @@ def _not_written(image_emb, text_emb, logit_scale):
 
 
 def test_check_across_processes_names_the_rank_that_differs():
-    from tutorlib.course import check
+    from tutorlib.course import check, mistakes
     assert check.across_processes(_local_reference, _local_reference, _shard, world_size=2) == 0
-    with pytest.raises(check.ExerciseError, match=r"rank [01] of 2: .*values differ"):  # rank 1's labels point at rank 0's pairs
+    # the classic mistake: rank 0's loss is right, rank 1's labels point at rank 0's pairs. Every
+    # rank's value is compared before any gradient (rank 0's gradients are wrong too, through the
+    # gather), so the verdict names rank 1 and its loss value, and the mistake by name
+    with pytest.raises(check.ExerciseError,
+                       match=r"rank 1 of 2: values differ(.|\n)*Likely cause: the labels are not offset by the rank"):
+        check.across_processes(_local_without_offset, _local_reference, _shard, world_size=2,
+                               mistakes=mistakes.local_loss_mistakes())
+    with pytest.raises(check.ExerciseError, match=r"rank 1 of 2: values differ"):   # without the list: no hint
         check.across_processes(_local_without_offset, _local_reference, _shard, world_size=2)
     with pytest.raises(check.ExerciseError, match="is not written yet: Exercise 2: the local loss"):
         check.across_processes(_not_written, _local_reference, _shard, world_size=2)
@@ -240,5 +247,33 @@ def test_data_parallel_gathered_trains_like_one_process():
     assert max((own[0]["state"][k] - v).abs().max().item() for k, v in one["state"].items()) > 1e-4
     with pytest.raises(ValueError, match="negatives: got 'local'"):
         distributed.data_parallel(0, 1, _pair, features, "local", 5, 16, 0)
+    with pytest.raises(ValueError, match="optimizer: got 'adam'"):
+        distributed.data_parallel(0, 1, _pair, features, "own", 5, 16, 0, optimizer="adam")
     with pytest.raises(ValueError, match="make_model, features"):
         distributed.data_parallel(0, 1, _pair, {"image": features["image"]}, "own", 5, 16, 0)
+    with pytest.raises(ValueError, match="runs: got"):
+        distributed.data_parallel_runs(0, 1, {"a": "gathered"}, _pair, features, 5, 16, 0)
+
+
+def _gap(a, b):
+    return max((a[k] - b[k]).abs().max().item() for k in b)
+
+
+def test_the_ddp_check_catches_a_gather_without_gradient_under_sgd_not_under_adamw():
+    """Lesson 09's Part 5 check (``gap < 1e-4`` for the gathered run, ``> 100 x`` that for a wrong
+    one) on the mistake it is there for: a gather without gradient gives every process 1/W of
+    the exact gradient. SGD's update scales with it and ends far away; AdamW's barely moves, so
+    with AdamW the same check would pass the mistake."""
+    g = torch.Generator().manual_seed(0)
+    features = {"image": torch.randn(64, 6, generator=g), "text": torch.randn(64, 5, generator=g)}
+    runs = {f"{neg} {opt}": {"negatives": neg, "optimizer": opt}
+            for opt in ("sgd", "adamw") for neg in ("gathered", "gathered, no gradient")}
+    one = distributed.data_parallel_runs(0, 1, {o: {"negatives": "gathered", "optimizer": o} for o in ("sgd", "adamw")},
+                                         _pair, features, 20, 16, 0)
+    two = launch.run(distributed.data_parallel_runs, 2, runs, _pair, features, 20, 16, 0, timeout=240)[0]
+    exact_sgd = max(_gap(two["gathered sgd"]["state"], one["sgd"]["state"]), 1e-7)
+    assert exact_sgd < 1e-4
+    assert _gap(two["gathered, no gradient sgd"]["state"], one["sgd"]["state"]) > 100 * exact_sgd      # caught
+    exact_adamw = max(_gap(two["gathered adamw"]["state"], one["adamw"]["state"]), 1e-7)
+    assert exact_adamw < 1e-4
+    assert _gap(two["gathered, no gradient adamw"]["state"], one["adamw"]["state"]) < 1e-4              # missed

@@ -2,14 +2,18 @@
 the loss must see the global batch's negatives. Three forms, as open_clip writes them
 (``src/open_clip/loss.py``), inside processes started by ``launch.run`` or ``torchrun``:
 
-* ``gathered_clip_loss``: all-gather both modalities *with gradient*
-  (``torch.distributed.nn.functional.all_gather``) and compute the whole
-  ``[N_global, N_global]`` logit matrix in every process;
+* ``gathered_clip_loss``: all-gather both modalities *with gradient* and compute the whole
+  ``[N_global, N_global]`` logit matrix in every process. open_clip gathers with
+  ``torch.distributed._functional_collectives.all_gather_tensor_autograd`` and falls back to
+  ``torch.distributed.nn.all_gather`` (``loss.py:23-26``, ``_all_gather_with_grad``); this module
+  calls the second, public one. Both have the same backward pass: every process's gradient
+  of the gathered tensor is summed onto each row's owner (a reduce-scatter);
 * ``gathered_clip_loss(..., local_loss=True)``: only this process's rows,
   ``[N_local, N_global]`` each way, labels offset by rank;
 * ``siglip_ring_loss``: SigLIP's sigmoid loss with the texts passed around a ring of
   processes (``dist_impl="shift"``), so no process computes more than ``[N_local, N_local]``
-  logits at once (autograd keeps each step's block until the backward pass).
+  logits at once (autograd keeps each step's block until the backward pass). ``exchange`` is
+  the ring's step, public so that a ring of one's own is counted by ``traffic``.
 
 Gradients: each process differentiates its own loss, and the gathers send gradients back to the
 rows' owners, so a process's embedding rows receive W times the gradient of the global loss
@@ -26,6 +30,10 @@ one global batch; ``reference_gradients`` computes the same loss in one process 
     per_rank = launch.run(form_gradients, 2, {"local": local}, batch)    # batch: (img, txt, s, b)
     one = lambda i, t, s, b: clip_loss(i, t, s)                          # on the whole batch
     loss, g_img, g_txt, g_scale_bias = reference_gradients(one, batch)
+
+``data_parallel`` trains with ``DistributedDataParallel``, with the global batch's negatives
+gathered with or without gradient, or each process's own; ``data_parallel_runs`` trains
+several such runs one after the other in the same processes (one launch, not one per run).
 """
 from __future__ import annotations
 
@@ -90,16 +98,19 @@ def gather(x: torch.Tensor, with_grad: bool = True) -> torch.Tensor:
 
 
 def gathered_clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale,
-                       local_loss: bool = False) -> torch.Tensor:
+                       local_loss: bool = False, with_grad: bool = True) -> torch.Tensor:
     """CLIP's symmetric loss over the global batch (``losses.clip_loss`` on the concatenation).
     ``local_loss=False``: the whole ``[N_g, N_g]`` matrix in every process. ``True``: this
     process's ``N_l`` rows each way against all ``N_g`` columns, labels ``rank * N_l + i``; its
-    loss is the mean over its own rows, and the mean over processes is the global loss."""
+    loss is the mean over its own rows, and the mean over processes is the global loss.
+    ``with_grad=False``: gather without gradient, own rows put back (``gather``); the value is
+    the same, but only this process's own rows carry gradient, so after DDP's average every
+    gradient is 1/W of the exact one (full loss; with ``local_loss`` it is not even a multiple)."""
     rank, _ = _world()
     _validate.pair(image_emb, text_emb)
     scale = _validate.scalar("logit_scale", logit_scale).exp()
     img, txt = F.normalize(image_emb, dim=-1), F.normalize(text_emb, dim=-1)
-    all_img, all_txt = gather(img), gather(txt)
+    all_img, all_txt = gather(img, with_grad), gather(txt, with_grad)
     if local_loss:
         labels = torch.arange(len(img), device=img.device) + rank * len(img)
         return (F.cross_entropy(scale * img @ all_txt.T, labels)
@@ -123,6 +134,20 @@ class _NeighbourExchange(torch.autograd.Function):
         return _NeighbourExchange.apply(grad, ctx.recv_from, ctx.send_to), None, None
 
 
+def exchange(x: torch.Tensor, send_to: int, recv_from: int) -> torch.Tensor:
+    """One ring step, with gradient (open_clip's ``neighbour_exchange_with_grad``): send ``x`` to
+    rank ``send_to``, return the tensor of the same shape received from rank ``recv_from``; the
+    backward pass sends the gradient back the other way. Counted by ``traffic`` (the bytes
+    received), so a ring written with it reports its bytes like ``siglip_ring_loss``."""
+    _, world = _world()
+    _validate.tensor("x", x, None, finite=False)
+    for name, r in (("send_to", send_to), ("recv_from", recv_from)):
+        if isinstance(r, bool) or not isinstance(r, int) or not 0 <= r < world:
+            raise ValueError(f"{name}: got {r!r}, expected a rank from 0 to {world - 1}")
+    _received(x.numel() * x.element_size())
+    return _NeighbourExchange.apply(x, send_to, recv_from)
+
+
 def _exchange(x: torch.Tensor, send_to: int, recv_from: int) -> torch.Tensor:
     received = torch.empty_like(x)
     ops = [dist.P2POp(dist.isend, x.contiguous(), send_to),
@@ -144,11 +169,15 @@ def _sigmoid_terms(img, txt, scale, bias, positives: bool) -> torch.Tensor:
 
 def siglip_ring_loss(image_emb: torch.Tensor, text_emb: torch.Tensor,
                      logit_scale, logit_bias) -> torch.Tensor:
-    """SigLIP's loss (``losses.siglip_loss``) over the global batch, by a ring (SigLIP's chunked
-    form; open_clip's ``dist_impl="shift"``): this process's images against its own texts
-    (positives on the diagonal), then W - 1 times: pass the texts one rank to the right, receive
-    from the left, and add the negatives-only terms. Returns this process's share, normalised
-    by ``N_local``: the mean over processes is the global loss."""
+    """SigLIP's loss (``losses.siglip_loss``) over the global batch, by a ring (the chunked form
+    the SigLIP paper describes; open_clip's ``dist_impl="shift"``, ``loss.py:445-462``): this
+    process's images against its own texts (positives on the diagonal), then W - 1 times: pass
+    the texts one rank to the right, receive from the left, and add the negatives-only terms.
+    Returns this process's share, normalised by ``N_local``: the mean over processes is the
+    global loss. (open_clip's default ``"bidir"`` exchanges with both neighbours at once and
+    ends, for even W, with one one-way shift: ``loss.py:410-444``, the shift at 432-444.
+    big_vision's public SigLIP trainer is not chunked: its docstring says "TODO: implement
+    chunked version with shard_map", ``big_vision/trainers/proj/image_text/siglip.py:19``.)"""
     rank, world = _world()
     _validate.pair(image_emb, text_emb)
     scale = _validate.scalar("logit_scale", logit_scale).exp()
@@ -157,8 +186,7 @@ def siglip_ring_loss(image_emb: torch.Tensor, text_emb: torch.Tensor,
     loss = _sigmoid_terms(img, txt, scale, bias, positives=True)
     right, left = (rank + 1) % world, (rank - 1) % world
     for _ in range(world - 1):
-        _received(txt.numel() * txt.element_size())
-        txt = _NeighbourExchange.apply(txt, right, left)
+        txt = exchange(txt, right, left)
         loss = loss + _sigmoid_terms(img, txt, scale, bias, positives=False)
     return loss
 
@@ -248,27 +276,41 @@ def distributed_costs(rank: int, world_size: int, forms: dict, sizes, width: int
     return out
 
 
-NEGATIVES = ("gathered", "own")
+NEGATIVES = ("gathered", "gathered, no gradient", "own")
+OPTIMIZERS = {"sgd": 0.01, "adamw": 1e-3}          # name: default learning rate
+
+
+def _optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
+    if name == "sgd":                   # an update proportional to the gradient: a scale shows
+        return torch.optim.SGD(params, lr=lr, momentum=0.9)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=0.0)   # normalised: a scale hides
 
 
 def data_parallel(rank: int, world_size: int, make_model, features: dict, negatives: str,
-                  steps: int, batch_size: int, seed: int, lr: float = 1e-3, warmup: int = 15,
-                  tau: float = 0.07) -> dict:
+                  steps: int, batch_size: int, seed: int, lr: float | None = None,
+                  warmup: int = 15, tau: float = 0.07, optimizer: str = "sgd") -> dict:
     """Train ``make_model()`` (the same weights in every process: seed inside it) for ``steps``
     steps of CLIP's loss at the fixed temperature ``tau``, its ``forward(image [B, w_i], text
     [B, w_t])`` returning two ``[B, d]`` embeddings. Every process draws the same random global
-    batch of ``batch_size`` rows of ``features`` ``{"image": [N, w_i], "text": [N, w_t]}`` and
-    takes its ``batch_size / world_size`` of them; with ``world_size > 1`` the model runs under
-    ``DistributedDataParallel``. ``negatives``: "gathered" (``gathered_clip_loss``,
-    the global batch's loss) or "own" (``losses.clip_loss`` on this process's rows only).
+    batch of ``batch_size`` rows of ``features`` ``{"image": [N, w_i], "text": [N, w_t]}`` (the
+    order drawn from ``seed``) and takes its ``batch_size / world_size`` of them; with
+    ``world_size > 1`` the model runs under ``DistributedDataParallel``. ``negatives``:
+    "gathered" (``gathered_clip_loss``, the global batch's loss, gathered with gradient),
+    "gathered, no gradient" (the same loss, gathered without gradient with this process's rows
+    put back, open_clip's default: every gradient is 1/W of the exact one) or "own"
+    (``losses.clip_loss`` on this process's rows only). ``optimizer``: "sgd" (momentum 0.9,
+    default ``lr`` 0.01), whose update scales with the gradient, or "adamw" (no weight decay,
+    default ``lr`` 1e-3), which ignores a uniform gradient scale; warm-up then cosine decay.
     Returns ``{"loss": [steps] this process's losses, "state": the model's state_dict}``."""
     from torch.nn.parallel import DistributedDataParallel
     _validate.one_of("negatives", negatives, NEGATIVES)
+    _validate.one_of("optimizer", optimizer, tuple(OPTIMIZERS))
     _validate.positive_int("steps", steps), _validate.positive_int("batch_size", batch_size)
     if not callable(make_model) or not isinstance(features, dict) \
             or not {"image", "text"} <= set(features):
         raise ValueError("make_model, features: expected a callable that builds the model and "
                          "a dict with 'image' and 'text' features")
+    lr = OPTIMIZERS[optimizer] if lr is None else _validate.positive_number("lr", lr)
     model = make_model()
     net = DistributedDataParallel(model) if world_size > 1 else model
     g, per = torch.Generator().manual_seed(seed), batch_size // world_size
@@ -278,9 +320,23 @@ def data_parallel(rank: int, world_size: int, make_model, features: dict, negati
         idx = torch.randperm(len(features["text"]), generator=g)[:batch_size]
         idx = idx[rank * per:(rank + 1) * per]                       # this process's share
         zi, zt = net(features["image"][idx], features["text"][idx])
-        if negatives == "gathered" and world_size > 1:
-            return gathered_clip_loss(zi, zt, scale)
+        if negatives != "own" and world_size > 1:
+            return gathered_clip_loss(zi, zt, scale, with_grad=negatives == "gathered")
         return losses.clip_loss(zi, zt, scale)
-    history = train.fit(loss_fn, model.parameters(), range(steps), steps=steps, lr=lr,
-                        warmup=warmup, progress=False)
+    history = train.fit(loss_fn, None, range(steps), steps=steps, lr=lr, warmup=warmup,
+                        optimizer=_optimizer(optimizer, model.parameters(), lr), progress=False)
     return {"loss": torch.tensor(history["loss"]), "state": model.state_dict()}
+
+
+def data_parallel_runs(rank: int, world_size: int, runs: dict, make_model, features: dict,
+                       steps: int, batch_size: int, seed: int) -> dict:
+    """Several ``data_parallel`` runs one after the other in the same processes (one
+    ``launch.run``, so the processes start once): ``runs`` is ``{name: {"negatives": ...,
+    "optimizer": ..., and any other keyword of data_parallel}}``; returns ``{name: result}``."""
+    if not isinstance(runs, dict) or not runs or not all(
+            isinstance(kw, dict) and "negatives" in kw for kw in runs.values()):
+        raise ValueError(f"runs: got {runs!r:.80}, expected a dict {{name: {{'negatives': ..., "
+                         "'optimizer': ...}}")
+    return {name: data_parallel(rank, world_size, make_model, features, kw["negatives"], steps,
+                                batch_size, seed, **{k: v for k, v in kw.items() if k != "negatives"})
+            for name, kw in runs.items()}
