@@ -268,3 +268,13 @@ def _anchor_inputs():
 def test_anchor_loss_mistakes_are_named(mistake, cause):
     with pytest.raises(check.ExerciseError, match=cause):
         check.function(mistake, binding.anchor_loss, _anchor_inputs)
+
+
+def test_across_processes_checks_its_mistakes_before_starting_processes():
+    from tutorlib.course import mistakes
+    same = lambda *a: a                                             # noqa: E731
+    with pytest.raises(ValueError, match="mistakes: got"):
+        check.across_processes(same, same, same, mistakes=[same])
+    listed = mistakes.local_loss_mistakes()
+    assert len(listed) == 2 and all(callable(f) and "rank" in m or "gathered" in m for f, m in listed)
+    assert "not offset by the rank" in listed[0][1]

@@ -198,8 +198,10 @@ def close(got, want, atol: float = 1e-5, rtol: float = 1e-4, name: str = "your r
     return Difference(worst)
 
 
-def _run_both(rank, world_size, learner, reference, make_inputs):
-    """In one process: both functions on this rank's inputs, their outputs and input gradients."""
+def _run_both(rank, world_size, learner, reference, make_inputs, mistakes=()):
+    """In one process: both functions on this rank's inputs, their outputs and input gradients,
+    then each known wrong version's output (``None`` where it fails on these inputs). Every rank
+    calls the same functions in the same order, so their collectives meet."""
     args = make_inputs(rank, world_size)
     args = args if isinstance(args, tuple) else (args,)
     out = []
@@ -210,23 +212,47 @@ def _run_both(rank, world_size, learner, reference, make_inputs):
         value.backward()
         out.append((value.detach(), [a.grad for a in leaves
                                      if isinstance(a, torch.Tensor) and a.is_floating_point()]))
-    return out
+    wrong = []
+    for fn, _ in mistakes:
+        try:
+            with torch.no_grad():
+                wrong.append(fn(*args).detach())
+        except Exception:                     # a variant that does not fit these inputs
+            wrong.append(None)
+    return out, wrong
+
+
+def _wrong_on_every_rank(learner_values, wrong_values, mistakes) -> str:
+    """The message of the first known mistake whose value equals the learner's on every rank."""
+    for k, (_, message) in enumerate(mistakes):
+        values = [w[k] for w in wrong_values]
+        if all(v is not None and torch.allclose(g.double(), v.double(), atol=1e-5, rtol=1e-4)
+               for g, v in zip(learner_values, values)):
+            return f" Likely cause: {message}."
+    return ""
 
 
 def across_processes(learner, reference, make_inputs, world_size: int = 2, atol: float = 1e-5,
-                     rtol: float = 1e-4, name: str | None = None, timeout: float = 90.0) -> float:
+                     rtol: float = 1e-4, name: str | None = None, timeout: float = 90.0,
+                     mistakes: list | None = None) -> float:
     """Run ``learner`` and ``reference`` inside ``world_size`` processes joined by
     ``torch.distributed`` (``launch.run``), each on ``make_inputs(rank, world_size) -> args``;
-    compare every rank's scalar output and its gradients with respect to the float inputs
-    (``timeout`` seconds at most: a learner's collective that the other ranks never join hangs).
-    Prints how close they are and returns the largest difference; raises ``ExerciseError``
-    naming the rank that differs."""
+    compare every rank's scalar output first, then every rank's gradients with respect to the
+    float inputs (a wrong loss on one rank sends wrong gradients to the others' rows through the
+    gathers, so the values say where the mistake is). ``mistakes``: ``(wrong_function,
+    message)`` pairs, run in every process too, named when one matches the learner's values
+    on every rank (e.g. ``mistakes.local_loss_mistakes()``). ``timeout`` seconds at most: a
+    learner's collective that the other ranks never join hangs. Prints how close they are and
+    returns the largest difference; raises ``ExerciseError`` naming the rank that differs."""
     from ..training import launch
     if not callable(learner) or not callable(reference) or not callable(make_inputs):
         raise ValueError("learner, reference, make_inputs: expected three callables")
+    mistakes = list(mistakes or [])
+    if not all(isinstance(m, tuple) and len(m) == 2 and callable(m[0]) for m in mistakes):
+        raise ValueError(f"mistakes: got {mistakes!r:.80}, expected (wrong_function, message) pairs")
     name = name or getattr(learner, "__name__", "your function")
     try:
-        per_rank = launch.run(_run_both, world_size, learner, reference, make_inputs,
+        per_rank = launch.run(_run_both, world_size, learner, reference, make_inputs, mistakes,
                               timeout=timeout)
     except TimeoutError as e:
         raise ExerciseError(f"{name} did not finish in {timeout:g} s: does every rank call the "
@@ -238,9 +264,15 @@ def across_processes(learner, reference, make_inputs, world_size: int = 2, atol:
                 f"{name} is not written yet: {last.partition(': ')[2]}".rstrip(": ")) from None
         raise ExerciseError(f"{name} failed inside a process: {e}") from None
     worst = 0.0
-    for rank, ((got, got_grads), (want, want_grads)) in enumerate(per_rank):
+    for rank, (((got, _), (want, _)), _) in enumerate(per_rank):        # every loss value first
+        try:
+            worst = max(worst, _compare(got, want, atol, rtol, f"{name}, rank {rank} of {world_size}: "))
+        except ExerciseError as e:
+            hint = _wrong_on_every_rank([r[0][0][0] for r in per_rank], [r[1] for r in per_rank],
+                                        mistakes)
+            raise ExerciseError(f"{e}{hint}") from None
+    for rank, (((_, got_grads), (_, want_grads)), _) in enumerate(per_rank):
         where = f"{name}, rank {rank} of {world_size}: "
-        worst = max(worst, _compare(got, want, atol, rtol, where))
         for k, (g, w) in enumerate(zip(got_grads, want_grads)):
             if w is not None and g is None:
                 raise ExerciseError(f"{where}no gradient reaches input {k}: "

@@ -93,6 +93,29 @@ def _binding_mistakes(reference) -> list:
     return []
 
 
+def local_loss_mistakes() -> list:
+    """Lesson 09's likely wrong answers to the local loss (exercise 2), as ``(wrong_function,
+    message)`` pairs for ``check.across_processes(..., mistakes=...)``: each runs inside the
+    processes, since it gathers."""
+    import torch.nn.functional as F
+
+    from ..objectives import distributed
+
+    def without_offset(image_emb, text_emb, logit_scale):
+        img, txt = F.normalize(image_emb, dim=-1), F.normalize(text_emb, dim=-1)
+        all_img, all_txt = distributed.gather(img), distributed.gather(txt)
+        labels, s = torch.arange(len(img)), logit_scale.exp()
+        return (F.cross_entropy(s * img @ all_txt.T, labels)
+                + F.cross_entropy(s * txt @ all_img.T, labels)) / 2
+    return [(without_offset,
+             "the labels are not offset by the rank: row i of process r is pair r * N_local + i "
+             "in the gathered columns, so the labels are arange(N_local) + rank * N_local "
+             "(rank 0 comes out right either way, which is why its value matches)"),
+            (lambda i, t, s: distributed.gathered_clip_loss(i, t, s),
+             "that is the gathered form's loss (the whole [N_g, N_g] matrix): the local loss "
+             "scores only this process's rows against the gathered columns")]
+
+
 def mistake_hint(learner_out, reference, args, mistakes) -> str:
     for wrong, message in [*mistakes, *known_mistakes(reference)]:
         try:
