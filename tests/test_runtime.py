@@ -113,3 +113,50 @@ def test_profile_on_a_cpu_says_nothing(monkeypatch, capsys):
     monkeypatch.setattr(runtime, "device", lambda: torch.device("cpu"))
     assert tutorlib.profile() == "quick"
     assert capsys.readouterr().err == ""
+
+
+def _cgroup(tmp_path, files: dict):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    return str(tmp_path)
+
+
+@pytest.mark.parametrize("files, want", [
+    ({"cpu.max": "100000 100000\n"}, 1.0),                       # Binder: one CPU (cgroup v2)
+    ({"cpu.max": "150000 100000\n"}, 1.5),
+    ({"cpu.max": "max 100000\n"}, None),                          # v2, no quota
+    ({"cpu/cpu.cfs_quota_us": "200000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 2.0),   # v1
+    ({"cpu,cpuacct/cpu.cfs_quota_us": "50000", "cpu,cpuacct/cpu.cfs_period_us": "100000"}, 0.5),
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),       # v1, no quota
+    ({}, None),                                                   # no cgroup files at all
+])
+def test_cpu_quota_reads_cgroup_v2_and_v1(tmp_path, files, want):
+    assert runtime.cpu_quota(_cgroup(tmp_path, files)) == want
+
+
+def test_cap_threads_follows_a_fake_quota_unless_the_user_set_threads(tmp_path, monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+        torch.set_num_threads(4)                                  # as if the host had 4 cores
+        monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: set(range(4)), raising=False)
+        assert runtime.cap_threads(_cgroup(tmp_path / "none", {"cpu.max": "max 100000"})) == 4
+        assert runtime.cap_threads(_cgroup(tmp_path / "q15", {"cpu.max": "150000 100000"})) == 1
+        torch.set_num_threads(4)
+        assert runtime.cap_threads(_cgroup(tmp_path / "q3", {"cpu.max": "300000 100000"})) == 3
+        torch.set_num_threads(4)                                  # a quota below one CPU: still one thread
+        assert runtime.cap_threads(_cgroup(tmp_path / "q05", {"cpu.max": "50000 100000"})) == 1
+        torch.set_num_threads(4)
+        monkeypatch.setenv("OMP_NUM_THREADS", "4")                # the user's choice wins
+        assert runtime.cap_threads(_cgroup(tmp_path / "q1", {"cpu.max": "100000 100000"})) == 4
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_cap_threads_checks_root():
+    with pytest.raises(ValueError, match="root: got int"):
+        runtime.cap_threads(3)
+    with pytest.raises(ValueError, match="root: got NoneType"):
+        runtime.cpu_quota(None)

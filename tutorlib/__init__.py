@@ -25,7 +25,9 @@ only when used.
 """
 from importlib import import_module
 
-from .core.runtime import device, get_seed, pick, profile, seed_everything, settings
+from .core.runtime import cap_threads, device, get_seed, pick, profile, seed_everything, settings
+
+cap_threads()           # torch's threads, at most the CPUs this process may use (Binder: one)
 
 __version__ = "0.1.0"
 _FLOORS = ("core", "world", "models", "objectives", "evaluation", "training", "zoo", "methods",
