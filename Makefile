@@ -17,7 +17,7 @@ install: $(VENV)/.installed     ## install tutorlib (editable) and the test tool
 # reinstalls only when the package's requirements change
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e ".[test,lab]"
 	$(BIN)/python -m scripts.lab_settings
 	touch $@
 
