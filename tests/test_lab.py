@@ -1,6 +1,7 @@
 """Launching the course: JupyterLab as the README starts it, Colab's set-up cell, Binder."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import types
@@ -59,14 +60,39 @@ def test_colab_setup_cell_installs_only_on_colab(monkeypatch, on_colab):
         assert calls == []
 
 
-def test_binder_installs_cpu_torch_then_tutorlib():
+def test_binder_requirements_are_the_package_s_with_cpu_torch():
+    import tomllib
+    from packaging.requirements import Requirement
+    lines = [ln.split("#")[0].strip() for ln in (ROOT / "binder" / "requirements.txt").read_text().splitlines()]
+    lines = [ln for ln in lines if ln]
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in lines
+    reqs = {Requirement(ln).name: str(Requirement(ln).specifier) for ln in lines if not ln.startswith("-")}
+    declared = {Requirement(r).name: str(Requirement(r).specifier)
+                for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
+    torch_pin = reqs.pop("torch")                         # "+cpu": only PyTorch's CPU index has it
+    assert torch_pin.startswith("==") and torch_pin.endswith("+cpu"), torch_pin
+    assert Requirement(f"torch{declared.pop('torch')}").specifier.contains(torch_pin[2:])
+    assert reqs == declared, "binder/requirements.txt and pyproject.toml's dependencies differ"
+
+
+def test_binder_postbuild_installs_only_the_course_library():
     post = (ROOT / "binder" / "postBuild").read_text()
     assert subprocess.run(["bash", "-n", str(ROOT / "binder" / "postBuild")]).returncode == 0
     assert os.access(ROOT / "binder" / "postBuild", os.X_OK)
     lines = [ln for ln in post.splitlines() if "pip install" in ln and not ln.lstrip().startswith("#")]
-    assert "torch --index-url https://download.pytorch.org/whl/cpu" in lines[0]
-    assert lines[-1].rstrip().endswith("-e .")
-    reqs = [ln for ln in (ROOT / "binder" / "requirements.txt").read_text().splitlines()
-            if ln.strip() and not ln.startswith("#")]
-    assert not any(ln.startswith("torch") for ln in reqs), "torch from PyPI would be the CUDA build"
+    assert len(lines) == 1 and lines[0].rstrip().endswith("--no-deps -e ."), lines
     assert (ROOT / "binder" / "runtime.txt").read_text().strip().startswith("python-3.")
+
+
+def test_binder_image_installs_the_requirements_before_it_copies_the_repository(tmp_path):
+    """repo2docker's own Dockerfile (printed without Docker): the requirements layer comes
+    before the repository's files, so a commit that changes a notebook reuses it."""
+    shutil.copytree(ROOT / "binder", tmp_path / "repo" / "binder")
+    exe = Path(sys.executable).parent / "jupyter-repo2docker"
+    out = subprocess.run([str(exe), "--no-build", "--debug", str(tmp_path / "repo")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    steps = [ln for ln in (out.stdout + out.stderr).splitlines() if ln.startswith(("RUN", "COPY"))]
+    where = lambda text: next(k for k, ln in enumerate(steps) if text in ln)     # noqa: E731
+    assert where('-r "binder/requirements.txt"') < where("COPY --chown=0:0 src/ ${REPO_DIR}/") \
+        < where("./binder/postBuild"), steps
