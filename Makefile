@@ -14,8 +14,16 @@ $(BIN)/python:
 
 install: $(VENV)/.installed     ## install tutorlib (editable) and the test tools into .venv
 
+# A .venv made earlier by a Python older than 3.10 (macOS's own python3 is 3.9) cannot take the
+# course: say so and how to fix it, instead of pip's "requires a different Python".
+PYTHON_OK = $(BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { \
+	echo "$(VENV) was made with $$($(BIN)/python -V 2>&1), and the course needs Python 3.10 or newer."; \
+	echo "Install one (python.org, Homebrew: brew install python@3.11), then rebuild the environment:"; \
+	echo "    rm -rf $(VENV) && make install PYTHON=python3.11"; exit 1; }
+
 # reinstalls only when the package's requirements change
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
+	@$(PYTHON_OK)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[test,lab]"
 	$(BIN)/python -m scripts.lab_settings
@@ -29,22 +37,23 @@ $(VENV)/.grade-installed: pyproject.toml $(VENV)/.installed
 
 LAB_FLAGS ?=
 AS_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)   # JupyterLab refuses root (containers) without it
+# the server's root is the repository (each lesson's links to its quiz and guide in lessons/
+# resolve), and it opens on notebooks/
 lab: install                    ## open the course in JupyterLab (LAB_FLAGS="--no-browser --port=8890" to pass options)
-	$(BIN)/jupyter lab $(AS_ROOT) $(LAB_FLAGS) notebooks/
+	$(BIN)/jupyter lab $(AS_ROOT) $(LAB_FLAGS) --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/notebooks
 
-# `make test` spreads the test files over JOBS processes (pytest-xdist; one notebook stays in
-# one process), each torch on one thread: on 2 cores that is about 1.45x the throughput of
-# one process on two threads, while two processes of two threads each run 2x slower.
+# The test command itself is scripts/test.py, so that a machine without make (Windows) runs
+# the same one: `python -m scripts.test`. It spreads the test files over JOBS processes
+# (pytest-xdist; one notebook stays in one process), each torch on one thread.
 JOBS   ?= 2
-PARALLEL := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS) --dist loadfile
 
 test: install grade-tools       ## everything: unit and slow tests, and every notebook end to end with each cell run twice (quick profile)
-	$(OFFLINE) $(QUIET) TUTORLIB_PROFILE=quick MPLBACKEND=Agg $(PARALLEL) -p no:cacheprovider tests $(NBVAL) --rerun-notebooks notebooks
+	$(BIN)/python -m scripts.test --jobs $(JOBS)
 
 # Tests marked slow (the marker is registered in tests/conftest.py) run a whole notebook, start
 # JupyterLab or drive a browser: `make test` runs them, `make unit` leaves them out.
 unit: install                   ## the library's tests alone, in a couple of minutes: no slow tests, no notebooks
-	$(OFFLINE) TUTORLIB_PROFILE=quick $(BIN)/python -m pytest -p no:cacheprovider -m "not slow" tests
+	$(BIN)/python -m scripts.test --unit
 
 notebooks: install              ## notebooks only, each cell run once (the quick check while editing one)
 	$(OFFLINE) $(QUIET) TUTORLIB_PROFILE=quick MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider $(NBVAL) notebooks

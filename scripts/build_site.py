@@ -181,7 +181,7 @@ def links(html_text: str, source: Path, page: Path) -> str:
             return m.group(0)
         dest = _page_of(target)
         url = (os.path.relpath(dest, page.parent).replace(os.sep, "/") if dest else
-               f"{_repository()}/{'tree' if target.is_dir() else 'blob'}/main/{target.relative_to(ROOT).as_posix()}")
+               f"{_repository()}/{'tree' if target.is_dir() else 'blob'}/{_branch()}/{target.relative_to(ROOT).as_posix()}")
         return f'href="{url}{"#" + anchor if anchor else ""}"'
     return re.sub(r'href="([^"]*)"', fix, html_text)
 
@@ -189,6 +189,11 @@ def links(html_text: str, source: Path, page: Path) -> str:
 @functools.lru_cache(maxsize=None)                      # read once, not once per link
 def _repository() -> str:
     return set_repository.repository()
+
+
+@functools.lru_cache(maxsize=None)
+def _branch() -> str:
+    return set_repository.branch()
 
 
 def _captions(nb) -> list[str]:

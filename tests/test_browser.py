@@ -35,7 +35,7 @@ def test_notebook_runs_in_jupyterlab_and_widgets_render(lab, tmp_path):
                                     args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(60_000)
-        page.goto(f"{base}/lab/tree/{NOTEBOOK}?token={token}")
+        page.goto(f"{base}/lab/tree/notebooks/{NOTEBOOK}?token={token}")
         page.wait_for_selector(".jp-Notebook .jp-Cell")
         # the kernel starts by itself (the notebook names python3); wait until it is idle
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
