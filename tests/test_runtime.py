@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import tutorlib
-from tutorlib.core import profiles, runtime
+from tutorlib.core import profiles, runtime, threads
 
 
 @pytest.mark.parametrize("value, want", [("quick", "quick"), ("full", "full"),
@@ -132,7 +132,7 @@ def _cgroup(tmp_path, files: dict):
     ({}, None),                                                   # no cgroup files at all
 ])
 def test_cpu_quota_reads_cgroup_v2_and_v1(tmp_path, files, want):
-    assert runtime.cpu_quota(_cgroup(tmp_path, files)) == want
+    assert threads.cpu_quota(_cgroup(tmp_path, files)) == want
 
 
 def test_cap_threads_follows_a_fake_quota_unless_the_user_set_threads(tmp_path, monkeypatch):
@@ -141,22 +141,22 @@ def test_cap_threads_follows_a_fake_quota_unless_the_user_set_threads(tmp_path, 
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
         monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
         torch.set_num_threads(4)                                  # as if the host had 4 cores
-        monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: set(range(4)), raising=False)
-        assert runtime.cap_threads(_cgroup(tmp_path / "none", {"cpu.max": "max 100000"})) == 4
-        assert runtime.cap_threads(_cgroup(tmp_path / "q15", {"cpu.max": "150000 100000"})) == 1
+        monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: set(range(4)), raising=False)
+        assert threads.cap_threads(_cgroup(tmp_path / "none", {"cpu.max": "max 100000"})) == 4
+        assert threads.cap_threads(_cgroup(tmp_path / "q15", {"cpu.max": "150000 100000"})) == 1
         torch.set_num_threads(4)
-        assert runtime.cap_threads(_cgroup(tmp_path / "q3", {"cpu.max": "300000 100000"})) == 3
+        assert threads.cap_threads(_cgroup(tmp_path / "q3", {"cpu.max": "300000 100000"})) == 3
         torch.set_num_threads(4)                                  # a quota below one CPU: still one thread
-        assert runtime.cap_threads(_cgroup(tmp_path / "q05", {"cpu.max": "50000 100000"})) == 1
+        assert threads.cap_threads(_cgroup(tmp_path / "q05", {"cpu.max": "50000 100000"})) == 1
         torch.set_num_threads(4)
         monkeypatch.setenv("OMP_NUM_THREADS", "4")                # the user's choice wins
-        assert runtime.cap_threads(_cgroup(tmp_path / "q1", {"cpu.max": "100000 100000"})) == 4
+        assert threads.cap_threads(_cgroup(tmp_path / "q1", {"cpu.max": "100000 100000"})) == 4
     finally:
         torch.set_num_threads(before)
 
 
 def test_cap_threads_checks_root():
     with pytest.raises(ValueError, match="root: got int"):
-        runtime.cap_threads(3)
+        threads.cap_threads(3)
     with pytest.raises(ValueError, match="root: got NoneType"):
-        runtime.cpu_quota(None)
+        threads.cpu_quota(None)

@@ -3,7 +3,7 @@
 Small modules, one idea each, in folders that are the library's floors (each imports only
 from the floors below it):
 
-    core/         profiles, the runtime (device, profile, seeds), checks of inputs, tensor
+    core/         profiles, the runtime (device, profile, seeds), the thread cap, checks of inputs, tensor
                   helpers, the cache and the recipes that key it
     world/        the procedural world: scenes, images, sounds, videos, captions, datasets
     models/       the towers and the protocol the methods reach through (and a Hugging Face
@@ -25,7 +25,8 @@ only when used.
 """
 from importlib import import_module
 
-from .core.runtime import cap_threads, device, get_seed, pick, profile, seed_everything, settings
+from .core.runtime import device, get_seed, pick, profile, seed_everything, settings
+from .core.threads import cap_threads
 
 cap_threads()           # torch's threads, at most the CPUs this process may use (Binder: one)
 
