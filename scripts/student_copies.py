@@ -1,7 +1,12 @@
 """Write the student copies of the notebooks: every solution replaced by a stub.
 
-    python -m scripts.student_copies                 # notebooks/*.ipynb -> student/
-    python -m scripts.student_copies --out DIR NB... # some notebooks, elsewhere
+    python -m scripts.student_copies                 # student/: a class repository, ready to push
+    python -m scripts.student_copies --out DIR NB... # some notebooks' copies alone, in DIR
+
+The default output is a repository a class can push and open on Binder or Colab:
+``notebooks/`` (the copies), ``lessons/quizzes/`` (so each lesson's quiz link resolves as in the
+course), ``binder/`` (PyTorch's CPU build and the course library from the course repository)
+and a README. Each copy keeps the Colab set-up cell, which installs the course library.
 
 In each code cell, the lines from ``### BEGIN SOLUTION`` to ``### END SOLUTION`` become
 ``raise NotImplementedError(<the exercise's hint>)`` at the same indentation; everything
@@ -137,14 +142,72 @@ def write_copies(notebooks, out: Path) -> list[Path]:
     return written
 
 
+STUDENT_README = """# {title}: your copies
+
+The lessons of [{title}]({repo}) with the exercises left for you: each solution is a stub that
+says what to write, and the check below it compares your function with the course library's.
+
+- **Binder**: open this repository on mybinder.org (`binder/` installs PyTorch's CPU build and
+  the course library); the lessons are in `notebooks/`.
+- **Colab**: open a notebook from `notebooks/`; its first cell installs the course library.
+- **Your laptop**: Python 3.10 or newer, then
+  `python -m venv .venv`, `.venv/bin/pip install "tutorlib[lab] @ git+{repo}@{branch}"`
+  (Windows: `.venv\\Scripts\\pip`), and `jupyter lab` in this folder.
+
+Each lesson ends with a link to its self-check quiz, in `lessons/quizzes/`.
+"""
+
+
+def binder_requirements(repo: str, ref: str) -> str:
+    """A class repository's ``binder/requirements.txt``: the course's pinned CPU build of
+    PyTorch (as the course's own Binder has it), then the course library from ``repo`` at
+    ``ref``, which brings everything else."""
+    own = (ROOT / "binder" / "requirements.txt").read_text().splitlines()
+    keep = [ln for ln in own if ln.startswith("--extra-index-url") or ln.startswith("torch==")]
+    if len(keep) != 2:
+        raise ValueError("binder/requirements.txt: expected an --extra-index-url line and a torch== pin")
+    return ("# PyTorch's CPU build first (its +cpu version exists only on PyTorch's CPU index), then\n"
+            "# the course library, which brings everything else it needs.\n"
+            + "\n".join(keep) + f"\ntutorlib @ git+{repo}@{ref}\n")
+
+
+def write_class_repository(out: Path, notebooks=None) -> list[Path]:
+    """Write a class repository into ``out``: the student copies in ``notebooks/``, the quizzes
+    in ``lessons/quizzes/``, ``binder/`` and a README. Returns the paths written."""
+    try:
+        from scripts import set_repository
+    except ImportError:
+        import set_repository
+    repo, ref = set_repository.repository(), set_repository.branch()
+    notebooks = notebooks or sorted((ROOT / "notebooks").glob("*.ipynb"))
+    written = write_copies(notebooks, out / "notebooks")
+    quizzes = out / "lessons" / "quizzes"
+    quizzes.mkdir(parents=True, exist_ok=True)
+    for quiz in sorted((ROOT / "lessons" / "quizzes").glob("*.md")):
+        (quizzes / quiz.name).write_text(quiz.read_text())
+        written.append(quizzes / quiz.name)
+    (out / "binder").mkdir(exist_ok=True)
+    files = {out / "binder" / "requirements.txt": binder_requirements(repo, ref),
+             out / "binder" / "runtime.txt": (ROOT / "binder" / "runtime.txt").read_text(),
+             out / "README.md": STUDENT_README.format(title="Cross-modal alignment, step by step",
+                                                      repo=repo, branch=ref)}
+    for path, text in files.items():
+        path.write_text(text)
+        written.append(path)
+    return written
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("notebooks", nargs="*", help="notebooks to copy (default: notebooks/*.ipynb)")
+    ap.add_argument("notebooks", nargs="*", help="notebooks to copy (default: every lesson, as a class repository)")
     ap.add_argument("--out", default=str(ROOT / "student"), help="folder to write (default: student/)")
     args = ap.parse_args(argv)
-    notebooks = args.notebooks or sorted((ROOT / "notebooks").glob("*.ipynb"))
-    for p in write_copies(notebooks, Path(args.out)):
-        print(f"wrote {p}")
+    if args.notebooks:
+        written = write_copies(args.notebooks, Path(args.out))
+    else:
+        written = write_class_repository(Path(args.out))
+    print(f"wrote {len(written)} files in {args.out}" + ("" if args.notebooks else
+          ": a class repository (notebooks/, lessons/quizzes/, binder/, README.md), ready to push"))
     return 0
 
 

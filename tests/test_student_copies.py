@@ -92,3 +92,21 @@ def test_student_copy_stops_at_its_first_exercise_with_the_hint(path, tmp_path):
     assert ran == list(range(first + 1)), run.stderr[-2000:]
     assert "ExerciseError" in run.stderr and "is not written yet" in run.stderr, run.stderr[-2000:]
     assert json.loads(hint) in run.stderr
+
+
+def test_the_default_output_is_a_class_repository_that_binder_and_the_quiz_links_can_use(tmp_path):
+    from scripts import set_repository
+    out = tmp_path / "class"
+    assert student_copies.main(["--out", str(out)]) == 0
+    assert sorted(p.name for p in (out / "notebooks").glob("*.ipynb")) == [p.name for p in NOTEBOOKS]
+    reqs = (out / "binder" / "requirements.txt").read_text().splitlines()
+    pin = next(ln for ln in reqs if ln.startswith("torch=="))
+    assert pin.endswith("+cpu") and "--extra-index-url https://download.pytorch.org/whl/cpu" in reqs
+    assert f"tutorlib @ git+{set_repository.repository()}@{set_repository.branch()}" in reqs
+    assert reqs.index(pin) < next(k for k, ln in enumerate(reqs) if ln.startswith("tutorlib"))
+    assert (out / "binder" / "runtime.txt").read_text().strip().startswith("python-3.")
+    for nb in (out / "notebooks").glob("*.ipynb"):                 # every relative link resolves in the copy
+        for link in re.findall(r"\]\((\.\./[^)#]+)", nb.read_text()):
+            assert (nb.parent / link).resolve().is_file(), (nb.name, link)
+    first_code = code_cells(json.loads((out / "notebooks" / NOTEBOOKS[0].name).read_text()))[0]
+    assert "google.colab" in first_code and "pip" in first_code   # Colab installs the course library
