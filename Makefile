@@ -7,7 +7,7 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 QUIET  := TQDM_MININTERVAL=5
 NBVAL  := --nbval-lax --nbval-current-env --nbval-cell-timeout=900
 
-.PHONY: install grade-tools lab test unit notebooks bench bench-cold clean-notebooks student assignments site
+.PHONY: install grade-tools lab test unit notebooks bench bench-cold bench-binder clean-notebooks student assignments site
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,9 @@ bench: install                  ## wall time and peak memory of every notebook, 
 
 bench-cold: install             ## every notebook from an empty cache, as on a fresh Colab or Binder session
 	$(OFFLINE) $(BIN)/python -m scripts.benchmark --cold --no-throughput
+
+bench-binder: install           ## every notebook from an empty cache on one CPU core, as on Binder
+	$(OFFLINE) $(BIN)/python -m scripts.benchmark --cold --one-core --no-throughput
 
 clean-notebooks:                ## strip outputs and execution counts from every notebook
 	$(BIN)/python -m scripts.clean_notebooks notebooks/*.ipynb

@@ -5,6 +5,11 @@ render throughput on one CPU core, and a mini-CLIP training step at batch 256.
     python -m scripts.benchmark --only 00 01    # some notebooks
     python -m scripts.benchmark --no-notebooks  # throughput only
     python -m scripts.benchmark --cold          # each notebook from an empty cache (a fresh Colab or Binder session)
+    python -m scripts.benchmark --cold --one-core   # ... pinned to one CPU core, as Binder gives
+
+Besides the kernel's own peak, each notebook's peak proportional set size (PSS) over the whole
+process tree is sampled: the runner, the kernel and any worker processes the kernel starts
+(lesson 09's), the memory a session's quota counts.
 """
 from __future__ import annotations
 
@@ -34,16 +39,49 @@ print(json.dumps({"wall_s": wall, "peak_mib": kernel_kb / 1024}))
 """
 
 
-def run_notebook(path: Path, cold: bool = False) -> dict:
+def tree_pss_mib(pid: int) -> float:
+    """The proportional set size of process ``pid`` and all its descendants, in MiB (shared
+    pages split between the processes that share them, so the sum is what they hold together)."""
+    import psutil
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_full_info().pss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return total / 2**20
+
+
+def run_notebook(path: Path, cold: bool = False, one_core: bool = False, every_s: float = 0.5) -> dict:
     """Run one notebook in a fresh kernel; ``cold``: with an empty ``TUTORLIB_CACHE`` of its own,
-    so that it builds every world, feature and model it needs, as on a new Colab or Binder session."""
+    so that it builds every world, feature and model it needs, as on a new Colab or Binder session;
+    ``one_core``: the runner, the kernel and its workers pinned to one CPU core (Binder's quota).
+    Returns the wall time, the kernel's peak RSS and the process tree's peak PSS (sampled every
+    ``every_s`` seconds)."""
+    import threading
+    pin = (lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})) if one_core else None
     with tempfile.TemporaryDirectory(prefix="tutorlib-cold-") as empty:
         env = {**os.environ, "TUTORLIB_CACHE": empty} if cold else None
-        out = subprocess.run([sys.executable, "-c", _RUN_ONE, str(path)], capture_output=True,
-                             text=True, cwd=ROOT, env=env)
-    if out.returncode != 0:
-        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
-    return json.loads(out.stdout.strip().splitlines()[-1])
+        proc = subprocess.Popen([sys.executable, "-c", _RUN_ONE, str(path)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env, preexec_fn=pin)
+        peak, done = [0.0], threading.Event()
+
+        def sample():
+            while not done.wait(every_s):
+                peak[0] = max(peak[0], tree_pss_mib(proc.pid))
+        watcher = threading.Thread(target=sample, daemon=True)
+        watcher.start()
+        stdout, stderr = proc.communicate()
+        done.set()
+        watcher.join()
+    if proc.returncode != 0:
+        return {"error": stderr.strip().splitlines()[-1] if stderr.strip() else "failed"}
+    return {**json.loads(stdout.strip().splitlines()[-1]), "tree_pss_mib": peak[0]}
 
 
 def throughput(repeats: int = 5) -> dict:
@@ -94,24 +132,28 @@ def main():
     ap.add_argument("--no-notebooks", action="store_true")
     ap.add_argument("--no-throughput", action="store_true")
     ap.add_argument("--cold", action="store_true", help="each notebook from an empty cache (no budget applies)")
+    ap.add_argument("--one-core", action="store_true", help="pin each notebook's processes to one CPU core (Binder)")
     args = ap.parse_args()
     from tutorlib import profile
     print(f"profile: {profile()}   cores: {os.cpu_count()}")
     if not args.no_notebooks:
         budget = f"cold caches; memory budget {BUDGET_MIB} MiB" if args.cold else f"budget: {BUDGET_S} s, {BUDGET_MIB} MiB"
-        print(f"\n{'notebook':40s} {'wall s':>8s} {'peak MiB':>9s}   ({budget})")
+        if args.one_core:
+            budget += "; one core"
+        print(f"\n{'notebook':40s} {'wall s':>8s} {'peak MiB':>9s} {'tree PSS':>9s}   ({budget})")
         total = 0.0
         for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
             if args.only and not any(path.name.startswith(p) for p in args.only):
                 continue
-            r = run_notebook(path, cold=args.cold)
+            r = run_notebook(path, cold=args.cold, one_core=args.one_core)
             if "error" in r:
                 print(f"{path.name:40s} FAILED: {r['error']}")
                 continue
             total += r["wall_s"]
             over = [what for what, bad in (("time", r["wall_s"] > BUDGET_S and not args.cold),
                                            ("memory", r["peak_mib"] > BUDGET_MIB)) if bad]
-            print(f"{path.name:40s} {r['wall_s']:8.1f} {r['peak_mib']:9.0f}" + (f"   over budget: {', '.join(over)}" if over else ""))
+            print(f"{path.name:40s} {r['wall_s']:8.1f} {r['peak_mib']:9.0f} {r['tree_pss_mib']:9.0f}"
+                  + (f"   over budget: {', '.join(over)}" if over else ""))
         print(f"{'all notebooks above':40s} {total:8.1f}")
     if not args.no_throughput:
         r = throughput()
