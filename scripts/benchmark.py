@@ -6,6 +6,7 @@ render throughput on one CPU core, and a mini-CLIP training step at batch 256.
     python -m scripts.benchmark --no-notebooks  # throughput only
     python -m scripts.benchmark --cold          # each notebook from an empty cache (a fresh Colab or Binder session)
     python -m scripts.benchmark --cold --one-core   # ... pinned to one CPU core, as Binder gives
+    python -m scripts.benchmark --under-load    # training steps/s beside busy processes (a shared server)
 
 Besides the kernel's own peak, each notebook's peak proportional set size (PSS) over the whole
 process tree is sampled: the runner, the kernel and any worker processes the kernel starts
@@ -126,6 +127,39 @@ def throughput(repeats: int = 5) -> dict:
     return res
 
 
+_STEPS = r"""
+import time, torch
+from tutorlib.objectives import binding
+torch.manual_seed(0)
+feats = {"text": torch.randn(3000, 384), **{m: torch.randn(3000, 64) for m in ("image", "audio", "video")}}
+run = lambda steps: binding.train_heads("ImageBind", feats, 64, steps=steps, batch_size=128, seed=0, progress=False)
+run(5)
+start = time.perf_counter()
+run(100)
+print(100 / (time.perf_counter() - start))
+"""
+
+
+def under_load(busy: int | None = None) -> dict:
+    """Lesson 06's training steps per second (ImageBind's heads, batch 128) in three thread
+    settings, while ``busy`` processes (default: one per core) spin beside it, as other users'
+    kernels do on a shared server or a loaded laptop."""
+    busy = busy or os.cpu_count() or 1
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(busy)]
+    settings = {"1 thread": {"OMP_NUM_THREADS": "1"},
+                f"{os.cpu_count()} threads": {"OMP_NUM_THREADS": str(os.cpu_count())},
+                f"{os.cpu_count()} threads, OMP_WAIT_POLICY=PASSIVE": {"OMP_NUM_THREADS": str(os.cpu_count()),
+                                                                       "OMP_WAIT_POLICY": "PASSIVE"}}
+    try:
+        return {name: float(subprocess.run([sys.executable, "-c", _STEPS], capture_output=True, text=True,
+                                           cwd=ROOT, env={**os.environ, **env}, check=True).stdout.split()[-1])
+                for name, env in settings.items()}
+    finally:
+        for p in spinners:
+            p.kill()
+            p.wait()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", nargs="*", help="notebook number prefixes to run (default: all)")
@@ -133,7 +167,13 @@ def main():
     ap.add_argument("--no-throughput", action="store_true")
     ap.add_argument("--cold", action="store_true", help="each notebook from an empty cache (no budget applies)")
     ap.add_argument("--one-core", action="store_true", help="pin each notebook's processes to one CPU core (Binder)")
+    ap.add_argument("--under-load", action="store_true", help="only: training steps/s beside one busy process per core")
     args = ap.parse_args()
+    if args.under_load:
+        print(f"lesson 06's training steps per second, beside {os.cpu_count()} busy processes:")
+        for name, rate in under_load().items():
+            print(f"  {name:45s} {rate:8.1f}")
+        return
     from tutorlib import profile
     print(f"profile: {profile()}   cores: {os.cpu_count()}")
     if not args.no_notebooks:
