@@ -131,6 +131,9 @@ def test_binder_postbuild_installs_only_the_course_library():
     assert os.access(ROOT / "binder" / "postBuild", os.X_OK)
     lines = [ln for ln in post.splitlines() if "pip install" in ln and not ln.lstrip().startswith("#")]
     assert len(lines) == 1 and lines[0].rstrip().endswith("--no-deps -e ."), lines
+    assert "python -m scripts.warm_cache" in post               # the shared models ship with the image
+    from scripts import warm_cache
+    assert warm_cache.main(["--list"]) == 0 and len(warm_cache.pieces()) >= 5
     assert (ROOT / "binder" / "runtime.txt").read_text().strip().startswith("python-3.")
 
 
