@@ -10,9 +10,8 @@ with L2-normalised tokens, the image's class token dropped and padding masked (n
 caption's real tokens). s^I gives the image->text logits and s^T the text->image logits of the
 usual symmetric InfoNCE, with label smoothing 0.1 as in the MindSpore port.
 
-    x = image_tokens(model.image_tower, images)          # [N, P, d] projected patch tokens
+    x = image_tokens(model.image_tower, images)          # [N, P, d] projected patch tokens (tokens.py)
     y, mask = text_tokens(model.text_tower, ids)         # [M, L, d], [M, L] True = real token
-    e = encode_text(model.text_tower, ids)               # {"text": [M, d], "y", "mask"}: one pass
     s_i, s_t = token_similarity(x, y, mask)              # [N, M] each, image rows, text columns
     loss = filip_loss(x, y, mask, logit_scale)           # x, y paired row by row (N = M)
     x, y, mask = select_tokens(x, y, mask, keep=0.25)    # the paper's token dropping
@@ -31,34 +30,8 @@ from ..core import _validate
 from . import losses
 from .objective import Batch, Objective
 from ..training import costs
-from ..models.interface import PromptableImage, PromptableText, require
 from ..core.ops import check_mask
-
-
-def image_tokens(image_tower, images: torch.Tensor) -> torch.Tensor:
-    """The patch tokens of ``images`` ``[N, 3, H, W]`` in the joint space: the tower's token
-    outputs with the class token dropped, through the same projection as the pooled
-    embedding, ``[N, P, embed_dim]``."""
-    require("image_tower", image_tower, PromptableImage)
-    _, tokens = image_tower(images, return_tokens=True)
-    return image_tower.proj(tokens[:, 1:])
-
-
-def text_tokens(text_tower, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The token outputs of captions ``ids`` ``[M, L]`` in the joint space ``[M, L', embed_dim]``
-    and their mask ``[M, L']`` (True = a real token, ``<bos>`` and ``<eos>`` included); ``L'``
-    drops the columns that are padding in every row, as the tower does."""
-    e = encode_text(text_tower, ids)
-    return e["y"], e["mask"]
-
-
-def encode_text(text_tower, ids: torch.Tensor) -> dict:
-    """One pass of the text tower over captions ``ids`` ``[M, L]``: the pooled embedding
-    ``text`` ``[M, d]`` (what the model's ``encode_text`` returns) and the ``text_tokens`` ``y`` and
-    ``mask``, from the same forward."""
-    require("text_tower", text_tower, PromptableText)
-    text, tokens = text_tower(ids, return_tokens=True)
-    return {"text": text, "y": text_tower.proj(tokens), "mask": (ids != text_tower.pad_id)[:, :tokens.shape[1]]}
+from .tokens import encode, encode_text, image_tokens, text_tokens  # noqa: F401  (lesson 07 reads them here)
 
 
 def _check_tokens(image_tokens, text_tokens, text_mask) -> None:
@@ -85,14 +58,18 @@ def token_similarity(image_tokens: torch.Tensor, text_tokens: torch.Tensor,
     return _similarities(image_tokens, text_tokens, text_mask)
 
 
+def _unit_words(text_tokens, text_mask) -> torch.Tensor:
+    """Unit text tokens ``[M, L, d]`` whose padding slots hold a copy of the caption's first real
+    token: a max over words is then blind to them without a masked copy of the ``[N, P, M, L]``
+    cosines (and the gradient a copy receives goes to the real token it copies)."""
+    y = F.normalize(text_tokens, dim=-1)
+    first = y[torch.arange(len(y), device=y.device), text_mask.long().argmax(1)][:, None]
+    return torch.where(text_mask[..., None], y, first)
+
+
 def _similarities(image_tokens, text_tokens, text_mask) -> tuple[torch.Tensor, torch.Tensor]:
     (N, P, d), (M, L, _) = image_tokens.shape, text_tokens.shape
-    x, y = F.normalize(image_tokens, dim=-1), F.normalize(text_tokens, dim=-1)
-    # padding slots hold a copy of the caption's first real token: a max over words is then
-    # blind to them without a masked copy of the [N, P, M, L] cosines (and the gradient the
-    # copy receives goes to the real token it copies)
-    first = text_mask.long().argmax(1)
-    y = torch.where(text_mask[..., None], y, y[torch.arange(M, device=y.device), first][:, None])
+    x, y = F.normalize(image_tokens, dim=-1), _unit_words(text_tokens, text_mask)
     sim = (x.reshape(N * P, d) @ y.reshape(M * L, d).T).view(N, P, M, L)
     s_i = sim.max(3).values.mean(1)                                        # best word per patch
     best_patch = sim.max(1).values                                          # [N, M, L]
@@ -172,10 +149,8 @@ def scores(image_tokens: torch.Tensor, text_tokens: torch.Tensor, text_mask: tor
     _validate.positive_int("chunk", chunk)
     _check_tokens(image_tokens, text_tokens, text_mask)
     (M, L, d), P = text_tokens.shape, image_tokens.shape[1]
-    x, y = F.normalize(image_tokens, dim=-1), F.normalize(text_tokens, dim=-1)
-    first = y[torch.arange(M, device=y.device), text_mask.long().argmax(1)][:, None]
-    words = torch.where(text_mask[..., None], y, first).reshape(M * L, d).T   # padding copies a real token
-    n_words = text_mask.sum(1).to(y.dtype)
+    x, words = F.normalize(image_tokens, dim=-1), _unit_words(text_tokens, text_mask).reshape(M * L, d).T
+    n_words = text_mask.sum(1).to(words.dtype)
     s_i, s_t = [], []
     for lo in range(0, len(x), chunk):
         sim = (x[lo:lo + chunk].reshape(-1, d) @ words).view(-1, P, M, L)   # [chunk, P, M, L]
@@ -196,18 +171,6 @@ def paired_scores(image_tokens: torch.Tensor, text_tokens: torch.Tensor,
     s_i = sim.masked_fill(~text_mask[:, None], float("-inf")).max(2).values.mean(1)
     s_t = (sim.max(1).values * text_mask).sum(1) / text_mask.sum(1).to(sim.dtype)
     return s_i, s_t
-
-
-def encode(model, images: torch.Tensor, ids: torch.Tensor) -> dict:
-    """One pass of each tower of a mini-CLIP-shaped ``model``: the pooled embeddings ``image``
-    ``[N, d]`` and ``text`` ``[M, d]`` (what ``encode_image`` / ``encode_text`` return), the
-    patch tokens ``x`` ``[N, P, d]``, the caption tokens ``y`` ``[M, L, d]`` and their ``mask``."""
-    it, tt = getattr(model, "image_tower", None), getattr(model, "text_tower", None)
-    require("model.image_tower", it, PromptableImage)
-    require("model.text_tower", tt, PromptableText)
-    image, x = it(images, return_tokens=True)
-    t = encode_text(tt, ids)
-    return {"image": image, "text": t["text"], "x": it.proj(x[:, 1:]), "y": t["y"], "mask": t["mask"]}
 
 
 def filip_objective(keep: float = 1.0, label_smoothing: float = 0.1) -> Objective:
@@ -263,9 +226,7 @@ def patch_scores(image_tokens: torch.Tensor, text_tokens: torch.Tensor, text_mas
     _validate.positive_int("chunk", chunk)
     if not bool(text_mask.any(1).all()):
         raise ValueError("text_mask: every caption needs at least one real token")
-    x, y = F.normalize(image_tokens, dim=-1), F.normalize(text_tokens, dim=-1)
-    first = y[torch.arange(len(y), device=y.device), text_mask.long().argmax(1)][:, None]
-    y = torch.where(text_mask[..., None], y, first)                 # padding copies a real token
+    x, y = F.normalize(image_tokens, dim=-1), _unit_words(text_tokens, text_mask)
     (N, P, d), (M, L, _) = x.shape, y.shape
     words = y.reshape(M * L, d).T
     return torch.cat([(x[lo:lo + chunk].reshape(-1, d) @ words).view(-1, P, M, L).amax(3)
