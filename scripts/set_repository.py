@@ -9,7 +9,7 @@
 ``[project.urls] Repository`` and ``[tool.course] branch`` in ``pyproject.toml`` are the one
 place that holds them. Generated from them: each notebook's first code cell (the Colab set-up
 cell, which installs the package on Colab only) and the Colab and Binder badges in its first
-markdown cell; the badges at the top of the README; ``repository-code`` in ``CITATION.cff``.
+markdown cell (with ``KERNEL_NOTE`` under them); the badges at the top of the README; ``repository-code`` in ``CITATION.cff``.
 The course site and the student copies read them from here.
 """
 from __future__ import annotations
@@ -38,6 +38,10 @@ if "google.colab" in sys.modules and importlib.util.find_spec("tutorlib") is Non
         f"changed {{', '.join(changed)}}: restart the session (Runtime > Restart session)" if changed
         else "every package Colab had is untouched: no restart needed"))'''
 _BADGES = re.compile(r"\[!\[Open in Colab\].*?\n\[!\[Binder\][^\n]*", re.S)
+# under each notebook's badges: on Binder every open kernel counts against one memory limit
+KERNEL_NOTE = ("*Before you start: shut down the previous lesson's kernel (Kernel > Shut Down Kernel). "
+               "On Binder every open kernel counts against the session's 2 GB.*")
+_NOTEBOOK_BADGES = re.compile(_BADGES.pattern + r"(?:\n\n?" + re.escape(KERNEL_NOTE) + ")?", re.S)
 _REPO_LINE = re.compile(r'^Repository\s*=\s*"([^"]*)"', re.M)
 _BRANCH_LINE = re.compile(r'^branch\s*=\s*"([^"]*)"', re.M)
 _CFF_LINE = re.compile(r'^repository-code:\s*"[^"]*"', re.M)
@@ -108,7 +112,7 @@ def updated(nb, name: str, repo: str, ref: str | None = None):
     md = next(c for c in nb.cells if c.cell_type == "markdown")
     if not _BADGES.search(md.source):
         raise ValueError(f"{name}: its first markdown cell has no Colab and Binder badges")
-    md.source = _BADGES.sub(lambda m: badges(repo, name, ref), md.source, count=1)
+    md.source = _NOTEBOOK_BADGES.sub(lambda m: badges(repo, name, ref) + "\n\n" + KERNEL_NOTE, md.source, count=1)
     return nb
 
 

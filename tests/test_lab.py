@@ -47,6 +47,7 @@ def test_repository_address_lives_in_one_place():
         first_code = next(c for c in nb.cells if c.cell_type == "code")
         assert first_code.source == set_repository.setup_cell(repo)
         assert set_repository.badges(repo, name) in nb.cells[0].source
+        assert nb.cells[0].source.count(set_repository.KERNEL_NOTE) == 1    # once, however often it runs
     # the README's badges and CITATION.cff are generated too (--check above covers them);
     # the guides carry no copy of the address to drift
     assert set_repository.badges(repo, None) in (ROOT / "README.md").read_text()
