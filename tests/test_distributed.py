@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tutorlib.objectives import distributed, losses
-from tutorlib.training import launch
+from tutorlib.training import ddp, launch
 
 N_LOCAL, D = 5, 8
 
@@ -237,22 +237,22 @@ def _pair():
 def test_data_parallel_gathered_trains_like_one_process():
     g = torch.Generator().manual_seed(0)
     features = {"image": torch.randn(64, 6, generator=g), "text": torch.randn(64, 5, generator=g)}
-    one = distributed.data_parallel(0, 1, _pair, features, "gathered", 5, 16, 0)
-    two = launch.run(distributed.data_parallel, 2, _pair, features, "gathered", 5, 16, 0, timeout=240)
-    own = launch.run(distributed.data_parallel, 2, _pair, features, "own", 5, 16, 0, timeout=240)
+    one = ddp.data_parallel(0, 1, _pair, features, "gathered", 5, 16, 0)
+    two = launch.run(ddp.data_parallel, 2, _pair, features, "gathered", 5, 16, 0, timeout=240)
+    own = launch.run(ddp.data_parallel, 2, _pair, features, "own", 5, 16, 0, timeout=240)
     assert one["loss"].shape == (5,)
     for k, v in one["state"].items():
         torch.testing.assert_close(two[0]["state"][k], v, atol=1e-5, rtol=1e-4)
         assert torch.equal(two[1]["state"][k], two[0]["state"][k])             # DDP keeps the replicas identical
     assert max((own[0]["state"][k] - v).abs().max().item() for k, v in one["state"].items()) > 1e-4
     with pytest.raises(ValueError, match="negatives: got 'local'"):
-        distributed.data_parallel(0, 1, _pair, features, "local", 5, 16, 0)
+        ddp.data_parallel(0, 1, _pair, features, "local", 5, 16, 0)
     with pytest.raises(ValueError, match="optimizer: got 'adam'"):
-        distributed.data_parallel(0, 1, _pair, features, "own", 5, 16, 0, optimizer="adam")
+        ddp.data_parallel(0, 1, _pair, features, "own", 5, 16, 0, optimizer="adam")
     with pytest.raises(ValueError, match="make_model, features"):
-        distributed.data_parallel(0, 1, _pair, {"image": features["image"]}, "own", 5, 16, 0)
+        ddp.data_parallel(0, 1, _pair, {"image": features["image"]}, "own", 5, 16, 0)
     with pytest.raises(ValueError, match="runs: got"):
-        distributed.data_parallel_runs(0, 1, {"a": "gathered"}, _pair, features, 5, 16, 0)
+        ddp.data_parallel_runs(0, 1, {"a": "gathered"}, _pair, features, 5, 16, 0)
 
 
 def _gap(a, b):
@@ -268,9 +268,9 @@ def test_the_ddp_check_catches_a_gather_without_gradient_under_sgd_not_under_ada
     features = {"image": torch.randn(64, 6, generator=g), "text": torch.randn(64, 5, generator=g)}
     runs = {f"{neg} {opt}": {"negatives": neg, "optimizer": opt}
             for opt in ("sgd", "adamw") for neg in ("gathered", "gathered, no gradient")}
-    one = distributed.data_parallel_runs(0, 1, {o: {"negatives": "gathered", "optimizer": o} for o in ("sgd", "adamw")},
+    one = ddp.data_parallel_runs(0, 1, {o: {"negatives": "gathered", "optimizer": o} for o in ("sgd", "adamw")},
                                          _pair, features, 20, 16, 0)
-    two = launch.run(distributed.data_parallel_runs, 2, runs, _pair, features, 20, 16, 0, timeout=240)[0]
+    two = launch.run(ddp.data_parallel_runs, 2, runs, _pair, features, 20, 16, 0, timeout=240)[0]
     exact_sgd = max(_gap(two["gathered sgd"]["state"], one["sgd"]["state"]), 1e-7)
     assert exact_sgd < 1e-4
     assert _gap(two["gathered, no gradient sgd"]["state"], one["sgd"]["state"]) > 100 * exact_sgd      # caught

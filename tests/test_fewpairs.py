@@ -4,7 +4,7 @@ test_losses_cwcl)."""
 import pytest
 import torch
 
-from tutorlib.methods import fewpairs
+from tutorlib.methods import fewpairs, neighbourhoods
 from tutorlib.objectives import structure
 from tutorlib import world
 
@@ -57,7 +57,7 @@ def test_evaluate_reports_the_mean_of_both_recalls(monkeypatch):
 def test_neighbourhood_divergence_is_the_mean_regulariser_over_batches():
     feats = {"image": _randn(50, 3, 8), "text": _randn(50, 12, seed=1)}
     proj_i, proj_t = torch.nn.Linear(8, 4), torch.nn.Linear(12, 4)
-    got = fewpairs.neighbourhood_divergence(proj_i, proj_t, feats, batch_size=16, batches=3, seed=4)
+    got = neighbourhoods.neighbourhood_divergence(proj_i, proj_t, feats, batch_size=16, batches=3, seed=4)
     g, loop = torch.Generator().manual_seed(4), []
     for _ in range(3):
         b = torch.randperm(50, generator=g)[:16]
@@ -65,12 +65,12 @@ def test_neighbourhood_divergence_is_the_mean_regulariser_over_batches():
         with torch.no_grad():
             loop.append(((structure.regulariser(xi, proj_i(xi)) + structure.regulariser(xt, proj_t(xt))) / 2).item())
     assert got == pytest.approx(sum(loop) / 3)
-    same = fewpairs.neighbourhood_divergence(lambda x: x, lambda x: x, feats, batch_size=16, seed=4)
+    same = neighbourhoods.neighbourhood_divergence(lambda x: x, lambda x: x, feats, batch_size=16, seed=4)
     assert same < 1e-6                                                     # nothing moved: every neighbourhood kept
     with pytest.raises(ValueError, match="project_img, project_txt"):
-        fewpairs.neighbourhood_divergence(proj_i, None, feats)
+        neighbourhoods.neighbourhood_divergence(proj_i, None, feats)
     with pytest.raises(ValueError, match="batches: got 0"):
-        fewpairs.neighbourhood_divergence(proj_i, proj_t, feats, batches=0)
+        neighbourhoods.neighbourhood_divergence(proj_i, proj_t, feats, batches=0)
 
 
 def test_attribute_vectors_give_the_true_overlap_and_check_their_input():
@@ -139,8 +139,8 @@ def test_neighbours_kept_is_one_for_a_rotation_and_near_chance_for_a_shuffle():
     feats = {"image": _randn(60, 2, 8), "text": _randn(60, 12, seed=1)}
     q, _ = torch.linalg.qr(_randn(8, 8, seed=2))
     q2, _ = torch.linalg.qr(_randn(12, 12, seed=3))
-    assert fewpairs.neighbours_kept(lambda x: x @ q, lambda x: 3 * x @ q2, feats, k=5) == pytest.approx(1.0)
+    assert neighbourhoods.neighbours_kept(lambda x: x @ q, lambda x: 3 * x @ q2, feats, k=5) == pytest.approx(1.0)
     perm = torch.randperm(60, generator=torch.Generator().manual_seed(4))
-    assert fewpairs.neighbours_kept(lambda x: x[perm], lambda x: x[perm], feats, k=5) < 0.3
+    assert neighbourhoods.neighbours_kept(lambda x: x[perm], lambda x: x[perm], feats, k=5) < 0.3
     with pytest.raises(ValueError, match="project_img, project_txt"):
-        fewpairs.neighbours_kept(None, lambda x: x, feats)
+        neighbourhoods.neighbours_kept(None, lambda x: x, feats)

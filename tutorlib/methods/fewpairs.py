@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ..core import _validate, cache
 from ..objectives import losses, structure
-from ..evaluation import metrics, representations
+from ..evaluation import metrics
 from ..zoo import pretrained, selfsup
 from ..training import train
 from .. import world
@@ -255,29 +255,6 @@ def sweep(train_feats: dict, retrieval_feats: dict, zero_shot_feats: dict,
 
 
 @torch.no_grad()
-def neighbourhood_divergence(project_img, project_txt, feats: dict, batch_size: int = 64,
-                             batches: int = 10, seed: int = 0, layer: int = -1,
-                             divergence: str = "js") -> float:
-    """How much of the frozen neighbourhoods two projectors lose: STRUCTURE's ``regulariser``
-    R (τ 0.07, one level, ``divergence``) between the frozen features and their projections,
-    image and text sides averaged, over ``batches`` random batches of ``batch_size`` rows of
-    ``feats`` (drawn with ``seed``; the image at ``layer``), then averaged. 0: every
-    neighbourhood kept."""
-    import statistics
-    if not (callable(project_img) and callable(project_txt)):
-        raise ValueError("project_img, project_txt: expected two callables [B, w] -> [B, d]")
-    _validate.positive_int("batch_size", batch_size), _validate.positive_int("batches", batches)
-    g, out = torch.Generator().manual_seed(seed), []
-    for _ in range(batches):
-        b = torch.randperm(len(feats["text"]), generator=g)[:batch_size]
-        xi, xt = feats["image"][b, layer].float(), feats["text"][b].float()
-        r = (structure.regulariser(xi, project_img(xi), divergence=divergence)
-             + structure.regulariser(xt, project_txt(xt), divergence=divergence))
-        out.append((r / 2).item())
-    return statistics.mean(out)
-
-
-@torch.no_grad()
 def recall_among(img_proj, txt_proj, feats: dict, rows: torch.Tensor, group: int | None = None,
                  layer: int = -1) -> float:
     """Recall@1 (the mean of both ways) of the scenes ``rows`` ``[R]`` of ``feats`` retrieved
@@ -300,17 +277,3 @@ def recall_among(img_proj, txt_proj, feats: dict, rows: torch.Tensor, group: int
         r = metrics.retrieval(img, txt, ks=(1,), positives=pos)
         out.append((r["i2t@1"] + r["t2i@1"]) / 2)
     return sum(out) / len(out)
-
-
-@torch.no_grad()
-def neighbours_kept(project_img, project_txt, feats: dict, k: int = 10, layer: int = -1) -> float:
-    """Which frozen neighbours two projectors keep, by rank only: the mutual ``k``-NN of the
-    frozen features of ``feats`` and their projections (``representations.mutual_knn``), image
-    (at ``layer``) and text sides averaged. 1: every item keeps its ``k`` nearest; about
-    k / (N - 1): none kept. Unlike STRUCTURE's R it is blind to how sharply the neighbours
-    are picked."""
-    if not (callable(project_img) and callable(project_txt)):
-        raise ValueError("project_img, project_txt: expected two callables [B, w] -> [B, d]")
-    x_img, x_txt = feats["image"][:, layer].float(), feats["text"].float()
-    return (representations.mutual_knn(x_img, project_img(x_img), k)
-            + representations.mutual_knn(x_txt, project_txt(x_txt), k)) / 2

@@ -12,10 +12,10 @@ arguments travel by ``dill`` (which can send a function defined in a notebook); 
 back as NumPy arrays turned into tensors again. A process that raises stops the others and
 the error names its rank; one that hangs hits ``timeout``.
 
-``data_parallel`` is one such function: a model trained with ``DistributedDataParallel`` on
+``ddp.data_parallel`` is one such function: a model trained with ``DistributedDataParallel`` on
 CLIP's loss, with the global batch's negatives gathered or each process's own (lesson 09):
 
-    launch.run(data_parallel, 2, make_model, {"image": x, "text": y}, "gathered", 100, 128, 0)
+    launch.run(ddp.data_parallel, 2, make_model, {"image": x, "text": y}, "gathered", 100, 128, 0)
 """
 from __future__ import annotations
 
