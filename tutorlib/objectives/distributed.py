@@ -77,14 +77,16 @@ def _world() -> tuple[int, int]:
 def gather(x: torch.Tensor, with_grad: bool = True) -> torch.Tensor:
     """Every process's ``[N_local, d]`` rows, concatenated in rank order: ``[W * N_local, d]``.
     ``with_grad=False`` gathers without gradient and puts this process's own rows back in place,
-    so that its loss still differentiates through them (open_clip's default)."""
+    so that its loss still differentiates through them (open_clip's default, which puts them back
+    only when ``local_loss=False``, ``loss.py:47``; here they are always put back)."""
     rank, world = _world()
     _validate.tensor("x", x, 2, finite=False)
     _received((world - 1) * x.numel() * x.element_size())
     if with_grad:
         with warnings.catch_warnings():
-            # torch 2.13 marks the autograd-aware all_gather deprecated in favour of a private API;
-            # open_clip still calls it, and it is the public way to gather with gradient
+            # torch 2.13 marks the autograd-aware all_gather deprecated in favour of a private API
+            # (open_clip calls _functional_collectives.all_gather_tensor_autograd where it exists and
+            # this one only as its fallback, loss.py:23-26); it is the public way to gather with gradient
             warnings.filterwarnings("ignore",
                                     message=r"torch\.distributed\.nn\.functional\.all_gather")
             return torch.cat(dist_nn.all_gather(x.contiguous()), 0)

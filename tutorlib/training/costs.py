@@ -1,11 +1,12 @@
 """What training costs: the time of one step, the largest block of memory a computation
 allocates, and a table of trainable parameters, steps,
 wall time and shares per stage (lesson 05's "what each stage costs"). Two benches use them:
-``loss_cost`` times CLIP's and FILIP's losses on random tokens (lesson 07), and
-``distributed_costs`` measures the distributed loss forms inside each process (lesson 09).
+``loss_cost`` here times CLIP's and FILIP's losses on random tokens (lesson 07), and
+``tutorlib.objectives.distributed.distributed_costs`` measures the distributed loss forms
+inside each process with this module's tools (lesson 09).
 
     costs.loss_cost("FILIP", 64, patches=16, tokens=13, dim=128, keep=0.25)
-    launch.run(costs.distributed_costs, 2, forms, [512, 1024], 128)[0]      # rank 0's table
+    launch.run(distributed.distributed_costs, 2, forms, [512, 1024], 128)[0]      # rank 0's table
 """
 from __future__ import annotations
 
