@@ -144,3 +144,35 @@ def test_neighbours_kept_is_one_for_a_rotation_and_near_chance_for_a_shuffle():
     assert neighbourhoods.neighbours_kept(lambda x: x[perm], lambda x: x[perm], feats, k=5) < 0.3
     with pytest.raises(ValueError, match="project_img, project_txt"):
         neighbourhoods.neighbours_kept(None, lambda x: x, feats)
+
+
+def test_match_weights_are_the_retrieval_ground_truth_and_train():
+    attrs = torch.full((4, 2, 4), -1, dtype=torch.long)
+    attrs[:, 0] = torch.tensor([[0, 1, 0, 4], [0, 1, 0, 4], [2, 3, 1, 0], [0, 1, 1, 4]])
+    spec = torch.full((4, 9), -1, dtype=torch.long)
+    spec[:, :4], spec[:, 8] = attrs[:, 0], 0
+    w = fewpairs.match_weights(attrs, spec)
+    torch.testing.assert_close(w, world.matches(attrs, spec).float().fill_diagonal_(1.0))
+    assert w[0, 1] == 1 and w[0, 2] == 0                     # the same caption; a false one
+    torch.testing.assert_close(fewpairs.match_weights(attrs, spec, "paper"), (w / 2 + 0.5).fill_diagonal_(1.0))
+    with pytest.raises(ValueError, match="form"):
+        fewpairs.match_weights(attrs, spec, "sharp")
+    n = 30
+    many = attrs.repeat(8, 1, 1)[:n]
+    feats = {"image": _randn(n, 2, 6), "text": _randn(n, 10, seed=1), "attrs": many,
+             "full_spec": spec.repeat(8, 1)[:n]}
+    _, _, h = fewpairs.train_projectors(feats, 12, "cwcl", seed=0, steps=2, cwcl_source="matches",
+                                        cwcl_form="cosine")
+    assert len(h["loss"]) == 2
+
+
+def test_neighbourhood_entropy_is_log_n_for_a_constant_map_and_checks_input():
+    x = _randn(40, 6)
+    frozen, flat = neighbourhoods.neighbourhood_entropy(lambda z: torch.ones(len(z), 3), x, batch_size=16)
+    assert flat == pytest.approx(torch.log(torch.tensor(16.0)).item(), abs=1e-5) and frozen < flat
+    same = neighbourhoods.neighbourhood_entropy(lambda z: z, x, batch_size=16)
+    assert same[0] == pytest.approx(same[1])
+    with pytest.raises(ValueError, match="project: got NoneType"):
+        neighbourhoods.neighbourhood_entropy(None, x)
+    with pytest.raises(ValueError, match="x"):
+        neighbourhoods.neighbourhood_entropy(lambda z: z, x[0])

@@ -27,7 +27,7 @@ from ..core.ops import in_chunks
 from ..models.heads import mlp
 
 METHODS = ("clip", "cwcl", "structure", "cwcl+structure")
-CWCL_SOURCES = ("text", "image", "own", "attributes")
+CWCL_SOURCES = ("text", "image", "own", "attributes", "matches")
 CWCL_FORMS = ("paper", "cosine")
 # zero-shot on the paraphrase split's held-out wording
 ATTRIBUTES = ("shape", "colour", "size")
@@ -82,6 +82,15 @@ def cwcl_targets(source_emb: torch.Tensor, centre: bool = False, form: str = "pa
     _validate.one_of("form", form, CWCL_FORMS)
     w = losses.cwcl_weights(source_emb, centre)
     return w if form == "paper" else (2 * w - 1).clamp_min(0).fill_diagonal_(1.0)
+
+
+def match_weights(attrs: torch.Tensor, full_spec: torch.Tensor, form: str = "cosine") -> torch.Tensor:
+    """The retrieval ground truth as CWCL weights ``[N, N]``: w_ij = 1 if caption j (``full_spec``
+    ``[N, 9]``) is true of scene i (``attrs`` ``[N, 2, 4]``; ``world.matches``), else 0, diagonal
+    1; ``form="paper"`` maps it through ½ w + ½ as Eq. 3 maps a cosine. Rows are scenes."""
+    _validate.one_of("form", form, CWCL_FORMS)
+    w = world.matches(attrs, full_spec).float()
+    return (w if form == "cosine" else w / 2 + 0.5).fill_diagonal_(1.0)
 
 
 def optimum_margin(weights: torch.Tensor) -> dict[str, float]:
@@ -149,14 +158,17 @@ def hyperparameters(**overrides) -> dict:
     return r
 
 
-def _weights(method, r, x_img, x_txt, x_attr):
-    """CWCL's (image->text, text->image) weights for one batch; ``"attributes"``: the oracle,
-    from the scenes' true attribute vectors."""
+def _weights(method, r, x_img, x_txt, truth):
+    """CWCL's (image->text, text->image) weights for one batch; ``truth`` [attrs(, full_spec)]:
+    ``"attributes"`` weighs by attribute overlap, ``"matches"`` by which caption is true."""
     if "cwcl" not in method:
         return None, None
     source, centre, form = r["cwcl_source"], r["cwcl_centre"], r["cwcl_form"]
+    if source == "matches":
+        w = match_weights(*truth, form)
+        return w, w.T.contiguous()
     if source == "attributes":
-        w = cwcl_targets(x_attr, centre, form)
+        w = cwcl_targets(attribute_vectors(truth[0]), centre, form)
         return w, w
     w_img = cwcl_targets(x_img, centre, form) if source in ("image", "own") else None
     w_txt = cwcl_targets(x_txt, centre, form) if source in ("text", "own") else None
@@ -193,8 +205,9 @@ def train_projectors(feats: dict, n_pairs: int, method: str = "clip", seed: int 
     g = torch.Generator().manual_seed(seed)
     pool = torch.randperm(len(feats["text"]), generator=g)[:n_pairs]   # = pair_indices(...)
     x_img, x_txt = feats["image"][pool, r["layer"]].float(), feats["text"][pool].float()
-    x_attr = (attribute_vectors(feats["attrs"][pool])
-              if "cwcl" in method and r["cwcl_source"] == "attributes" else None)
+    oracle = "cwcl" in method and r["cwcl_source"] in ("attributes", "matches")
+    keys = ("attrs", "full_spec")[:1 + (r["cwcl_source"] == "matches")] if oracle else ()
+    truth = [feats[k][pool] for k in keys]
     img_proj, txt_proj = untrained_projectors(feats, seed, **overrides)
     img_proj.train(), txt_proj.train()
     log_scale, batch = torch.tensor(math.log(1 / r["tau"])), min(r["batch_size"], n_pairs)
@@ -203,7 +216,7 @@ def train_projectors(feats: dict, n_pairs: int, method: str = "clip", seed: int 
     def loss_fn(step):
         idx = torch.randperm(n_pairs, generator=g)[:batch]
         zi, zt = img_proj(x_img[idx]), txt_proj(x_txt[idx])
-        w = _weights(method, r, x_img[idx], x_txt[idx], None if x_attr is None else x_attr[idx])
+        w = _weights(method, r, x_img[idx], x_txt[idx], [t[idx] for t in truth])
         out = {"loss": losses.cwcl_loss(zi, zt, log_scale, *w)}
         if "structure" in method:
             reg = (structure.regulariser(x_img[idx], zi, *reg_args, divergence=r["divergence"])

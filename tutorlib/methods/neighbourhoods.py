@@ -49,3 +49,24 @@ def neighbours_kept(project_img, project_txt, feats: dict, k: int = 10, layer: i
     x_img, x_txt = feats["image"][:, layer].float(), feats["text"].float()
     return (representations.mutual_knn(x_img, project_img(x_img), k)
             + representations.mutual_knn(x_txt, project_txt(x_txt), k)) / 2
+
+
+@torch.no_grad()
+def neighbourhood_entropy(project, x: torch.Tensor, batch_size: int = 64, batches: int = 10,
+                          seed: int = 0) -> tuple[float, float]:
+    """How sharply STRUCTURE's P picks neighbours, on one side: the mean row entropy (nats) of
+    ``structure.neighbourhoods`` (τ 0.07) of the frozen features ``x`` ``[N, w]`` and of
+    ``project(x)``, over ``batches`` random batches of ``batch_size`` rows (drawn with
+    ``seed``). ln(batch_size): a uniform row, nothing picked; near 0: one neighbour."""
+    import statistics
+    if not callable(project):
+        raise ValueError(f"project: got {type(project).__name__}, expected a callable [B, w] -> [B, d]")
+    _validate.tensor("x", x, 2)
+    _validate.positive_int("batch_size", batch_size), _validate.positive_int("batches", batches)
+    entropy = lambda p: -(p * p.clamp_min(1e-12).log()).sum(1).mean().item()
+    g, out = torch.Generator().manual_seed(seed), []
+    for _ in range(batches):
+        b = torch.randperm(len(x), generator=g)[:batch_size]
+        xb = x[b].float()
+        out.append((entropy(structure.neighbourhoods(xb)), entropy(structure.neighbourhoods(project(xb)))))
+    return statistics.mean(o[0] for o in out), statistics.mean(o[1] for o in out)
