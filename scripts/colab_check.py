@@ -106,8 +106,9 @@ def check(requirements: list[str], colab: dict[str, Version], requires=_requires
 
 
 def main() -> int:
-    result = check(course_requirements(), colab_versions())
-    print(f"Colab's list: {FREEZE.relative_to(ROOT)} ({len(colab_versions())} packages)")
+    colab = colab_versions()
+    result = check(course_requirements(), colab)
+    print(f"Colab's list: {FREEZE.relative_to(ROOT)} ({len(colab)} packages)")
     print("installed on top of Colab's packages: " + (", ".join(result["installs"]) or "nothing"))
     for line in result["unknown"]:
         print("unknown:", line)
