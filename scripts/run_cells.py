@@ -73,7 +73,7 @@ def run(path: str, keep_going: bool = False) -> tuple[float, int]:
     start, failed = time.perf_counter(), 0
     try:
         for k, src in enumerate(cells):
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), time.process_time()
             lines = [ln for ln in src.split("\n") if not ln.lstrip().startswith(("%", "!"))]
             try:
                 exec(compile("\n".join(lines), f"{os.path.basename(path)}[cell {k}]", "exec"), namespace)
@@ -82,7 +82,8 @@ def run(path: str, keep_going: bool = False) -> tuple[float, int]:
                     raise
                 failed += 1
                 print(f"!!! {os.path.basename(path)} cell {k}: ASSERTION FAILED: {e}", flush=True)
-            print(f"--- {os.path.basename(path)} cell {k}: {time.perf_counter() - t:.1f} s", flush=True)
+            print(f"--- {os.path.basename(path)} cell {k}: {time.perf_counter() - t:.1f} s "
+                  f"(CPU {time.process_time() - cpu:.1f} s)", flush=True)
     finally:
         os.chdir(here)
     total = time.perf_counter() - start

@@ -98,3 +98,17 @@ def test_tokens_in_batches_equal_one_batch_and_take_a_dtype(minilm):
 def test_load_minilm_is_one_shared_encoder():
     from tutorlib.zoo.minilm import load_minilm
     assert load_minilm() is load_minilm() and isinstance(load_minilm(), MiniLMText)
+
+
+def test_cached_features_never_load_the_model(minilm, tmp_cache):
+    """A lesson whose texts are all cached reads their rows and never loads the weights (about
+    2.5 s); the first encode, or a move to a device, loads them."""
+    texts = ["a tiny cyan wedge in the middle", "an amber hoop"]       # in no other test's cache
+    feats = minilm.features(texts, progress=False)
+    fresh = MiniLMText()
+    assert "model" not in fresh._modules
+    assert torch.equal(fresh.features(texts, progress=False), feats)
+    assert "model" not in fresh._modules
+    fresh.to("cpu")
+    assert "model" in fresh._modules and fresh.tokenizer is not None
+    assert torch.allclose(MiniLMText().encode(texts), feats, atol=1e-5)     # encode loads too

@@ -32,19 +32,38 @@ class MiniLMText(nn.Module):
     ``encode(texts)`` -> ``[N, 384]`` (L2-normalised, as sentence-transformers does);
     ``features(texts)`` does the same through an on-disk cache keyed by the text;
     ``tokens(texts)`` -> token outputs ``[N, L, 384]`` and the attention mask.
+    The tokenizer and weights are read on first use (``tokens``, ``encode``, ``.model``,
+    ``.to(...)``), so a lesson whose features are all cached never loads them.
     """
 
     dim = 384
 
     def __init__(self, path: str | None = None):
         super().__init__()
-        from transformers import AutoModel, AutoTokenizer
-        path = path or minilm_path()
-        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        self.model = AutoModel.from_pretrained(path, local_files_only=True).eval()
-        self.model.requires_grad_(False)
+        self.path = path or minilm_path()
         self._rows: dict[str, torch.Tensor] = {}     # features read or encoded so far
         self._read: set[str] = set()                 # cache shards already read
+
+    def _load(self) -> None:
+        """Read the tokenizer and the weights, once, on first use: ``features`` of texts that
+        are all in the cache never needs them (importing ``transformers`` and loading the
+        model cost about 2.5 s)."""
+        if "model" in self._modules:
+            return
+        from transformers import AutoModel, AutoTokenizer
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+        self.model = AutoModel.from_pretrained(self.path, local_files_only=True).eval()
+        self.model.requires_grad_(False)
+
+    def __getattr__(self, name):
+        if name in ("model", "tokenizer") and "model" not in self._modules:
+            self._load()
+            return getattr(self, name)
+        return super().__getattr__(name)
+
+    def _apply(self, fn, *args, **kwargs):
+        self._load()                                 # .to(device), .half(): load, then move
+        return super()._apply(fn, *args, **kwargs)
 
     def _texts(self, texts):
         if isinstance(texts, str):
