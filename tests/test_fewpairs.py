@@ -52,6 +52,13 @@ def test_evaluate_reports_the_mean_of_both_recalls(monkeypatch):
     ip, tp, _ = fewpairs.train_projectors(feats, 20, "clip", seed=1, steps=3)
     out = fewpairs.evaluate(ip, tp, feats)
     assert out["recall@1"] == (out["i2t@1"] + out["t2i@1"]) / 2
+    rec, zs = (fewpairs.evaluate(ip, tp, feats, scores=s) for s in ("retrieval", "zero-shot"))
+    assert rec == {k: out[k] for k in ("i2t@1", "t2i@1", "recall@1")}      # each part alone, the same numbers
+    assert zs == {k: v for k, v in out.items() if k not in rec}
+    with pytest.raises(ValueError, match="^scores: got"):
+        fewpairs.evaluate(ip, tp, feats, scores="recall")
+    no_truth = {k: v for k, v in feats.items() if k != "positives"}
+    assert "zero-shot" in fewpairs.evaluate(ip, tp, no_truth, scores="zero-shot")  # zero-shot needs no positives
 
 
 def test_neighbourhood_divergence_is_the_mean_regulariser_over_batches():

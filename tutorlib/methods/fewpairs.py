@@ -230,25 +230,34 @@ def train_projectors(feats: dict, n_pairs: int, method: str = "clip", seed: int 
     return img_proj.eval(), txt_proj.eval(), history
 
 
+SCORES = ("retrieval", "zero-shot")
+
+
 @torch.no_grad()
 def evaluate(img_proj: Projector, txt_proj: Projector, feats: dict,
-             layer: int = -1) -> dict[str, float]:
-    """Recall@1 both ways on ``feats`` (a caption true of several scenes counts for each),
-    ``i2t@1`` and ``t2i@1``, and ``recall@1``, their mean; zero-shot accuracy of shape, colour
-    and size from held-out-wording prompts (single-object scenes), plus ``zero-shot``, their
-    mean."""
+             layer: int = -1, scores=SCORES) -> dict[str, float]:
+    """``scores``: any of ``SCORES``. ``"retrieval"``: recall@1 both ways on ``feats`` (a
+    caption true of several scenes counts for each), ``i2t@1`` and ``t2i@1``, and
+    ``recall@1``, their mean; ``"zero-shot"``: accuracy of shape, colour and size from
+    held-out-wording prompts (single-object scenes), plus ``zero-shot``, their mean."""
+    scores = (scores,) if isinstance(scores, str) else tuple(scores)
+    if not scores or any(x not in SCORES for x in scores):
+        raise ValueError(f"scores: got {scores!r}, expected some of {SCORES}")
     img = F.normalize(img_proj(feats["image"][:, layer].float()), dim=-1)
-    txt = F.normalize(in_chunks(txt_proj, feats["text"].float()), dim=-1)
-    if "positives" not in feats:
-        raise ValueError("feats: has no 'positives', "
-                         "expected features(split) of a scored split (not train)")
-    out = metrics.retrieval(img, txt, ks=(1,), positives=feats["positives"])
-    out["recall@1"] = (out["i2t@1"] + out["t2i@1"]) / 2
-    single = feats["attrs"][:, 1, 0] < 0
-    for j, attr in enumerate(ATTRIBUTES):
-        cls = txt_proj(class_features(attr))
-        out[attr] = metrics.zero_shot_accuracy(img[single], cls, feats["attrs"][single, 0, j])
-    out["zero-shot"] = sum(out[a] for a in ATTRIBUTES) / len(ATTRIBUTES)
+    out = {}
+    if "retrieval" in scores:
+        if "positives" not in feats:
+            raise ValueError("feats: has no 'positives', "
+                             "expected features(split) of a scored split (not train)")
+        txt = F.normalize(in_chunks(txt_proj, feats["text"].float()), dim=-1)
+        out = metrics.retrieval(img, txt, ks=(1,), positives=feats["positives"])
+        out["recall@1"] = (out["i2t@1"] + out["t2i@1"]) / 2
+    if "zero-shot" in scores:
+        single = feats["attrs"][:, 1, 0] < 0
+        for j, attr in enumerate(ATTRIBUTES):
+            cls = txt_proj(class_features(attr))
+            out[attr] = metrics.zero_shot_accuracy(img[single], cls, feats["attrs"][single, 0, j])
+        out["zero-shot"] = sum(out[a] for a in ATTRIBUTES) / len(ATTRIBUTES)
     return out
 
 
@@ -260,7 +269,8 @@ def sweep(train_feats: dict, retrieval_feats: dict, zero_shot_feats: dict,
     layer, rows = hyperparameters(**overrides)["layer"], []
     for m, n, s in tqdm(runs, desc="runs", disable=not progress):
         ip, tp, _ = train_projectors(train_feats, n, m, seed=s, **overrides)
-        rec, zs = evaluate(ip, tp, retrieval_feats, layer), evaluate(ip, tp, zero_shot_feats, layer)
+        rec = evaluate(ip, tp, retrieval_feats, layer, scores="retrieval")
+        zs = evaluate(ip, tp, zero_shot_feats, layer, scores="zero-shot")
         rows.append({"method": m, "pairs": n, "seed": s,
                      "i2t@1": rec["i2t@1"], "t2i@1": rec["t2i@1"],
                      **{a: zs[a] for a in (*ATTRIBUTES, "zero-shot")}})
