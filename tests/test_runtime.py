@@ -79,6 +79,32 @@ def test_device_is_torch_device():
     torch.zeros(1, device=d)          # usable
 
 
+def test_mps_is_opt_in_and_says_so_once(monkeypatch, capsys):
+    """Apple's MPS is never picked by default (the course is untested there): the CPU, with
+    one message that says how to opt in; TUTORLIB_DEVICE=mps opts in."""
+    monkeypatch.delenv("TUTORLIB_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(runtime, "_mps_available", lambda: True)
+    monkeypatch.setattr(runtime, "_TOLD", set())
+    assert runtime.device() == torch.device("cpu") and runtime.device() == torch.device("cpu")
+    err = capsys.readouterr().err
+    assert err.count("TUTORLIB_DEVICE=mps") == 1 and "MPS" in err
+    monkeypatch.setenv("TUTORLIB_DEVICE", "mps")
+    assert runtime.device() == torch.device("mps")
+
+
+def test_tutorlib_device_is_checked(monkeypatch):
+    monkeypatch.setenv("TUTORLIB_DEVICE", "tpu")
+    with pytest.raises(ValueError, match="^TUTORLIB_DEVICE: got 'tpu'"):
+        runtime.device()
+    monkeypatch.setenv("TUTORLIB_DEVICE", "cpu")
+    assert runtime.device() == torch.device("cpu")
+    monkeypatch.setattr(runtime, "_mps_available", lambda: False)
+    monkeypatch.setenv("TUTORLIB_DEVICE", "mps")
+    with pytest.raises(RuntimeError, match="no MPS device"):
+        runtime.device()
+
+
 def test_lazy_floors():
     assert tutorlib.objectives.__name__ == "tutorlib.objectives"
     from tutorlib.objectives import losses

@@ -11,12 +11,35 @@ import torch
 from .profiles import PROFILES          # {"quick": QUICK, "full": FULL}: one name for one thing
 
 
+DEVICES = ("cpu", "cuda", "mps")
+_TOLD: set = set()                      # messages said once per process
+
+
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
 def device() -> torch.device:
-    """The best device here: CUDA, then Apple's MPS, then the CPU."""
+    """The device the course runs on: ``TUTORLIB_DEVICE`` (``cpu``, ``cuda`` or ``mps``) if
+    set, else CUDA if there is one, else the CPU. Apple's MPS is used only when asked for:
+    no test of the course has run on it, so on a Mac with MPS the first call says so once and
+    how to opt in (``TUTORLIB_DEVICE=mps`` before importing)."""
+    forced = os.environ.get("TUTORLIB_DEVICE", "").strip().lower()
+    if forced:
+        if forced not in DEVICES:
+            raise ValueError(f"TUTORLIB_DEVICE: got {forced!r}, expected one of {DEVICES}")
+        available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": _mps_available()}
+        if not available[forced]:
+            raise RuntimeError(f"TUTORLIB_DEVICE: got {forced!r}, but this machine has no "
+                               f"{forced.upper()} device; unset it or choose 'cpu'")
+        return torch.device(forced)
     if torch.cuda.is_available():
         return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
+    if _mps_available() and "mps" not in _TOLD:
+        _TOLD.add("mps")
+        print("tutorlib: using the CPU although Apple's MPS is available (the course is "
+              "untested on MPS); set TUTORLIB_DEVICE=mps before importing to try it",
+              file=sys.stderr)
     return torch.device("cpu")
 
 
@@ -24,7 +47,6 @@ def device() -> torch.device:
 # lesson 02 in `full` peaked at 19.3 GB of GPU memory and 10.5 GB of host memory
 # (a free Colab T4: about 15 GB and 12 GB)
 FULL_MIN_GPU_GIB, FULL_MIN_HOST_GIB = 24.0, 16.0
-_TOLD: set = set()
 
 
 def _host_gib() -> float:
