@@ -6,17 +6,22 @@ render throughput on one CPU core, and a mini-CLIP training step at batch 256.
     python -m scripts.benchmark --no-notebooks  # throughput only
     python -m scripts.benchmark --cold          # each notebook from an empty cache (a fresh Colab or Binder session)
     python -m scripts.benchmark --cold --one-core   # ... pinned to one CPU core, as Binder gives
+    python -m scripts.benchmark --binder        # one core, each notebook from the cache Binder's image ships
+    python -m scripts.benchmark --binder --report lessons/benchmarks/binder.md   # ... and a markdown table
     python -m scripts.benchmark --under-load    # training steps/s beside busy processes (a shared server)
 
 Besides the kernel's own peak, each notebook's peak proportional set size (PSS) over the whole
 process tree is sampled: the runner, the kernel and any worker processes the kernel starts
-(lesson 09's), the memory a session's quota counts.
+(lesson 09's), the memory a session's quota counts. The machine's load average is printed
+before each notebook: a figure taken while anything else runs is noise, not a measurement.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -58,16 +63,23 @@ def tree_pss_mib(pid: int) -> float:
     return total / 2**20
 
 
-def run_notebook(path: Path, cold: bool = False, one_core: bool = False, every_s: float = 0.5) -> dict:
+def run_notebook(path: Path, cold: bool = False, one_core: bool = False, every_s: float = 0.5,
+                 cache_from: Path | None = None) -> dict:
     """Run one notebook in a fresh kernel; ``cold``: with an empty ``TUTORLIB_CACHE`` of its own,
     so that it builds every world, feature and model it needs, as on a new Colab or Binder session;
+    ``cache_from``: with a fresh copy of that cache folder instead (what a Binder image ships);
     ``one_core``: the runner, the kernel and its workers pinned to one CPU core (Binder's quota).
     Returns the wall time, the kernel's peak RSS and the process tree's peak PSS (sampled every
     ``every_s`` seconds)."""
     import threading
     pin = (lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})) if one_core else None
     with tempfile.TemporaryDirectory(prefix="tutorlib-cold-") as empty:
-        env = {**os.environ, "TUTORLIB_CACHE": empty} if cold else None
+        env = None
+        if cold or cache_from is not None:
+            cache = Path(empty) / "cache"
+            if cache_from is not None:
+                shutil.copytree(cache_from, cache, ignore=shutil.ignore_patterns("*.lock"))
+            env = {**os.environ, "TUTORLIB_CACHE": str(cache)}
         proc = subprocess.Popen([sys.executable, "-c", _RUN_ONE, str(path)], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env, preexec_fn=pin)
         peak, done = [0.0], threading.Event()
@@ -83,6 +95,24 @@ def run_notebook(path: Path, cold: bool = False, one_core: bool = False, every_s
     if proc.returncode != 0:
         return {"error": stderr.strip().splitlines()[-1] if stderr.strip() else "failed"}
     return {**json.loads(stdout.strip().splitlines()[-1]), "tree_pss_mib": peak[0]}
+
+
+def image_cache(folder: Path, one_core: bool) -> float:
+    """Build what Binder's postBuild builds into its image (``scripts.warm_cache``) in
+    ``folder``; returns the seconds it took (paid once per image build, not per session)."""
+    pin = (lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})) if one_core else None
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "scripts.warm_cache"], cwd=ROOT, check=True, preexec_fn=pin,
+                   env={**os.environ, "TUTORLIB_CACHE": str(folder)}, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def load() -> str:
+    """The 1-minute load average over the core count: a quiet machine reads near 0."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}/{os.cpu_count()}"
+    except OSError:
+        return "n/a"
 
 
 def throughput(repeats: int = 5) -> dict:
@@ -160,6 +190,22 @@ def under_load(busy: int | None = None) -> dict:
             p.wait()
 
 
+def write_report(path: Path, rows, total: float, mode: str, argv: str) -> None:
+    """The notebooks' table as markdown, with when, where and how it was measured."""
+    lines = [f"<!-- written by `python -m scripts.benchmark {argv}`; do not edit by hand -->",
+             f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores ({platform.machine()}, "
+             f"Python {platform.python_version()}), {mode}.", "",
+             "| notebook | wall s | kernel peak MiB | process tree peak PSS MiB | load before |",
+             "|---|---|---|---|---|"]
+    for name, r, before in rows:
+        lines.append(f"| {name} | failed | | | {before} |" if r is None else
+                     f"| {name} | {r['wall_s']:.0f} | {r['peak_mib']:,.0f} | {r['tree_pss_mib']:,.0f} | {before} |")
+    lines.append(f"| all | {total:,.0f} | | | |")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    print(f"wrote {path}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", nargs="*", help="notebook number prefixes to run (default: all)")
@@ -168,6 +214,9 @@ def main():
     ap.add_argument("--cold", action="store_true", help="each notebook from an empty cache (no budget applies)")
     ap.add_argument("--one-core", action="store_true", help="pin each notebook's processes to one CPU core (Binder)")
     ap.add_argument("--under-load", action="store_true", help="only: training steps/s beside one busy process per core")
+    ap.add_argument("--binder", action="store_true",
+                    help="one core, each notebook from a fresh copy of the cache Binder's image ships (scripts.warm_cache)")
+    ap.add_argument("--report", help="also write the notebooks' table to this markdown file")
     args = ap.parse_args()
     if args.under_load:
         print(f"lesson 06's training steps per second, beside {os.cpu_count()} busy processes:")
@@ -175,26 +224,38 @@ def main():
             print(f"  {name:45s} {rate:8.1f}")
         return
     from tutorlib import profile
-    print(f"profile: {profile()}   cores: {os.cpu_count()}")
+    print(f"profile: {profile()}   cores: {os.cpu_count()}   load: {load()}")
     if not args.no_notebooks:
-        budget = f"cold caches; memory budget {BUDGET_MIB} MiB" if args.cold else f"budget: {BUDGET_S} s, {BUDGET_MIB} MiB"
-        if args.one_core:
-            budget += "; one core"
-        print(f"\n{'notebook':40s} {'wall s':>8s} {'peak MiB':>9s} {'tree PSS':>9s}   ({budget})")
-        total = 0.0
+        one_core = args.one_core or args.binder
+        image = Path(tempfile.mkdtemp(prefix="tutorlib-image-")) if args.binder else None
+        if image is not None:
+            print(f"building the image's cache (scripts.warm_cache){', one core' if one_core else ''} ...", flush=True)
+            print(f"  {image_cache(image, one_core):.0f} s, once per image build", flush=True)
+        mode = ("from the cache Binder's image ships" if args.binder else
+                "cold caches" if args.cold else f"warm caches; budget {BUDGET_S} s")
+        mode += f"; memory budget {BUDGET_MIB} MiB" + ("; one core" if one_core else "")
+        print(f"\n{'notebook':40s} {'wall s':>8s} {'peak MiB':>9s} {'tree PSS':>9s} {'load before':>12s}   ({mode})")
+        total, rows = 0.0, []
         for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
             if args.only and not any(path.name.startswith(p) for p in args.only):
                 continue
-            r = run_notebook(path, cold=args.cold, one_core=args.one_core)
+            before = load()
+            r = run_notebook(path, cold=args.cold, one_core=one_core, cache_from=image)
             if "error" in r:
                 print(f"{path.name:40s} FAILED: {r['error']}")
+                rows.append((path.stem, None, before))
                 continue
             total += r["wall_s"]
-            over = [what for what, bad in (("time", r["wall_s"] > BUDGET_S and not args.cold),
+            rows.append((path.stem, r, before))
+            over = [what for what, bad in (("time", r["wall_s"] > BUDGET_S and not (args.cold or args.binder)),
                                            ("memory", r["peak_mib"] > BUDGET_MIB)) if bad]
-            print(f"{path.name:40s} {r['wall_s']:8.1f} {r['peak_mib']:9.0f} {r['tree_pss_mib']:9.0f}"
-                  + (f"   over budget: {', '.join(over)}" if over else ""))
-        print(f"{'all notebooks above':40s} {total:8.1f}")
+            print(f"{path.name:40s} {r['wall_s']:8.1f} {r['peak_mib']:9.0f} {r['tree_pss_mib']:9.0f} {before:>12s}"
+                  + (f"   over budget: {', '.join(over)}" if over else ""), flush=True)
+        print(f"{'all notebooks above':40s} {total:8.1f}   load after: {load()}")
+        if image is not None:
+            shutil.rmtree(image, ignore_errors=True)
+        if args.report:
+            write_report(Path(args.report), rows, total, mode, " ".join(sys.argv[1:]))
     if not args.no_throughput:
         r = throughput()
         print("\nrender throughput, one CPU core (median of 5):")
