@@ -42,3 +42,34 @@ def test_one_core_mode_pins_the_kernel_and_caps_torch_threads(tmp_path, monkeypa
     r = benchmark.run_notebook(path, one_core=True, every_s=0.1)
     assert "error" not in r, r
     assert r["tree_pss_mib"] > 50 and r["wall_s"] > 0
+
+
+def test_report_is_a_markdown_table_that_says_how_it_was_measured(tmp_path):
+    rows = [("00_the_world", {"wall_s": 12.3, "peak_mib": 700.4, "tree_pss_mib": 650.0}, "0.10/2"),
+            ("01_contrastive_alignment", None, "0.20/2")]
+    out = tmp_path / "sub" / "report.md"
+    benchmark.write_report(out, rows, 12.3, "one core", "--binder")
+    text = out.read_text()
+    assert text.startswith("<!-- written by `python -m scripts.benchmark --binder`")
+    assert "| 00_the_world | 12 | 700 | 650 | 0.10/2 |" in text
+    assert "| 01_contrastive_alignment | failed | | | 0.20/2 |" in text and "one core" in text
+
+
+@pytest.mark.slow
+def test_a_notebook_can_start_from_a_copy_of_a_given_cache(tmp_path):
+    shipped = tmp_path / "image-cache"
+    shipped.mkdir()
+    (shipped / "piece.safetensors").write_text("x")
+    (shipped / "piece.safetensors.lock").write_text("")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "import os, pathlib\n"
+        "cache = pathlib.Path(os.environ['TUTORLIB_CACHE'])\n"
+        f"assert cache != pathlib.Path({str(shipped)!r}) and (cache / 'piece.safetensors').read_text() == 'x'\n"
+        "assert not (cache / 'piece.safetensors.lock').exists()\n"
+        "(cache / 'written').write_text('y')")]
+    path = tmp_path / "copy.ipynb"
+    nbformat.write(nb, path)
+    r = benchmark.run_notebook(path, cache_from=shipped, every_s=0.1)
+    assert "error" not in r, r
+    assert not (shipped / "written").exists()                   # the shipped cache is never written to

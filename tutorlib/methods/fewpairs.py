@@ -243,12 +243,10 @@ def evaluate(img_proj: Projector, txt_proj: Projector, feats: dict,
     scores = (scores,) if isinstance(scores, str) else tuple(scores)
     if not scores or any(x not in SCORES for x in scores):
         raise ValueError(f"scores: got {scores!r}, expected some of {SCORES}")
-    img = F.normalize(img_proj(feats["image"][:, layer].float()), dim=-1)
-    out = {}
+    if "retrieval" in scores and "positives" not in feats:
+        raise ValueError("feats: has no 'positives', expected features(split) of a scored split (not train)")
+    img, out = F.normalize(img_proj(feats["image"][:, layer].float()), dim=-1), {}
     if "retrieval" in scores:
-        if "positives" not in feats:
-            raise ValueError("feats: has no 'positives', "
-                             "expected features(split) of a scored split (not train)")
         txt = F.normalize(in_chunks(txt_proj, feats["text"].float()), dim=-1)
         out = metrics.retrieval(img, txt, ks=(1,), positives=feats["positives"])
         out["recall@1"] = (out["i2t@1"] + out["t2i@1"]) / 2
