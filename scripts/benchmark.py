@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -190,11 +191,14 @@ def under_load(busy: int | None = None) -> dict:
             p.wait()
 
 
-def write_report(path: Path, rows, total: float, mode: str, argv: str) -> None:
-    """The notebooks' table as markdown, with when, where and how it was measured."""
+def write_report(path: Path, rows, total: float, mode: str, argv: str, image_s: float | None = None) -> None:
+    """The notebooks' table as markdown, with when, where and how it was measured (and, for
+    ``--binder``, how long the image's cache took to build: once per image, not per session)."""
     lines = [f"<!-- written by `python -m scripts.benchmark {argv}`; do not edit by hand -->",
              f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores ({platform.machine()}, "
-             f"Python {platform.python_version()}), {mode}.", "",
+             f"Python {platform.python_version()}), {mode}."
+             + (f" Building the image's cache (`scripts.warm_cache`) took {image_s:.0f} s, once per image build."
+                if image_s is not None else ""), "",
              "| notebook | wall s | kernel peak MiB | process tree peak PSS MiB | load before |",
              "|---|---|---|---|---|"]
     for name, r, before in rows:
@@ -204,6 +208,30 @@ def write_report(path: Path, rows, total: float, mode: str, argv: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     print(f"wrote {path}")
+    sync_pages()
+
+
+PAGES = (ROOT / "lessons" / "running_a_class.md",)
+_INCLUDE = re.compile(r"(<!-- include: (\S+) -->\n)(.*?)(<!-- end include -->)", re.S)
+
+
+def sync_pages(pages=PAGES, write: bool = True) -> list[str]:
+    """Copy each report into the pages that show it: the text between ``<!-- include: FILE -->``
+    and ``<!-- end include -->`` becomes FILE's text (FILE relative to the page). Returns the
+    blocks that were out of date (``write=False`` only checks)."""
+    stale = []
+    for page in pages:
+        text = page.read_text()
+
+        def fill(m):
+            body = (page.parent / m.group(2)).read_text()
+            if body != m.group(3):
+                stale.append(f"{page.name}: {m.group(2)}")
+            return m.group(1) + body + m.group(4)
+        new = _INCLUDE.sub(fill, text)
+        if write and new != text:
+            page.write_text(new)
+    return stale
 
 
 def main():
@@ -217,7 +245,12 @@ def main():
     ap.add_argument("--binder", action="store_true",
                     help="one core, each notebook from a fresh copy of the cache Binder's image ships (scripts.warm_cache)")
     ap.add_argument("--report", help="also write the notebooks' table to this markdown file")
+    ap.add_argument("--sync-pages", action="store_true",
+                    help="only: copy the reports into the pages that include them (running_a_class.md)")
     args = ap.parse_args()
+    if args.sync_pages:
+        print("\n".join(f"updated {b}" for b in sync_pages()) or "every included report is up to date")
+        return
     if args.under_load:
         print(f"lesson 06's training steps per second, beside {os.cpu_count()} busy processes:")
         for name, rate in under_load().items():
@@ -228,9 +261,11 @@ def main():
     if not args.no_notebooks:
         one_core = args.one_core or args.binder
         image = Path(tempfile.mkdtemp(prefix="tutorlib-image-")) if args.binder else None
+        image_s = None
         if image is not None:
             print(f"building the image's cache (scripts.warm_cache){', one core' if one_core else ''} ...", flush=True)
-            print(f"  {image_cache(image, one_core):.0f} s, once per image build", flush=True)
+            image_s = image_cache(image, one_core)
+            print(f"  {image_s:.0f} s, once per image build", flush=True)
         mode = ("from the cache Binder's image ships" if args.binder else
                 "cold caches" if args.cold else f"warm caches; budget {BUDGET_S} s")
         mode += f"; memory budget {BUDGET_MIB} MiB" + ("; one core" if one_core else "")
@@ -255,7 +290,7 @@ def main():
         if image is not None:
             shutil.rmtree(image, ignore_errors=True)
         if args.report:
-            write_report(Path(args.report), rows, total, mode, " ".join(sys.argv[1:]))
+            write_report(Path(args.report), rows, total, mode, " ".join(sys.argv[1:]), image_s)
     if not args.no_throughput:
         r = throughput()
         print("\nrender throughput, one CPU core (median of 5):")

@@ -73,3 +73,15 @@ def test_a_notebook_can_start_from_a_copy_of_a_given_cache(tmp_path):
     r = benchmark.run_notebook(path, cache_from=shipped, every_s=0.1)
     assert "error" not in r, r
     assert not (shipped / "written").exists()                   # the shipped cache is never written to
+
+
+def test_pages_show_the_reports_they_include(tmp_path):
+    """running_a_class.md shows the measured tables copied from lessons/benchmarks/ by code,
+    never typed: a report rewritten without the page following fails here."""
+    assert benchmark.sync_pages(write=False) == []
+    page, report = tmp_path / "page.md", tmp_path / "r.md"
+    report.write_text("| a | 1 |\n")
+    page.write_text("before\n<!-- include: r.md -->\nold\n<!-- end include -->\nafter\n")
+    assert benchmark.sync_pages([page]) == ["page.md: r.md"]
+    assert page.read_text() == "before\n<!-- include: r.md -->\n| a | 1 |\n<!-- end include -->\nafter\n"
+    assert benchmark.sync_pages([page], write=False) == []
