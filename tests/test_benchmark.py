@@ -27,18 +27,23 @@ def test_tree_pss_counts_the_children():
     assert benchmark.tree_pss_mib(child.pid) == 0.0              # gone: nothing, no error
 
 
+def _notebook(path, source: str):
+    """A one-cell notebook at ``path`` running ``source``."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source)]
+    nbformat.write(nb, path)
+    return path
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity"), reason="needs Linux's affinity mask")
 def test_one_core_mode_pins_the_kernel_and_caps_torch_threads(tmp_path, monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(
-        "import os, torch, tutorlib\n"
-        "assert len(os.sched_getaffinity(0)) == 1, os.sched_getaffinity(0)\n"
-        "assert torch.get_num_threads() == 1, torch.get_num_threads()")]
-    path = tmp_path / "pinned.ipynb"
-    nbformat.write(nb, path)
+    path = _notebook(tmp_path / "pinned.ipynb",
+                     "import os, torch, tutorlib\n"
+                     "assert len(os.sched_getaffinity(0)) == 1, os.sched_getaffinity(0)\n"
+                     "assert torch.get_num_threads() == 1, torch.get_num_threads()")
     r = benchmark.run_notebook(path, one_core=True, every_s=0.1)
     assert "error" not in r, r
     assert r["tree_pss_mib"] > 50 and r["wall_s"] > 0
@@ -61,15 +66,12 @@ def test_a_notebook_can_start_from_a_copy_of_a_given_cache(tmp_path):
     shipped.mkdir()
     (shipped / "piece.safetensors").write_text("x")
     (shipped / "piece.safetensors.lock").write_text("")
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(
-        "import os, pathlib\n"
-        "cache = pathlib.Path(os.environ['TUTORLIB_CACHE'])\n"
-        f"assert cache != pathlib.Path({str(shipped)!r}) and (cache / 'piece.safetensors').read_text() == 'x'\n"
-        "assert not (cache / 'piece.safetensors.lock').exists()\n"
-        "(cache / 'written').write_text('y')")]
-    path = tmp_path / "copy.ipynb"
-    nbformat.write(nb, path)
+    path = _notebook(tmp_path / "copy.ipynb",
+                     "import os, pathlib\n"
+                     "cache = pathlib.Path(os.environ['TUTORLIB_CACHE'])\n"
+                     f"assert cache != pathlib.Path({str(shipped)!r}) and (cache / 'piece.safetensors').read_text() == 'x'\n"
+                     "assert not (cache / 'piece.safetensors.lock').exists()\n"
+                     "(cache / 'written').write_text('y')")
     r = benchmark.run_notebook(path, cache_from=shipped, every_s=0.1)
     assert "error" not in r, r
     assert not (shipped / "written").exists()                   # the shipped cache is never written to
