@@ -9,6 +9,8 @@ render throughput on one CPU core, and a mini-CLIP training step at batch 256.
     python -m scripts.benchmark --binder        # one core, each notebook from the cache Binder's image ships
     python -m scripts.benchmark --binder --report lessons/benchmarks/binder.md   # ... and a markdown table
     python -m scripts.benchmark --under-load    # training steps/s beside busy processes (a shared server)
+    python -m scripts.benchmark --threads 1 2 --repeats 2 --report lessons/benchmarks/threads.md
+                                                # every notebook at each thread count, alternating
 
 Besides the kernel's own peak, each notebook's peak proportional set size (PSS) over the whole
 process tree is sampled: the runner, the kernel and any worker processes the kernel starts
@@ -41,8 +43,8 @@ nb = nbformat.read(path, as_version=4)
 start = time.perf_counter()
 NotebookClient(nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": "notebooks"}}).execute()
 wall = time.perf_counter() - start
-kernel_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-print(json.dumps({"wall_s": wall, "peak_mib": kernel_kb / 1024}))
+kids = resource.getrusage(resource.RUSAGE_CHILDREN)          # the kernel and what it started, once reaped
+print(json.dumps({"wall_s": wall, "peak_mib": kids.ru_maxrss / 1024, "cpu_s": kids.ru_utime + kids.ru_stime}))
 """
 
 
@@ -65,22 +67,22 @@ def tree_pss_mib(pid: int) -> float:
 
 
 def run_notebook(path: Path, cold: bool = False, one_core: bool = False, every_s: float = 0.5,
-                 cache_from: Path | None = None) -> dict:
+                 cache_from: Path | None = None, threads: int | None = None) -> dict:
     """Run one notebook in a fresh kernel; ``cold``: with an empty ``TUTORLIB_CACHE`` of its own,
     so that it builds every world, feature and model it needs, as on a new Colab or Binder session;
     ``cache_from``: with a fresh copy of that cache folder instead (what a Binder image ships);
-    ``one_core``: the runner, the kernel and its workers pinned to one CPU core (Binder's quota).
-    Returns the wall time, the kernel's peak RSS and the process tree's peak PSS (sampled every
+    ``one_core``: the runner, the kernel and its workers pinned to one CPU core (Binder's quota);
+    ``threads``: ``OMP_NUM_THREADS`` for the kernel. Returns the wall time, the CPU time, the kernel's peak RSS and the process tree's peak PSS (sampled every
     ``every_s`` seconds)."""
     import threading
     pin = (lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})) if one_core else None
     with tempfile.TemporaryDirectory(prefix="tutorlib-cold-") as empty:
-        env = None
+        env = None if threads is None else {**os.environ, "OMP_NUM_THREADS": str(threads)}
         if cold or cache_from is not None:
             cache = Path(empty) / "cache"
             if cache_from is not None:
                 shutil.copytree(cache_from, cache, ignore=shutil.ignore_patterns("*.lock"))
-            env = {**os.environ, "TUTORLIB_CACHE": str(cache)}
+            env = {**(env or os.environ), "TUTORLIB_CACHE": str(cache)}
         proc = subprocess.Popen([sys.executable, "-c", _RUN_ONE, str(path)], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env, preexec_fn=pin)
         peak, done = [0.0], threading.Event()
@@ -234,6 +236,44 @@ def sync_pages(pages=PAGES, write: bool = True) -> list[str]:
     return stale
 
 
+def thread_counts(counts, repeats: int, only=None, report: str | None = None, paths=None) -> dict:
+    """Every notebook (warm caches) at each thread count in ``counts``, ``repeats`` rounds that
+    alternate the counts, so that a drift in the machine's speed falls on all of them alike;
+    prints the lower wall time and the matching CPU time per count (two spinning threads
+    burn CPU while they wait, so CPU above wall means threads waiting on each other)."""
+    paths = paths or [p for p in sorted((ROOT / "notebooks").glob("*.ipynb"))
+                      if not only or any(p.name.startswith(o) for o in only)]
+    head = " ".join(f"{f'{t} thr wall':>11s} {'cpu':>6s}" for t in counts)
+    print(f"\n{'notebook':40s} {head}   (lower of {repeats} alternating runs, warm caches)")
+    rows = []
+    for path in paths:
+        runs = {t: [] for t in counts}
+        for _ in range(repeats):
+            for t in counts:
+                r = run_notebook(path, threads=t)
+                if "error" in r:
+                    raise SystemExit(f"{path.name} at {t} threads failed: {r['error']}")
+                runs[t].append((r["wall_s"], r["cpu_s"], load()))
+        best = {t: min(runs[t]) for t in counts}
+        rows.append((path.stem, best))
+        print(f"{path.name:40s} " + " ".join(f"{best[t][0]:11.1f} {best[t][1]:6.1f}" for t in counts), flush=True)
+    if report:
+        lines = [f"<!-- written by `python -m scripts.benchmark {' '.join(sys.argv[1:])}`; do not edit by hand -->",
+                 f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores ({platform.machine()}), warm caches, "
+                 f"the lower wall time of {repeats} runs per thread count (alternating), with that run's CPU time "
+                 "(the kernel and its workers) and the load average before it.", "",
+                 "| notebook | " + " | ".join(f"{t} thread{'s' * (t > 1)}: wall s | CPU s | load" for t in counts) + " |",
+                 "|---|" + "---|---|---|" * len(counts)]
+        lines += [f"| {name} | " + " | ".join(f"{b[t][0]:.0f} | {b[t][1]:.0f} | {b[t][2]}" for t in counts) + " |"
+                  for name, b in rows]
+        lines.append("| all | " + " | ".join(f"{sum(b[t][0] for _, b in rows):.0f} | {sum(b[t][1] for _, b in rows):.0f} | "
+                                             for t in counts) + " |")
+        Path(report).write_text("\n".join(lines) + "\n")
+        print(f"wrote {report}")
+        sync_pages()
+    return dict(rows)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", nargs="*", help="notebook number prefixes to run (default: all)")
@@ -245,11 +285,16 @@ def main():
     ap.add_argument("--binder", action="store_true",
                     help="one core, each notebook from a fresh copy of the cache Binder's image ships (scripts.warm_cache)")
     ap.add_argument("--report", help="also write the notebooks' table to this markdown file")
+    ap.add_argument("--threads", nargs="+", type=int, help="only: every notebook at each of these thread counts")
+    ap.add_argument("--repeats", type=int, default=2, help="with --threads: rounds of alternating runs")
     ap.add_argument("--sync-pages", action="store_true",
                     help="only: copy the reports into the pages that include them (running_a_class.md)")
     args = ap.parse_args()
     if args.sync_pages:
         print("\n".join(f"updated {b}" for b in sync_pages()) or "every included report is up to date")
+        return
+    if args.threads:
+        thread_counts(args.threads, args.repeats, args.only, args.report)
         return
     if args.under_load:
         print(f"lesson 06's training steps per second, beside {os.cpu_count()} busy processes:")

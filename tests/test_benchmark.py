@@ -87,3 +87,14 @@ def test_pages_show_the_reports_they_include(tmp_path):
     assert benchmark.sync_pages([page]) == ["page.md: r.md"]
     assert page.read_text() == "before\n<!-- include: r.md -->\n| a | 1 |\n<!-- end include -->\nafter\n"
     assert benchmark.sync_pages([page], write=False) == []
+
+
+@pytest.mark.slow
+def test_thread_counts_run_each_notebook_at_each_count(tmp_path):
+    path = _notebook(tmp_path / "threads.ipynb",
+                     "import os, torch, tutorlib\n"
+                     "assert torch.get_num_threads() == int(os.environ['OMP_NUM_THREADS'])")
+    out = tmp_path / "threads.md"
+    best = benchmark.thread_counts([1, 2], 1, report=str(out), paths=[path])
+    assert set(best["threads"]) == {1, 2} and all(wall > 0 for wall, cpu, load in best["threads"].values())
+    assert "| threads | " in out.read_text()
