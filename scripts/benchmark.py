@@ -72,12 +72,13 @@ def run_notebook(path: Path, cold: bool = False, one_core: bool = False, every_s
     so that it builds every world, feature and model it needs, as on a new Colab or Binder session;
     ``cache_from``: with a fresh copy of that cache folder instead (what a Binder image ships);
     ``one_core``: the runner, the kernel and its workers pinned to one CPU core (Binder's quota);
-    ``threads``: ``OMP_NUM_THREADS`` for the kernel. Returns the wall time, the CPU time, the kernel's peak RSS and the process tree's peak PSS (sampled every
+    ``threads``: ``OMP_NUM_THREADS`` and ``MKL_NUM_THREADS`` for the kernel. Returns the wall time, the CPU time, the kernel's peak RSS and the process tree's peak PSS (sampled every
     ``every_s`` seconds)."""
     import threading
     pin = (lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})) if one_core else None
     with tempfile.TemporaryDirectory(prefix="tutorlib-cold-") as empty:
-        env = None if threads is None else {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        env = None if threads is None else {**os.environ, "OMP_NUM_THREADS": str(threads),
+                                            "MKL_NUM_THREADS": str(threads)}   # torch reads both
         if cold or cache_from is not None:
             cache = Path(empty) / "cache"
             if cache_from is not None:
