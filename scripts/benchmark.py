@@ -66,16 +66,28 @@ def tree_pss_mib(pid: int) -> float:
     return total / 2**20
 
 
+def _pin(one_core: bool):
+    """A ``preexec_fn`` that pins a child process to this process's first allowed core, or None."""
+    return (lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})) if one_core else None
+
+
+def notebooks(only=None) -> list[Path]:
+    """The course's notebooks in order, or those whose names start with one of ``only``."""
+    return [p for p in sorted((ROOT / "notebooks").glob("*.ipynb"))
+            if not only or any(p.name.startswith(o) for o in only)]
+
+
 def run_notebook(path: Path, cold: bool = False, one_core: bool = False, every_s: float = 0.5,
                  cache_from: Path | None = None, threads: int | None = None) -> dict:
     """Run one notebook in a fresh kernel; ``cold``: with an empty ``TUTORLIB_CACHE`` of its own,
     so that it builds every world, feature and model it needs, as on a new Colab or Binder session;
     ``cache_from``: with a fresh copy of that cache folder instead (what a Binder image ships);
     ``one_core``: the runner, the kernel and its workers pinned to one CPU core (Binder's quota);
-    ``threads``: ``OMP_NUM_THREADS`` and ``MKL_NUM_THREADS`` for the kernel. Returns the wall time, the CPU time, the kernel's peak RSS and the process tree's peak PSS (sampled every
+    ``threads``: ``OMP_NUM_THREADS`` and ``MKL_NUM_THREADS`` for the kernel. Returns the wall
+    time, the CPU time, the kernel's peak RSS and the process tree's peak PSS (sampled every
     ``every_s`` seconds)."""
     import threading
-    pin = (lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})) if one_core else None
+    pin = _pin(one_core)
     with tempfile.TemporaryDirectory(prefix="tutorlib-cold-") as empty:
         env = None if threads is None else {**os.environ, "OMP_NUM_THREADS": str(threads),
                                             "MKL_NUM_THREADS": str(threads)}   # torch reads both
@@ -104,9 +116,8 @@ def run_notebook(path: Path, cold: bool = False, one_core: bool = False, every_s
 def image_cache(folder: Path, one_core: bool) -> float:
     """Build what Binder's postBuild builds into its image (``scripts.warm_cache``) in
     ``folder``; returns the seconds it took (paid once per image build, not per session)."""
-    pin = (lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})) if one_core else None
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "scripts.warm_cache"], cwd=ROOT, check=True, preexec_fn=pin,
+    subprocess.run([sys.executable, "-m", "scripts.warm_cache"], cwd=ROOT, check=True, preexec_fn=_pin(one_core),
                    env={**os.environ, "TUTORLIB_CACHE": str(folder)}, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
 
@@ -194,24 +205,29 @@ def under_load(busy: int | None = None) -> dict:
             p.wait()
 
 
-def write_report(path: Path, rows, total: float, mode: str, argv: str, image_s: float | None = None) -> None:
-    """The notebooks' table as markdown, with when, where and how it was measured (and, for
-    ``--binder``, how long the image's cache took to build: once per image, not per session)."""
-    lines = [f"<!-- written by `python -m scripts.benchmark {argv}`; do not edit by hand -->",
+def _write_markdown(path: Path, how: str, table: list[str]) -> None:
+    """A report: which command wrote it, when and where it was measured (``how``), the table;
+    then the pages that include it are brought up to date."""
+    lines = [f"<!-- written by `python -m scripts.benchmark {' '.join(sys.argv[1:])}`; do not edit by hand -->",
              f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores ({platform.machine()}, "
-             f"Python {platform.python_version()}), {mode}."
-             + (f" Building the image's cache (`scripts.warm_cache`) took {image_s:.0f} s, once per image build."
-                if image_s is not None else ""), "",
-             "| notebook | wall s | kernel peak MiB | process tree peak PSS MiB | load before |",
-             "|---|---|---|---|---|"]
-    for name, r, before in rows:
-        lines.append(f"| {name} | failed | | | {before} |" if r is None else
-                     f"| {name} | {r['wall_s']:.0f} | {r['peak_mib']:,.0f} | {r['tree_pss_mib']:,.0f} | {before} |")
-    lines.append(f"| all | {total:,.0f} | | | |")
+             f"Python {platform.python_version()}), {how}", "", *table]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     print(f"wrote {path}")
     sync_pages()
+
+
+def write_report(path: Path, rows, total: float, mode: str, image_s: float | None = None) -> None:
+    """The notebooks' table as markdown, with when, where and how it was measured (and, for
+    ``--binder``, how long the image's cache took to build: once per image, not per session)."""
+    table = ["| notebook | wall s | kernel peak MiB | process tree peak PSS MiB | load before |",
+             "|---|---|---|---|---|"]
+    for name, r, before in rows:
+        table.append(f"| {name} | failed | | | {before} |" if r is None else
+                     f"| {name} | {r['wall_s']:.0f} | {r['peak_mib']:,.0f} | {r['tree_pss_mib']:,.0f} | {before} |")
+    table.append(f"| all | {total:,.0f} | | | |")
+    _write_markdown(path, f"{mode}." + (f" Building the image's cache (`scripts.warm_cache`) took {image_s:.0f} s, "
+                                        "once per image build." if image_s is not None else ""), table)
 
 
 PAGES = (ROOT / "lessons" / "running_a_class.md",)
@@ -242,8 +258,7 @@ def thread_counts(counts, repeats: int, only=None, report: str | None = None, pa
     alternate the counts, so that a drift in the machine's speed falls on all of them alike;
     prints the lower wall time and the matching CPU time per count (two spinning threads
     burn CPU while they wait, so CPU above wall means threads waiting on each other)."""
-    paths = paths or [p for p in sorted((ROOT / "notebooks").glob("*.ipynb"))
-                      if not only or any(p.name.startswith(o) for o in only)]
+    paths = paths or notebooks(only)
     head = " ".join(f"{f'{t} thr wall':>11s} {'cpu':>6s}" for t in counts)
     print(f"\n{'notebook':40s} {head}   (lower of {repeats} alternating runs, warm caches)")
     rows = []
@@ -259,19 +274,15 @@ def thread_counts(counts, repeats: int, only=None, report: str | None = None, pa
         rows.append((path.stem, best))
         print(f"{path.name:40s} " + " ".join(f"{best[t][0]:11.1f} {best[t][1]:6.1f}" for t in counts), flush=True)
     if report:
-        lines = [f"<!-- written by `python -m scripts.benchmark {' '.join(sys.argv[1:])}`; do not edit by hand -->",
-                 f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores ({platform.machine()}), warm caches, "
-                 f"the lower wall time of {repeats} runs per thread count (alternating), with that run's CPU time "
-                 "(the kernel and its workers) and the load average before it.", "",
-                 "| notebook | " + " | ".join(f"{t} thread{'s' * (t > 1)}: wall s | CPU s | load" for t in counts) + " |",
+        table = ["| notebook | " + " | ".join(f"{t} thread{'s' * (t > 1)}: wall s | CPU s | load" for t in counts) + " |",
                  "|---|" + "---|---|---|" * len(counts)]
-        lines += [f"| {name} | " + " | ".join(f"{b[t][0]:.0f} | {b[t][1]:.0f} | {b[t][2]}" for t in counts) + " |"
+        table += [f"| {name} | " + " | ".join(f"{b[t][0]:.0f} | {b[t][1]:.0f} | {b[t][2]}" for t in counts) + " |"
                   for name, b in rows]
-        lines.append("| all | " + " | ".join(f"{sum(b[t][0] for _, b in rows):.0f} | {sum(b[t][1] for _, b in rows):.0f} | "
+        table.append("| all | " + " | ".join(f"{sum(b[t][0] for _, b in rows):.0f} | {sum(b[t][1] for _, b in rows):.0f} | "
                                              for t in counts) + " |")
-        Path(report).write_text("\n".join(lines) + "\n")
-        print(f"wrote {report}")
-        sync_pages()
+        _write_markdown(Path(report), f"warm caches, the lower wall time of {repeats} runs per thread count "
+                        "(alternating), with that run's CPU time (the kernel and its workers) and the load "
+                        "average before it.", table)
     return dict(rows)
 
 
@@ -317,9 +328,7 @@ def main():
         mode += f"; memory budget {BUDGET_MIB} MiB" + ("; one core" if one_core else "")
         print(f"\n{'notebook':40s} {'wall s':>8s} {'peak MiB':>9s} {'tree PSS':>9s} {'load before':>12s}   ({mode})")
         total, rows = 0.0, []
-        for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
-            if args.only and not any(path.name.startswith(p) for p in args.only):
-                continue
+        for path in notebooks(args.only):
             before = load()
             r = run_notebook(path, cold=args.cold, one_core=one_core, cache_from=image)
             if "error" in r:
@@ -336,7 +345,7 @@ def main():
         if image is not None:
             shutil.rmtree(image, ignore_errors=True)
         if args.report:
-            write_report(Path(args.report), rows, total, mode, " ".join(sys.argv[1:]), image_s)
+            write_report(Path(args.report), rows, total, mode, image_s)
     if not args.no_throughput:
         r = throughput()
         print("\nrender throughput, one CPU core (median of 5):")
