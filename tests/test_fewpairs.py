@@ -61,6 +61,27 @@ def test_evaluate_reports_the_mean_of_both_recalls(monkeypatch):
     assert "zero-shot" in fewpairs.evaluate(ip, tp, no_truth, scores="zero-shot")  # zero-shot needs no positives
 
 
+def test_sweep_trains_each_labelled_setting_and_scores_it(monkeypatch):
+    n = 30
+    attrs = torch.full((n, 2, 4), -1, dtype=torch.long)
+    attrs[:, 0] = torch.randint(0, 2, (n, 4), generator=torch.Generator().manual_seed(0))
+    feats = {"image": _randn(n, 3, 16), "text": _randn(n, 24, seed=1), "attrs": attrs,
+             "positives": torch.eye(n, dtype=torch.bool)}
+    monkeypatch.setattr(fewpairs, "class_features", lambda attr: _randn(len(world.ATTRIBUTES[attr]), 24, seed=2))
+    kw = dict(steps=3, hidden=8, embed_dim=4)
+    rows = fewpairs.sweep(feats, feats, feats, {"A": ("clip", {}), "B": ("structure", {"lam": 2.0, "layer": 0})}, [10, 20], [0, 1],
+                          progress=False, **kw)
+    assert [(r["method"], r["pairs"], r["seed"]) for r in rows][:4] == [("A", 10, 0), ("A", 10, 1), ("B", 10, 0), ("B", 10, 1)]
+    ip, tp, _ = fewpairs.train_projectors(feats, 20, "structure", seed=1, lam=2.0, layer=0, **kw)   # the last row, alone
+    assert rows[-1]["i2t@1"] == fewpairs.evaluate(ip, tp, feats, layer=0)["i2t@1"]      # scored on the layer it trained on
+    assert [r["method"] for r in fewpairs.sweep(feats, feats, feats, ["clip"], [10], [0], progress=False, **kw)] == ["clip"]
+    for bad in ({"A": "clip"}, ["clip", "clip"], ["siglip"], "clip"):
+        with pytest.raises(ValueError, match="^methods: got"):
+            fewpairs.sweep(feats, feats, feats, bad, [10], [0], **kw)
+    with pytest.raises(ValueError, match="^pair_counts: got \\[\\]"):
+        fewpairs.sweep(feats, feats, feats, ["clip"], [], [0], **kw)
+
+
 def test_neighbourhood_divergence_is_the_mean_regulariser_over_batches():
     feats = {"image": _randn(50, 3, 8), "text": _randn(50, 12, seed=1)}
     proj_i, proj_t = torch.nn.Linear(8, 4), torch.nn.Linear(12, 4)

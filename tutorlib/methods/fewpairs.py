@@ -13,22 +13,21 @@ import math
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..core import _validate, cache
 from ..objectives import losses, structure
 from ..evaluation import metrics
 from ..zoo import pretrained, selfsup
-from ..training import train
+from ..training import stacked, train
 from .. import world
 from ..core.runtime import get_seed
 from ..zoo.minilm import load_minilm
 from ..core.ops import in_chunks
 from ..models.heads import mlp
+from ..objectives.cwcl import (CWCL_FORMS, CWCL_SOURCES, attribute_vectors, batch_weights,
+                                cwcl_targets, match_weights, optimum_margin)
 
 METHODS = ("clip", "cwcl", "structure", "cwcl+structure")
-CWCL_SOURCES = ("text", "image", "own", "attributes", "matches")
-CWCL_FORMS = ("paper", "cosine")
 # zero-shot on the paraphrase split's held-out wording
 ATTRIBUTES = ("shape", "colour", "size")
 
@@ -42,10 +41,8 @@ def features(split: str, n: int | None = None, progress: bool = True) -> dict:
     _validate.one_of("split", split, world.SPLITS)
     data = pretrained.training_data(split, n)
     tower, _ = selfsup.encoder(progress=progress)
-    name = ("fewpairs-image-"
-            f"{cache.key(selfsup.recipe().key, pretrained.training_config(split, n))}.safetensors")
-    image = cache.cached_tensors(
-        name, lambda: {"image": selfsup.layer_features(tower, data["image"])})["image"]
+    name = f"fewpairs-image-{cache.key(selfsup.recipe().key, pretrained.training_config(split, n))}.safetensors"
+    image = cache.cached_tensors(name, lambda: {"image": selfsup.layer_features(tower, data["image"])})["image"]
     out = {"image": image, "text": load_minilm().features(data["caption"], progress=progress),
            "attrs": data["attrs"], "full_spec": data["full_spec"], "caption": data["caption"]}
     if split != "train":
@@ -57,55 +54,6 @@ def class_features(attr: str) -> torch.Tensor:
     """MiniLM features ``[C, 384]`` of one prompt per class of ``attr``, in held-out wording."""
     _validate.one_of("attr", attr, world.ATTRIBUTES)
     return load_minilm().features(world.class_prompts(attr, held_out=True), progress=False)
-
-
-def attribute_vectors(attrs: torch.Tensor) -> torch.Tensor:
-    """The world's ground truth as a vector per scene: ``attrs`` ``[N, 2, 4]`` (shape, colour,
-    size, position of each object, -1 where absent) -> ``[N, A]`` float counts, one entry per
-    attribute value (A = 6 + 6 + 2 + 9 in the default world), summed over the scene's objects.
-    The cosine of two rows is the scenes' true attribute overlap: 1 for scenes that share
-    every attribute, 0 for scenes that share none."""
-    _validate.tensor("attrs", attrs, 3, floating=False)
-    if attrs.shape[1:] != (2, 4):
-        raise ValueError(f"attrs: got shape {tuple(attrs.shape)}, expected [N, 2, 4]")
-    parts = []
-    for j, name in enumerate(("shape", "colour", "size", "position")):
-        a, k = attrs[:, :, j], len(world.ATTRIBUTES[name])
-        parts.append((F.one_hot(a.clamp_min(0), k) * (a >= 0)[..., None]).sum(1))
-    return torch.cat(parts, 1).float()
-
-
-def cwcl_targets(source_emb: torch.Tensor, centre: bool = False, form: str = "paper") -> torch.Tensor:
-    """CWCL's weights ``[N, N]`` from ``source_emb`` ``[N, d]``: ``form="paper"`` is
-    ``losses.cwcl_weights`` (½ cos + ½, Eq. 3); ``form="cosine"`` (not in the paper) the cosine
-    itself clamped to [0, 1], so that an unrelated item (cos <= 0) gets no weight. Diagonal 1."""
-    _validate.one_of("form", form, CWCL_FORMS)
-    w = losses.cwcl_weights(source_emb, centre)
-    return w if form == "paper" else (2 * w - 1).clamp_min(0).fill_diagonal_(1.0)
-
-
-def match_weights(attrs: torch.Tensor, full_spec: torch.Tensor, form: str = "cosine") -> torch.Tensor:
-    """The retrieval ground truth as CWCL weights ``[N, N]``: w_ij = 1 if caption j (``full_spec``
-    ``[N, 9]``) is true of scene i (``attrs`` ``[N, 2, 4]``; ``world.matches``), else 0, diagonal
-    1; ``form="paper"`` maps it through ½ w + ½ as Eq. 3 maps a cosine. Rows are scenes."""
-    _validate.one_of("form", form, CWCL_FORMS)
-    w = world.matches(attrs, full_spec).float()
-    return (w if form == "cosine" else w / 2 + 0.5).fill_diagonal_(1.0)
-
-
-def optimum_margin(weights: torch.Tensor) -> dict[str, float]:
-    """Where CWCL's loss is at its minimum, each row's softmax equals its target
-    w_ij / Σ_j w_ij. With ``weights`` ``[N, N]`` (w_ii = 1 >= w_ij), the true partner is then
-    still the top choice; how far ahead, averaged over rows: ``"weight margin"`` 1 - max_{j≠i}
-    w_ij, ``"share margin"`` that divided by Σ_j w_ij (the probabilities' gap), ``"true share"``
-    1 / Σ_j w_ij, and ``"ties"``, the fraction of rows where another item has w_ij = 1."""
-    _validate.tensor("weights", weights, 2)
-    if weights.shape[0] != weights.shape[1] or len(weights) < 2:
-        raise ValueError(f"weights: got shape {tuple(weights.shape)}, expected [N, N], N >= 2")
-    off = weights.masked_fill(torch.eye(len(weights), dtype=torch.bool), float("-inf"))
-    gap, total = 1 - off.max(1).values, weights.sum(1)
-    return {"weight margin": gap.mean().item(), "share margin": (gap / total).mean().item(),
-            "true share": (1 / total).mean().item(), "ties": (gap <= 1e-6).float().mean().item()}
 
 
 class Projector(torch.nn.Module):
@@ -158,29 +106,11 @@ def hyperparameters(**overrides) -> dict:
     return r
 
 
-def _weights(method, r, x_img, x_txt, truth):
-    """CWCL's (image->text, text->image) weights for one batch; ``truth`` [attrs(, full_spec)]:
-    ``"attributes"`` weighs by attribute overlap, ``"matches"`` by which caption is true."""
-    if "cwcl" not in method:
-        return None, None
-    source, centre, form = r["cwcl_source"], r["cwcl_centre"], r["cwcl_form"]
-    if source == "matches":
-        w = match_weights(*truth, form)
-        return w, w.T.contiguous()
-    if source == "attributes":
-        w = cwcl_targets(attribute_vectors(truth[0]), centre, form)
-        return w, w
-    w_img = cwcl_targets(x_img, centre, form) if source in ("image", "own") else None
-    w_txt = cwcl_targets(x_txt, centre, form) if source in ("text", "own") else None
-    return {"text": (w_txt, w_txt), "image": (w_img, w_img), "own": (w_img, w_txt)}[source]
-
-
 def pair_indices(n_available: int, n_pairs: int, seed: int | None = None) -> torch.Tensor:
     """The rows ``train_projectors`` draws as its ``n_pairs`` pairs out of ``n_available``
     with ``seed`` ``[n_pairs]`` (the same generator, the same first draw)."""
     if not 2 <= _validate.positive_int("n_pairs", n_pairs) <= n_available:
-        raise ValueError(f"n_pairs: got {n_pairs}, "
-                         f"expected 2..{n_available} (the pairs in feats)")
+        raise ValueError(f"n_pairs: got {n_pairs}, expected 2..{n_available} (the pairs in feats)")
     return torch.randperm(n_available, generator=torch.Generator().manual_seed(get_seed(seed)))[:n_pairs]
 
 
@@ -189,9 +119,7 @@ def untrained_projectors(feats: dict, seed: int | None = None, **overrides):
     ``seed`` (before any step): the starting point that every trained pair is compared to."""
     r, seed = hyperparameters(**overrides), get_seed(seed)
     torch.manual_seed(seed)
-    img_proj = Projector(feats["image"].shape[-1], r["embed_dim"], r["hidden"])
-    txt_proj = Projector(feats["text"].shape[-1], r["embed_dim"], r["hidden"])
-    return img_proj.eval(), txt_proj.eval()
+    return tuple(Projector(feats[k].shape[-1], r["embed_dim"], r["hidden"]).eval() for k in ("image", "text"))
 
 
 def train_projectors(feats: dict, n_pairs: int, method: str = "clip", seed: int | None = None,
@@ -199,35 +127,93 @@ def train_projectors(feats: dict, n_pairs: int, method: str = "clip", seed: int 
     """Train an image and a text ``Projector`` on ``n_pairs`` pairs drawn (by ``seed``) from
     ``feats`` with ``method`` in ``METHODS``, for ``hyperparameters()["steps"]`` steps whatever
     ``n_pairs`` is (batches of ``min(batch_size, n_pairs)``). Returns both and the history."""
+    return train_runs(feats, [dict(n_pairs=n_pairs, method=method, seed=seed, **overrides)], progress)[0]
+
+
+# lesson 08's sweep on one core: 8 at once trained fastest; 12 no faster, 16 slower (the stacked
+# weights and AdamW's state outgrow the core's cache)
+RUNS_AT_ONCE = 8
+
+
+def _prepare(feats: dict, run: dict) -> dict:
+    """One run's settings, its seeded generator, its drawn pairs and its untrained projectors."""
+    if not isinstance(run, dict) or "n_pairs" not in run:
+        raise ValueError(f"runs: got an item {run!r}, expected dicts with 'n_pairs' (and 'method', "
+                         "'seed', any hyperparameters() override)")
+    run = {"method": "clip", "seed": None, **run}
+    n, method, seed = run.pop("n_pairs"), run.pop("method"), get_seed(run.pop("seed"))
     _validate.one_of("method", method, METHODS)
-    r, seed = hyperparameters(**overrides), get_seed(seed)
-    pair_indices(len(feats["text"]), n_pairs, seed)                 # checks n_pairs
+    r = hyperparameters(**run)
+    pair_indices(len(feats["text"]), n, seed)                       # checks n_pairs
     g = torch.Generator().manual_seed(seed)
-    pool = torch.randperm(len(feats["text"]), generator=g)[:n_pairs]   # = pair_indices(...)
-    x_img, x_txt = feats["image"][pool, r["layer"]].float(), feats["text"][pool].float()
+    pool = torch.randperm(len(feats["text"]), generator=g)[:n]      # = pair_indices(...)
     oracle = "cwcl" in method and r["cwcl_source"] in ("attributes", "matches")
     keys = ("attrs", "full_spec")[:1 + (r["cwcl_source"] == "matches")] if oracle else ()
-    truth = [feats[k][pool] for k in keys]
-    img_proj, txt_proj = untrained_projectors(feats, seed, **overrides)
-    img_proj.train(), txt_proj.train()
-    log_scale, batch = torch.tensor(math.log(1 / r["tau"])), min(r["batch_size"], n_pairs)
-    reg_args = (r["structure_tau"], r["levels"])
+    return {"r": r, "method": method, "n": n, "seed": seed, "g": g, "batch": min(r["batch_size"], n),
+            "x_img": feats["image"][pool, r["layer"]].float(), "x_txt": feats["text"][pool].float(),
+            "truth": [feats[k][pool] for k in keys], "proj": untrained_projectors(feats, seed, **run)}
+
+
+def _run_loss(run: dict, zi, zt, idx, step: int) -> dict:
+    """One run's loss on its batch ``idx``: CLIP's or CWCL's, plus STRUCTURE's term."""
+    r, method, x_img, x_txt = run["r"], run["method"], run["x_img"][idx], run["x_txt"][idx]
+    w = ((None, None) if "cwcl" not in method else
+         batch_weights(r["cwcl_source"], x_img, x_txt, [t[idx] for t in run["truth"]], r["cwcl_centre"], r["cwcl_form"]))
+    out = {"loss": losses.cwcl_loss(zi, zt, torch.tensor(math.log(1 / r["tau"])), *w)}
+    if "structure" in method:
+        reg_args = dict(tau=r["structure_tau"], levels=r["levels"], divergence=r["divergence"])
+        reg = (structure.regulariser(x_img, zi, **reg_args) + structure.regulariser(x_txt, zt, **reg_args)) / 2
+        out["loss"], out["structure"] = out["loss"] + structure.weight(step, r["lam"], r["lam_warmup"]) * reg, reg.detach()
+    return out
+
+
+def _train_together(runs: list[dict], progress: bool) -> list[tuple]:
+    """Runs of one shape trained as one ``Stacked`` run: their losses summed, one AdamW."""
+    img, txt = (stacked.Stacked([run["proj"][side] for run in runs]).train() for side in (0, 1))
+    r = runs[0]["r"]
 
     def loss_fn(step):
-        idx = torch.randperm(n_pairs, generator=g)[:batch]
-        zi, zt = img_proj(x_img[idx]), txt_proj(x_txt[idx])
-        w = _weights(method, r, x_img[idx], x_txt[idx], [t[idx] for t in truth])
-        out = {"loss": losses.cwcl_loss(zi, zt, log_scale, *w)}
-        if "structure" in method:
-            reg = (structure.regulariser(x_img[idx], zi, *reg_args, divergence=r["divergence"])
-                   + structure.regulariser(x_txt[idx], zt, *reg_args, divergence=r["divergence"])) / 2
-            out["loss"], out["structure"] = \
-                out["loss"] + structure.weight(step, r["lam"], r["lam_warmup"]) * reg, reg.item()
-        return out
-    params = train.decay_groups([*img_proj.parameters(), *txt_proj.parameters()], r["weight_decay"])
-    history = train.fit(loss_fn, params, range(r["steps"]), steps=r["steps"], lr=r["lr"],
-                        warmup=r["warmup"], desc=f"{method}, {n_pairs} pairs", progress=progress)
-    return img_proj.eval(), txt_proj.eval(), history
+        idx = [torch.randperm(run["n"], generator=run["g"])[:run["batch"]] for run in runs]
+        zi = img(torch.stack([run["x_img"][i] for run, i in zip(runs, idx)]))
+        zt = txt(torch.stack([run["x_txt"][i] for run, i in zip(runs, idx)]))
+        outs = [_run_loss(run, a, b, i, step) for run, a, b, i in zip(runs, zi.unbind(), zt.unbind(), idx)]
+        for run, o in zip(runs, outs):          # name the run whose loss broke, not only the sum
+            if not torch.isfinite(o["loss"]):
+                raise FloatingPointError(f"the {run['method']} run with {run['n']} pairs and seed {run['seed']}: "
+                                         f"its loss became {o['loss'].item()} at step {step}; try a lower lr")
+        logs = {f"{name} {k}": v.detach() for k, o in enumerate(outs) for name, v in o.items()}
+        return {**logs, "loss": sum(o["loss"] for o in outs)}
+    desc = (f"{len(runs)} runs at once (their losses summed): " if len(runs) > 1 else "") + \
+        ", ".join(sorted({run["method"] for run in runs}))
+    h = train.fit(loss_fn, img.param_groups(r["weight_decay"]) + txt.param_groups(r["weight_decay"]),
+                  range(r["steps"]), steps=r["steps"], lr=r["lr"], warmup=r["warmup"], desc=desc, progress=progress)
+    out = []
+    for k, (i, t) in enumerate(zip(img.unstack(), txt.unstack())):
+        history = {name: h[f"{name} {k}"] for name in ("loss", "structure") if f"{name} {k}" in h}
+        out.append((i.eval(), t.eval(), {**history, "lr": h["lr"], "time": h["time"]}))   # time: the chunk's
+    return out
+
+
+def train_runs(feats: dict, runs, progress: bool = False) -> list[tuple]:
+    """``train_projectors`` for every run in ``runs`` (dicts of its arguments: ``n_pairs``,
+    ``method``, ``seed`` and any ``hyperparameters()`` override), the same weights to the last
+    bit, in less time: runs whose projectors, batch size and schedule agree are trained
+    ``RUNS_AT_ONCE`` at a time as one ``training.stacked.Stacked`` run. Returns one
+    ``(img_proj, txt_proj, history)`` per run, in order; a history's ``time`` is the wall time
+    of the runs trained with it."""
+    if not isinstance(runs, (list, tuple)) or not runs:
+        raise ValueError(f"runs: got {runs!r}, expected a non-empty list of dicts")
+    prepared = [_prepare(feats, run) for run in runs]
+    shape = lambda p: (p["batch"], *(p["r"][k] for k in ("steps", "lr", "weight_decay", "warmup", "embed_dim", "hidden")))
+    groups, out = {}, [None] * len(prepared)
+    for i, p in enumerate(prepared):
+        groups.setdefault(shape(p), []).append(i)
+    for members in groups.values():
+        n_chunks = -(-len(members) // RUNS_AT_ONCE)
+        for chunk in (members[c::n_chunks] for c in range(n_chunks)):
+            for i, res in zip(chunk, _train_together([prepared[i] for i in chunk], progress)):
+                out[i] = res
+    return out
 
 
 SCORES = ("retrieval", "zero-shot")
@@ -261,16 +247,29 @@ def evaluate(img_proj: Projector, txt_proj: Projector, feats: dict,
 
 def sweep(train_feats: dict, retrieval_feats: dict, zero_shot_feats: dict,
           methods, pair_counts, seeds, progress: bool = True, **overrides) -> list[dict]:
-    """Every (method, pairs, seed): train on ``train_feats``, then recall@1 on
-    ``retrieval_feats`` and zero-shot accuracy on ``zero_shot_feats``; one row per run."""
-    runs = [(m, n, s) for n in pair_counts for m in methods for s in seeds]
-    layer, rows = hyperparameters(**overrides)["layer"], []
-    for m, n, s in tqdm(runs, desc="runs", disable=not progress):
-        ip, tp, _ = train_projectors(train_feats, n, m, seed=s, **overrides)
+    """Every (method, pairs, seed): train on ``train_feats`` (``train_runs``), then recall@1 on
+    ``retrieval_feats`` and zero-shot accuracy on ``zero_shot_feats``; one row per run.
+    ``methods``: names in ``METHODS``, or ``{label: (method, its own overrides)}``."""
+    names = list(methods) if not isinstance(methods, (str, dict)) else None
+    named = dict(methods) if isinstance(methods, dict) else {m: (m, {}) for m in names or ()}
+    if (not named or (names is not None and len(set(names)) < len(names))
+            or any(not (isinstance(v, tuple) and len(v) == 2 and v[0] in METHODS and isinstance(v[1], dict))
+                   for v in named.values())):
+        raise ValueError(f"methods: got {methods!r}, expected distinct names in {METHODS} "
+                         "or {label: (method, overrides)}")
+    for name, v in (("pair_counts", pair_counts), ("seeds", seeds)):
+        if isinstance(v, (str, int)) or not list(v):
+            raise ValueError(f"{name}: got {v!r}, expected a non-empty list")
+    runs = [(m, n, s) for n in pair_counts for m in named for s in seeds]
+    settings = {m: {**overrides, **named[m][1]} for m in named}
+    trained = train_runs(train_feats, [dict(n_pairs=n, method=named[m][0], seed=s, **settings[m]) for m, n, s in runs],
+                         progress)
+    rows = []
+    for (m, n, s), (ip, tp, _) in zip(runs, trained):
+        layer = hyperparameters(**settings[m])["layer"]          # each label's own, as it trained
         rec = evaluate(ip, tp, retrieval_feats, layer, scores="retrieval")
         zs = evaluate(ip, tp, zero_shot_feats, layer, scores="zero-shot")
-        rows.append({"method": m, "pairs": n, "seed": s,
-                     "i2t@1": rec["i2t@1"], "t2i@1": rec["t2i@1"],
+        rows.append({"method": m, "pairs": n, "seed": s, "i2t@1": rec["i2t@1"], "t2i@1": rec["t2i@1"],
                      **{a: zs[a] for a in (*ATTRIBUTES, "zero-shot")}})
     return rows
 
