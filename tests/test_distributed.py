@@ -2,6 +2,8 @@
 CPU (gloo), each form's loss and every gradient against the single-process loss on the
 concatenated batch, and a failing or hanging process reported by rank, not left waiting."""
 import math
+import os
+import sys
 
 import pytest
 import torch
@@ -81,6 +83,27 @@ def _sleeps(rank, world_size):
     time.sleep(60)
 
 
+def _rank_and_env(rank, world_size):
+    return rank, os.environ.get("TUTORLIB_LAUNCH_TEST"), os.getppid()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server is used on Linux only")
+def test_processes_see_the_environment_at_launch_from_one_fork_server_or_spawned(monkeypatch):
+    """Forked from one server that outlives each launch, every process still gets the
+    environment the caller has when it launches (not the server's, frozen at its start);
+    spawned processes too."""
+    monkeypatch.setenv("TUTORLIB_LAUNCH_TEST", "first")
+    first = launch.run(_rank_and_env, 2, timeout=120)
+    monkeypatch.setenv("TUTORLIB_LAUNCH_TEST", "second")
+    second = launch.run(_rank_and_env, 2, timeout=120)
+    assert [r[:2] for r in first] == [(0, "first"), (1, "first")]
+    assert [r[:2] for r in second] == [(0, "second"), (1, "second")]
+    servers = {r[2] for r in first + second}
+    assert len(servers) == 1 and os.getpid() not in servers      # children of one server, not of pytest
+    spawned = launch.run(_rank_and_env, 2, start_method="spawn", timeout=120)
+    assert [r[:2] for r in spawned] == [(0, "second"), (1, "second")] and spawned[0][2] == os.getpid()
+
+
 def test_a_failing_rank_is_named_and_a_hanging_one_times_out():
     with pytest.raises(RuntimeError, match=r"rank 1 of 2 raised:(.|\n)*rank one fails on purpose"):
         launch.run(_fails_on_rank_one, 2, timeout=120)
@@ -95,6 +118,8 @@ def test_bad_input_is_named():
         launch.run(_sleeps, 0)
     with pytest.raises(ValueError, match="backend"):
         launch.run(_sleeps, 2, backend="mpi")
+    with pytest.raises(ValueError, match="start_method: got 'fork'"):
+        launch.run(_sleeps, 2, start_method="fork")
     with pytest.raises(RuntimeError, match="not initialised"):
         distributed.gathered_clip_loss(torch.randn(2, 3), torch.randn(2, 3), 0.0)
 

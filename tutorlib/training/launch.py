@@ -12,6 +12,15 @@ arguments travel by ``dill`` (which can send a function defined in a notebook); 
 back as NumPy arrays turned into tensors again. A process that raises stops the others and
 the error names its rank; one that hangs hits ``timeout``.
 
+On Linux, processes start from a fork server: the server imports torch and this module once,
+the first time ``run`` is called, and every process after that is a fork of it, ready in a
+fraction of a second; elsewhere (macOS, where forking after torch is unsafe, and Windows), or
+with ``start_method="spawn"``, every process imports torch again, a second or more each. Each
+process gets the environment the notebook has at launch time. A forked process runs the code
+of ``tutorlib`` as the server imported it at the first launch: after editing the library
+(``%autoreload`` included), restart the kernel or pass ``start_method="spawn"``. The server
+stays up, idle, until the kernel exits.
+
 ``ddp.data_parallel`` is one such function: a model trained with ``DistributedDataParallel`` on
 CLIP's loss, with the global batch's negatives gathered or each process's own (lesson 09):
 
@@ -22,6 +31,7 @@ from __future__ import annotations
 import os
 import queue as queue_lib
 import socket
+import sys
 import time
 import traceback
 from datetime import timedelta
@@ -66,9 +76,11 @@ def _unplain(x):
     return x
 
 
-def _worker(rank, world_size, port, backend, payload, results, timeout):
+def _worker(rank, world_size, port, backend, payload, results, timeout, environ):
     import dill
     import torch.distributed as dist
+    os.environ.clear()                            # the launching process's, not the server's
+    os.environ.update(environ)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)                      # N processes share the machine's cores
@@ -97,13 +109,36 @@ def _stop(procs) -> None:
             p.kill()
 
 
-def run(fn, world_size: int = 2, *args, backend: str | None = None, timeout: float = 300.0) -> list:
+START_METHODS = ("forkserver", "spawn")
+PRELOAD = ("torch", "torch.distributed", "dill", __name__)
+
+
+def context(start_method: str | None = None):
+    """The multiprocessing context ``run`` starts processes from: ``"forkserver"`` on Linux
+    (its server preloads torch, dill and this module, besides any modules already asked
+    for), ``"spawn"`` elsewhere."""
+    import multiprocessing as mp
+    from multiprocessing import forkserver
+    if start_method is None:
+        start_method = "forkserver" if sys.platform.startswith("linux") else "spawn"
+    _validate.one_of("start_method", start_method, START_METHODS)
+    if start_method not in mp.get_all_start_methods():
+        raise ValueError(f"start_method: got {start_method!r}, expected one of this platform's "
+                         f"{tuple(m for m in START_METHODS if m in mp.get_all_start_methods())}")
+    ctx = mp.get_context(start_method)
+    if start_method == "forkserver":
+        asked = list(getattr(getattr(forkserver, "_forkserver", None), "_preload_modules", None) or [])
+        ctx.set_forkserver_preload(asked + [m for m in PRELOAD if m not in asked])
+    return ctx
+
+
+def run(fn, world_size: int = 2, *args, backend: str | None = None, timeout: float = 300.0,
+        start_method: str | None = None) -> list:
     """``fn(rank, world_size, *args)`` in ``world_size`` processes; returns the results, rank order.
+    ``start_method``: ``"forkserver"`` (the default where there is one) or ``"spawn"``.
 
     Raises ``RuntimeError`` naming the first rank that raised (with its traceback) or died, and
     ``TimeoutError`` naming the ranks that had not finished after ``timeout`` seconds."""
-    import multiprocessing as mp
-
     import dill
     if not callable(fn):
         raise ValueError(f"fn: got {type(fn).__name__}, "
@@ -112,12 +147,13 @@ def run(fn, world_size: int = 2, *args, backend: str | None = None, timeout: flo
     timeout = _validate.positive_number("timeout", timeout)
     backend = backend or default_backend()
     _validate.one_of("backend", backend, ("gloo", "nccl"))
-    ctx = mp.get_context("spawn")
+    ctx = context(start_method)
     results = ctx.Queue()
     payload = dill.dumps((fn, args), recurse=True)
     port = free_port()
+    environ = dict(os.environ)
     procs = [ctx.Process(target=_worker, args=(r, world_size, port, backend, payload, results,
-                                               timeout), daemon=True) for r in range(world_size)]
+                                               timeout, environ), daemon=True) for r in range(world_size)]
     for p in procs:
         p.start()
     out, deadline = {}, time.monotonic() + timeout
