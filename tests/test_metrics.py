@@ -269,3 +269,18 @@ def test_roc_auc_counts_ordered_pairs_and_half_ties():
     assert metrics.roc_auc(torch.tensor([1.0, 3.0]), torch.tensor([1.0, 2.0])) == 0.625   # (0.5 + 0 + 1 + 1) / 4
     with pytest.raises(ValueError, match="at least one"):
         metrics.roc_auc(torch.tensor([]), torch.tensor([1.0]))
+
+
+def test_retrieval_both_ways_from_one_similarity_matrix_equals_ranking_each_way():
+    g = torch.Generator().manual_seed(0)
+    img, txt = torch.randn(300, 32, generator=g), torch.randn(300, 32, generator=g)
+    pos = torch.rand(300, 300, generator=g) < 0.01
+    pos.fill_diagonal_(True)
+    out = metrics.retrieval(img, txt, ks=(1, 5), positives=pos)
+    for k in (1, 5):
+        assert out[f"i2t@{k}"] == metrics.recall_at_k(img, txt, k, pos)
+        assert out[f"t2i@{k}"] == metrics.recall_at_k(txt, img, k, pos.T)
+    with pytest.raises(ValueError, match="ks: got 1"):
+        metrics.retrieval(img, txt, ks=1)
+    with pytest.raises(ValueError, match="ks"):
+        metrics.retrieval(img, txt, ks=(0,))

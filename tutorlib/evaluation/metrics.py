@@ -21,16 +21,8 @@ def _self_mask(q: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return torch.eye(len(q), dtype=torch.bool, device=q.device)
 
 
-def recall_at_k(query_emb: torch.Tensor, gallery_emb: torch.Tensor, k: int = 1,
-                positives: torch.Tensor | None = None, exclude_self: bool = False) -> float:
-    """Fraction of queries with a correct item among their top ``k`` gallery items.
-
-    ``positives`` ``[Nq, Ng]`` bool marks every correct gallery item (default: the
-    diagonal). Ties: an item counts as correct if *any* positive is in the top k, so a
-    scene whose caption is identical to another scene's is not punished for the other.
-    ``exclude_self=True`` when query and gallery are the same set (row i = item i): each
-    query's own item is left out of its ranking.
-    """
+def _checked(query_emb, gallery_emb, k, positives, exclude_self):
+    """``recall_at_k``'s inputs, checked: ``(query [Nq, d], gallery [Ng, d], positives [Nq, Ng])``."""
     q, g = _emb("query_emb", query_emb), _emb("gallery_emb", gallery_emb)
     _validate.same_width("query_emb", q, "gallery_emb", g)
     _validate.positive_int("k", k)
@@ -43,21 +35,45 @@ def recall_at_k(query_emb: torch.Tensor, gallery_emb: torch.Tensor, k: int = 1,
     elif positives.shape != (len(q), len(g)):
         raise ValueError(f"positives: got shape {tuple(positives.shape)}, "
                          f"expected [{len(q)}, {len(g)}]")
+    return q, g, positives
+
+
+def _recall(sim: torch.Tensor, k: int, positives: torch.Tensor, rankable: int) -> float:
+    """Recall@k from query-by-gallery similarities ``sim`` ``[Nq, Ng]``."""
+    top = sim.topk(min(k, rankable), dim=1).indices
+    return positives.bool().gather(1, top).any(1).float().mean().item()
+
+
+def recall_at_k(query_emb: torch.Tensor, gallery_emb: torch.Tensor, k: int = 1,
+                positives: torch.Tensor | None = None, exclude_self: bool = False) -> float:
+    """Fraction of queries with a correct item among their top ``k`` gallery items.
+
+    ``positives`` ``[Nq, Ng]`` bool marks every correct gallery item (default: the
+    diagonal). Ties: an item counts as correct if *any* positive is in the top k, so a
+    scene whose caption is identical to another scene's is not punished for the other.
+    ``exclude_self=True`` when query and gallery are the same set (row i = item i): each
+    query's own item is left out of its ranking.
+    """
+    q, g, positives = _checked(query_emb, gallery_emb, k, positives, exclude_self)
     sim = q @ g.T
     if exclude_self:
         sim = sim.masked_fill(_self_mask(q, g), -float("inf"))
-    top = sim.topk(min(k, len(g) - int(exclude_self)), dim=1).indices
-    return positives.bool().gather(1, top).any(1).float().mean().item()
+    return _recall(sim, k, positives, len(g) - int(exclude_self))
 
 
 def retrieval(image_emb, text_emb, ks=(1, 5), positives=None) -> dict[str, float]:
     """Recall@k both ways: ``{"i2t@1": ..., "t2i@1": ..., ...}``. ``positives``
-    ``[N_img, N_txt]`` as in ``recall_at_k`` (its transpose is used for text->image)."""
-    out = {}
+    ``[N_img, N_txt]`` as in ``recall_at_k`` (its transpose is used for text->image). One
+    similarity matrix serves both ways: text->image ranks its transpose (on the CPU the same
+    numbers as text @ imageᵀ, to the last bit, at the course's sizes)."""
+    if isinstance(ks, int) or not list(ks):
+        raise ValueError(f"ks: got {ks!r}, expected a non-empty list of k")
+    img, txt, positives = _checked(image_emb, text_emb, max(_validate.positive_int("ks", k) for k in ks),
+                                   positives, False)
+    sim, out = img @ txt.T, {}
     for k in ks:
-        out[f"i2t@{k}"] = recall_at_k(image_emb, text_emb, k, positives)
-        out[f"t2i@{k}"] = recall_at_k(text_emb, image_emb, k,
-                                      None if positives is None else positives.T)
+        out[f"i2t@{k}"] = _recall(sim, k, positives, len(txt))
+        out[f"t2i@{k}"] = _recall(sim.T, k, positives.T, len(img))
     return out
 
 
