@@ -42,13 +42,18 @@ def test_projector_pair_is_seeded_and_projects_both_sides():
         fewpairs.ProjectorPair(6, 5, seed=-1)
 
 
-def test_evaluate_reports_the_mean_of_both_recalls(monkeypatch):
-    n = 30
+def _scored_feats(monkeypatch, n=30):
+    """Random features of a scored split (single-object scenes, the diagonal as positives),
+    with random class prompts in place of MiniLM's."""
     attrs = torch.full((n, 2, 4), -1, dtype=torch.long)
     attrs[:, 0] = torch.randint(0, 2, (n, 4), generator=torch.Generator().manual_seed(0))
-    feats = {"image": _randn(n, 3, 16), "text": _randn(n, 24, seed=1), "attrs": attrs,
-             "positives": torch.eye(n, dtype=torch.bool)}
     monkeypatch.setattr(fewpairs, "class_features", lambda attr: _randn(len(world.ATTRIBUTES[attr]), 24, seed=2))
+    return {"image": _randn(n, 3, 16), "text": _randn(n, 24, seed=1), "attrs": attrs,
+            "positives": torch.eye(n, dtype=torch.bool)}
+
+
+def test_evaluate_reports_the_mean_of_both_recalls(monkeypatch):
+    feats = _scored_feats(monkeypatch)
     ip, tp, _ = fewpairs.train_projectors(feats, 20, "clip", seed=1, steps=3)
     out = fewpairs.evaluate(ip, tp, feats)
     assert out["recall@1"] == (out["i2t@1"] + out["t2i@1"]) / 2
@@ -62,12 +67,7 @@ def test_evaluate_reports_the_mean_of_both_recalls(monkeypatch):
 
 
 def test_sweep_trains_each_labelled_setting_and_scores_it(monkeypatch):
-    n = 30
-    attrs = torch.full((n, 2, 4), -1, dtype=torch.long)
-    attrs[:, 0] = torch.randint(0, 2, (n, 4), generator=torch.Generator().manual_seed(0))
-    feats = {"image": _randn(n, 3, 16), "text": _randn(n, 24, seed=1), "attrs": attrs,
-             "positives": torch.eye(n, dtype=torch.bool)}
-    monkeypatch.setattr(fewpairs, "class_features", lambda attr: _randn(len(world.ATTRIBUTES[attr]), 24, seed=2))
+    feats = _scored_feats(monkeypatch)
     kw = dict(steps=3, hidden=8, embed_dim=4)
     rows = fewpairs.sweep(feats, feats, feats, {"A": ("clip", {}), "B": ("structure", {"lam": 2.0, "layer": 0})}, [10, 20], [0, 1],
                           progress=False, **kw)
