@@ -11,6 +11,12 @@ render throughput on one CPU core, and a mini-CLIP training step at batch 256.
     python -m scripts.benchmark --under-load    # training steps/s beside busy processes (a shared server)
     python -m scripts.benchmark --threads 1 2 --repeats 2 --report lessons/benchmarks/threads.md
                                                 # every notebook at each thread count, alternating
+    python -m scripts.benchmark --stacked --report lessons/benchmarks/stacked.md
+                                                # lesson 08's runs one at a time and stacked, one core
+    python -m scripts.benchmark --profile --report lessons/benchmarks/profile.md
+                                                # where each notebook's time goes; training GFLOP/s
+    python -m scripts.benchmark --against 25fcec5 --only 08 09 --repeats 3 --report lessons/benchmarks/issue-35.md
+                                                # side by side with a commit: alternating, one core, one thread
 
 Besides the kernel's own peak, each notebook's peak proportional set size (PSS) over the whole
 process tree is sampled: the runner, the kernel and any worker processes the kernel starts
@@ -25,6 +31,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -78,12 +85,13 @@ def notebooks(only=None) -> list[Path]:
 
 
 def run_notebook(path: Path, cold: bool = False, one_core: bool = False, every_s: float = 0.5,
-                 cache_from: Path | None = None, threads: int | None = None) -> dict:
+                 cache_from: Path | None = None, threads: int | None = None, root: Path = ROOT) -> dict:
     """Run one notebook in a fresh kernel; ``cold``: with an empty ``TUTORLIB_CACHE`` of its own,
     so that it builds every world, feature and model it needs, as on a new Colab or Binder session;
     ``cache_from``: with a fresh copy of that cache folder instead (what a Binder image ships);
     ``one_core``: the runner, the kernel and its workers pinned to one CPU core (Binder's quota);
-    ``threads``: ``OMP_NUM_THREADS`` and ``MKL_NUM_THREADS`` for the kernel. Returns the wall
+    ``threads``: ``OMP_NUM_THREADS`` and ``MKL_NUM_THREADS`` for the kernel; ``root``: the checkout
+    whose ``tutorlib`` the kernel imports (another commit's worktree). Returns the wall
     time, the CPU time, the kernel's peak RSS and the process tree's peak PSS (sampled every
     ``every_s`` seconds)."""
     import threading
@@ -91,13 +99,15 @@ def run_notebook(path: Path, cold: bool = False, one_core: bool = False, every_s
     with tempfile.TemporaryDirectory(prefix="tutorlib-cold-") as empty:
         env = None if threads is None else {**os.environ, "OMP_NUM_THREADS": str(threads),
                                             "MKL_NUM_THREADS": str(threads)}   # torch reads both
+        if root != ROOT:
+            env = {**(env or os.environ), "PYTHONPATH": str(root)}
         if cold or cache_from is not None:
             cache = Path(empty) / "cache"
             if cache_from is not None:
                 shutil.copytree(cache_from, cache, ignore=shutil.ignore_patterns("*.lock"))
             env = {**(env or os.environ), "TUTORLIB_CACHE": str(cache)}
         proc = subprocess.Popen([sys.executable, "-c", _RUN_ONE, str(path)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env, preexec_fn=pin)
+                                stderr=subprocess.PIPE, text=True, cwd=root, env=env, preexec_fn=pin)
         peak, done = [0.0], threading.Event()
 
         def sample():
@@ -230,7 +240,7 @@ def write_report(path: Path, rows, total: float, mode: str, image_s: float | Non
                                         "once per image build." if image_s is not None else ""), table)
 
 
-PAGES = (ROOT / "lessons" / "running_a_class.md",)
+PAGES = tuple(ROOT / "lessons" / f for f in ("running_a_class.md", "08_few_pairs.md", "09_scaling_the_batch.md"))
 _INCLUDE = re.compile(r"(<!-- include: (\S+) -->\n)(.*?)(<!-- end include -->)", re.S)
 
 
@@ -286,6 +296,204 @@ def thread_counts(counts, repeats: int, only=None, report: str | None = None, pa
     return dict(rows)
 
 
+def side_by_side(commit: str, repeats: int, only=None, report: str | None = None) -> dict:
+    """Every notebook at ``commit`` (a temporary git worktree, run with its own ``tutorlib``) and
+    here, alternately, ``repeats`` rounds, each pinned to one core at one thread, warm caches:
+    the median wall times and their ratio, with every round's ratio, so that a drift of the
+    machine falls on both alike. Wall, not CPU time: on one core the wall time is all the work
+    done, while the CPU time the kernel's children report misses workers started from a fork
+    server (lesson 09's), which no process waits for on their behalf."""
+    label = subprocess.run(["git", "rev-parse", "--short", commit], cwd=ROOT, check=True,
+                           capture_output=True, text=True).stdout.strip()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="tutorlib-then-") as tmp:
+        then = Path(tmp) / "tree"
+        subprocess.run(["git", "worktree", "add", "--detach", str(then), commit], cwd=ROOT, check=True,
+                       capture_output=True)
+        try:
+            print(f"\n{'notebook':40s} {label + ' wall s':>14s} {'now wall s':>11s} {'ratio':>6s}   "
+                  f"(median of {repeats}; one core, one thread, alternating)")
+            for path in notebooks(only):
+                if not (then / "notebooks" / path.name).exists():
+                    print(f"{path.name:40s} not at {label}")
+                    continue
+                wall = {"then": [], "now": []}
+                for _ in range(repeats):
+                    for side, root in (("then", then), ("now", ROOT)):
+                        r = run_notebook(root / "notebooks" / path.name, one_core=True, threads=1, root=root)
+                        if "error" in r:
+                            raise SystemExit(f"{path.name} at {side} failed: {r['error']}")
+                        wall[side].append(r["wall_s"])
+                med = {k: statistics.median(v) for k, v in wall.items()}
+                pairs = " ".join(f"{b / a:.2f}" for a, b in zip(wall["then"], wall["now"]))
+                rows.append((path.stem, med, pairs))
+                print(f"{path.name:40s} {med['then']:14.1f} {med['now']:11.1f} {med['now'] / med['then']:6.2f}   "
+                      f"rounds: {pairs}", flush=True)
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(then)], cwd=ROOT, capture_output=True)
+    if report and rows:
+        table = [f"| notebook | at {label}: wall s | now: wall s | now / {label} | each round's ratio |",
+                 "|---|---|---|---|---|"]
+        table += [f"| {n} | {m['then']:.1f} | {m['now']:.1f} | {m['now'] / m['then']:.2f} | {p} |" for n, m, p in rows]
+        _write_markdown(Path(report), f"side by side with commit {label} (run with its own `tutorlib`), warm caches, "
+                        f"seed {os.environ.get('TUTORLIB_SEED', 'default')}, each notebook pinned to one core at one thread, "
+                        f"{repeats} alternating rounds; median wall times (on one core, all the work the kernel and its workers did).", table)
+    return {n: m for n, m, _ in rows}
+
+
+_STACKED = r"""
+import json, statistics, sys, time, torch
+from tutorlib.methods import fewpairs
+torch.set_num_threads(1)
+feats = fewpairs.features("train", progress=False)
+torch.optim.AdamW([torch.zeros(1, requires_grad=True)])      # the first optimiser's imports, paid up front
+settings = [("clip", {}), ("structure", {"lam": 1.0}), ("structure", {"lam": 10.0}),
+            ("structure", {"lam": 10.0, "divergence": "official", "structure_tau": 0.05}),
+            ("cwcl", {"cwcl_source": "text"}), ("cwcl", {"cwcl_source": "image"}), ("cwcl", {"cwcl_source": "own"}),
+            ("cwcl", {"cwcl_source": "text", "cwcl_centre": True})]
+recipe = fewpairs.hyperparameters(steps=100, lam_warmup=20)
+runs = [dict(n_pairs=50, method=m, seed=s, **{**recipe, **ov}) for m, ov in settings for s in (1000, 1001)]
+times = {"one at a time": [], "together": []}
+for _ in range(int(sys.argv[1])):
+    for how in times:
+        start = time.perf_counter()
+        out = [fewpairs.train_runs(feats, [r])[0] for r in runs] if how == "one at a time" else fewpairs.train_runs(feats, runs)
+        times[how].append(time.perf_counter() - start)
+print(json.dumps({"runs": len(runs), "at_once": fewpairs.RUNS_AT_ONCE, **{k: statistics.median(v) for k, v in times.items()}}))
+"""
+
+
+def stacked_runs(repeats: int, report: str | None = None) -> dict:
+    """Lesson 08's 16 validation runs (8 settings, 2 seeds; 100 steps at 50 pairs) trained one
+    at a time and together (``fewpairs.train_runs``), alternating, in one process pinned to one
+    core at one thread: the median seconds of each."""
+    out = subprocess.run([sys.executable, "-c", _STACKED, str(repeats)], cwd=ROOT, check=True, capture_output=True,
+                         text=True, preexec_fn=_pin(True), env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"{r['runs']} runs one at a time: {r['one at a time']:.1f} s; together ({r['at_once']} at once): "
+          f"{r['together']:.1f} s; {r['one at a time'] / r['together']:.2f}x")
+    if report:
+        table = ["| lesson 08's validation runs | seconds | speed-up |", "|---|---|---|",
+                 f"| {r['runs']} runs one at a time | {r['one at a time']:.1f} | 1 |",
+                 f"| the same runs together, {r['at_once']} at a time | {r['together']:.1f} | "
+                 f"{r['one at a time'] / r['together']:.2f}x |"]
+        _write_markdown(Path(report), f"one process pinned to one core at one thread, warm caches, median of {repeats} "
+                        "alternating rounds. One at a time is each run alone through the same code (a stack of one, "
+                        "whose weights equal plain `nn.Linear` training's to the last bit at these sizes); the "
+                        "weights are the same either way (`tests/test_stacked.py`).", table)
+    return r
+
+
+_PROFILE_START = r"""
+import collections, sys, threading, time, torch
+from torch.utils.flop_counter import FlopCounterMode
+from tutorlib.training import train as _train
+_PROF = {"samples": collections.Counter(), "flops": 0.0, "counted": 0, "steps": 0, "step_s": 0.0, "every": 25}
+_PROF_STOP, _PROF_MAIN = threading.Event(), threading.main_thread().ident
+
+def _prof_category(frame):
+    names, cell = [], False
+    while frame is not None:
+        f = frame.f_code.co_filename
+        cell = cell or "ipykernel_" in f or f.startswith("<ipython-input")
+        names.append((f, frame.f_code.co_name))
+        frame = frame.f_back
+    if not cell:
+        return None                                   # the kernel waiting between cells
+    files = [f for f, _ in names]
+    if any(f.endswith("tutorlib/training/train.py") for f in files):
+        return "training"
+    for cat, part in (("evaluation", "tutorlib/evaluation/"), ("plotting", "matplotlib"), ("data", "tutorlib/world/"),
+                      ("data", "tutorlib/zoo/minilm"), ("imports", "<frozen importlib")):
+        if any(part in f for f in files):
+            return cat
+    if any(n in ("features", "token_features", "layer_features", "training_data") for _, n in names):
+        return "data"
+    return "other"
+
+def _prof_sample():
+    while not _PROF_STOP.wait(0.01):
+        frame = sys._current_frames().get(_PROF_MAIN)
+        cat = frame is not None and _prof_category(frame)
+        if cat:
+            _PROF["samples"][cat] += 1
+
+_prof_step = _train.step
+def _counted_step(*args, **kwargs):
+    _PROF["steps"] += 1
+    if _PROF["steps"] % _PROF["every"] == 1:            # FLOPs of every 25th step (forward and backward)
+        with FlopCounterMode(display=False) as counter:
+            out = _prof_step(*args, **kwargs)
+        _PROF["flops"], _PROF["counted"] = _PROF["flops"] + counter.get_total_flops(), _PROF["counted"] + 1
+        return out
+    start = time.perf_counter()
+    out = _prof_step(*args, **kwargs)
+    _PROF["step_s"] += time.perf_counter() - start
+    return out
+_train.step = _counted_step
+threading.Thread(target=_prof_sample, daemon=True).start()
+"""
+_PROFILE_END = r"""
+import json
+_PROF_STOP.set()
+a = torch.randn(512, 512)
+for _ in range(3):
+    start = time.perf_counter(); [a @ a for _ in range(20)]; mm = 20 * 2 * 512 ** 3 / (time.perf_counter() - start)
+uncounted = _PROF["steps"] - _PROF["counted"]
+rate = (_PROF["flops"] / _PROF["counted"]) / (_PROF["step_s"] / uncounted) if _PROF["counted"] and uncounted else float("nan")
+print("PROFILE " + json.dumps({"samples": dict(_PROF["samples"]), "steps": _PROF["steps"], "train_gflops": rate / 1e9,
+                               "matmul_gflops": mm / 1e9, "threads": torch.get_num_threads()}))
+"""
+_PROFILE_RUN = r"""
+import json, sys, nbformat
+from nbclient import NotebookClient
+start, end = sys.argv[2], sys.argv[3]
+nb = nbformat.read(sys.argv[1], as_version=4)
+nb.cells = [nbformat.v4.new_code_cell(start), *nb.cells, nbformat.v4.new_code_cell(end)]
+NotebookClient(nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": "notebooks"}}).execute()
+out = [o.get("text", "") for o in nb.cells[-1].outputs if o.get("name") == "stdout"]
+print([line for line in "".join(out).splitlines() if line.startswith("PROFILE ")][-1][8:])
+"""
+CATEGORIES = ("training", "evaluation", "data", "plotting", "imports", "other")
+
+
+def profile_notebooks(only=None, report: str | None = None) -> dict:
+    """Where each notebook's time goes, sampled every 10 ms from inside its kernel (one core,
+    one thread, warm caches): the share of cell time in training steps (``train.step``, which
+    every training loop of the course calls), evaluation (``tutorlib.evaluation``), data (the
+    world, MiniLM and the cached feature builders), plotting (matplotlib), imports, and the rest
+    (the notebook's own Python, pandas, printing); and the achieved GFLOP/s of the training
+    steps (FLOPs counted by ``torch.utils.flop_counter`` on every 25th step, time measured on
+    the others) beside the same kernel's 512x512 float32 matmul rate."""
+    rows = []
+    print(f"\n{'notebook':32s} " + " ".join(f"{c:>10s}" for c in CATEGORIES) + f" {'train GF/s':>10s} {'matmul':>7s}")
+    for path in notebooks(only):
+        proc = subprocess.run([sys.executable, "-c", _PROFILE_RUN, str(path), _PROFILE_START, _PROFILE_END], cwd=ROOT,
+                              capture_output=True, text=True, preexec_fn=_pin(True),
+                              env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+        if proc.returncode != 0:
+            print(f"{path.name:32s} FAILED: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ''}")
+            continue
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        total = sum(r["samples"].values()) or 1
+        share = {c: r["samples"].get(c, 0) / total for c in CATEGORIES}
+        rows.append((path.stem, share, r, total / 100))
+        print(f"{path.stem[:32]:32s} " + " ".join(f"{share[c]:10.0%}" for c in CATEGORIES)
+              + f" {r['train_gflops']:10.1f} {r['matmul_gflops']:7.1f}", flush=True)
+    if report and rows:
+        table = ["| notebook | cell time s | " + " | ".join(CATEGORIES) + " | training steps | training GFLOP/s | matmul GFLOP/s |",
+                 "|---|---|" + "---|" * (len(CATEGORIES) + 3)]
+        table += [f"| {n} | {t:.0f} | " + " | ".join(f"{sh[c]:.0%}" for c in CATEGORIES)
+                  + f" | {r['steps']:,} | {r['train_gflops']:.1f} | {r['matmul_gflops']:.0f} |" for n, sh, r, t in rows]
+        _write_markdown(Path(report), "warm caches, each notebook in a fresh kernel pinned to one core at one thread, "
+                        "its main thread's stack sampled every 10 ms while a cell ran (the categories are checked in the "
+                        "order of the columns: a sample inside a training step counts as training even when the step "
+                        "evaluates). Training GFLOP/s: FLOPs of every 25th training step (`torch.utils.flop_counter`, "
+                        "matrix products and convolutions, forward and backward) per second of the other steps; "
+                        "matmul: the same kernel multiplying 512x512 float32 matrices.", table)
+    return {n: (sh, r) for n, sh, r, _ in rows}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", nargs="*", help="notebook number prefixes to run (default: all)")
@@ -298,12 +506,24 @@ def main():
                     help="one core, each notebook from a fresh copy of the cache Binder's image ships (scripts.warm_cache)")
     ap.add_argument("--report", help="also write the notebooks' table to this markdown file")
     ap.add_argument("--threads", nargs="+", type=int, help="only: every notebook at each of these thread counts")
-    ap.add_argument("--repeats", type=int, default=2, help="with --threads: rounds of alternating runs")
+    ap.add_argument("--repeats", type=int, default=2, help="with --threads, --against or --stacked: rounds of alternating runs")
+    ap.add_argument("--profile", action="store_true", help="only: where each notebook's time goes, training GFLOP/s")
+    ap.add_argument("--stacked", action="store_true", help="only: lesson 08's runs one at a time and stacked")
+    ap.add_argument("--against", metavar="COMMIT", help="only: every notebook side by side with COMMIT's, alternating")
     ap.add_argument("--sync-pages", action="store_true",
                     help="only: copy the reports into the pages that include them (running_a_class.md)")
     args = ap.parse_args()
     if args.sync_pages:
         print("\n".join(f"updated {b}" for b in sync_pages()) or "every included report is up to date")
+        return
+    if args.profile:
+        profile_notebooks(args.only, args.report)
+        return
+    if args.stacked:
+        stacked_runs(args.repeats, args.report)
+        return
+    if args.against:
+        side_by_side(args.against, args.repeats, args.only, args.report)
         return
     if args.threads:
         thread_counts(args.threads, args.repeats, args.only, args.report)
