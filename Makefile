@@ -7,7 +7,7 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 QUIET  := TQDM_MININTERVAL=5
 NBVAL  := --nbval-lax --nbval-current-env --nbval-cell-timeout=900
 
-.PHONY: install grade-tools lab test unit notebooks bench bench-cold bench-binder clean-notebooks student assignments site
+.PHONY: install grade-tools lab test unit notebooks bench bench-cold bench-binder models clean-notebooks student assignments site
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,9 @@ bench-cold: install             ## every notebook from an empty cache, as on a f
 
 bench-binder: install           ## every notebook on one CPU core from the cache Binder's image ships, as a student meets it
 	$(OFFLINE) $(BIN)/python -m scripts.benchmark --binder --no-throughput --report lessons/benchmarks/binder.md
+
+models: install                 ## retrain the shipped models (default profile and seed) from an empty cache: after changing the code behind a recipe
+	$(OFFLINE) $(BIN)/python -m scripts.ship_models
 
 clean-notebooks:                ## strip outputs and execution counts from every notebook
 	$(BIN)/python -m scripts.clean_notebooks notebooks/*.ipynb

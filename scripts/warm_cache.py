@@ -6,7 +6,8 @@
 Binder's postBuild runs this inside the image build: what it writes under the home folder
 (``~/.cache/tutorlib``) ships with the image, so a student's first session starts with the
 course mini-CLIP, its data, lesson 05's world, backbones and token features, and lesson 08's
-SimCLR encoder already built, instead of a few minutes of training on Binder's one CPU. A lesson's
+SimCLR encoder already built. The models themselves come from the package's shipped files
+(``tutorlib.core.shipped``, copied on import); the data and features are computed here. A lesson's
 own variations (another temperature, another seed) still build on first use, as anywhere.
 """
 from __future__ import annotations

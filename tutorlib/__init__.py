@@ -27,8 +27,11 @@ from importlib import import_module
 
 from .core.runtime import device, get_seed, pick, profile, seed_everything, settings
 from .core.threads import cap_threads
+from .core import shipped
 
 cap_threads()           # torch's threads, at most the CPUs this process may use (Binder: one)
+if shipped.enabled():
+    shipped.install()   # the default seed's trained-once models into the cache, where it lacks them
 
 __version__ = "0.1.0"
 _FLOORS = ("core", "world", "models", "objectives", "evaluation", "training", "zoo", "methods",
