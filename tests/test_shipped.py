@@ -30,6 +30,14 @@ def test_install_copies_what_the_cache_lacks_and_keeps_what_it_has(tmp_path):
         shipped.install(3)
 
 
+def test_a_cache_that_cannot_be_made_is_reported_not_raised(tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("TUTORLIB_CACHE", str(blocker / "cache"))      # under a file: mkdir fails
+    assert shipped.install() == []
+    assert "no cache folder for the shipped models" in capsys.readouterr().err
+
+
 def test_the_switch_is_read_and_checked(monkeypatch):
     monkeypatch.setenv("TUTORLIB_SHIPPED", "0")
     assert not shipped.enabled()

@@ -48,8 +48,13 @@ def install(folder: str | Path | None = None) -> list[str]:
     reported on stderr and skipped: that model then trains on first use, as without it."""
     if folder is not None and not isinstance(folder, (str, Path)):
         raise ValueError(f"folder: got {type(folder).__name__}, expected a path or None")
-    target = cache.cache_dir() if folder is None else Path(folder)
     copied = []
+    try:
+        target = cache.cache_dir() if folder is None else Path(folder)
+    except OSError as err:                       # no writable cache folder: nothing to copy into
+        print(f"tutorlib: no cache folder for the shipped models ({err}); they will be trained on "
+              "first use", file=sys.stderr)
+        return copied
     for src in files():
         dst = target / src.name
         if dst.exists():
