@@ -403,12 +403,16 @@ def _prof_category(frame):
     files = [f for f, _ in names]
     if any(f.endswith("tutorlib/training/train.py") for f in files):
         return "training"
+    if any(f.endswith("tutorlib/training/launch.py") for f in files):
+        return "workers"
     for cat, part in (("evaluation", "tutorlib/evaluation/"), ("plotting", "matplotlib"), ("data", "tutorlib/world/"),
                       ("data", "tutorlib/zoo/minilm"), ("imports", "<frozen importlib")):
         if any(part in f for f in files):
             return cat
     if any(n in ("features", "token_features", "layer_features", "training_data") for _, n in names):
         return "data"
+    if any("tutorlib/models/" in f or "tutorlib/objectives/" in f for f in files):
+        return "forward"
     return "other"
 
 def _prof_sample():
@@ -454,31 +458,33 @@ NotebookClient(nb, timeout=1800, kernel_name="python3", resources={"metadata": {
 out = [o.get("text", "") for o in nb.cells[-1].outputs if o.get("name") == "stdout"]
 print([line for line in "".join(out).splitlines() if line.startswith("PROFILE ")][-1][8:])
 """
-CATEGORIES = ("training", "evaluation", "data", "plotting", "imports", "other")
+CATEGORIES = ("training", "workers", "evaluation", "forward", "data", "plotting", "imports", "other")
 
 
 def profile_notebooks(only=None, report: str | None = None) -> dict:
     """Where each notebook's time goes, sampled every 10 ms from inside its kernel (one core,
     one thread, warm caches): the share of cell time in training steps (``train.step``, which
-    every training loop of the course calls), evaluation (``tutorlib.evaluation``), data (the
-    world, MiniLM and the cached feature builders), plotting (matplotlib), imports, and the rest
-    (the notebook's own Python, pandas, printing); and the achieved GFLOP/s of the training
+    every training loop of the course calls), waiting for worker processes (``launch.run``),
+    evaluation (``tutorlib.evaluation``), other forward passes of the towers and losses
+    (embedding a split to score it, say), data (the world, MiniLM and the cached feature
+    builders), plotting (matplotlib), imports, and the rest (the notebook's own Python, pandas,
+    printing); and the achieved GFLOP/s of the training
     steps (FLOPs counted by ``torch.utils.flop_counter`` on every 25th step, time measured on
     the others) beside the same kernel's 512x512 float32 matmul rate."""
     rows = []
-    print(f"\n{'notebook':32s} " + " ".join(f"{c:>10s}" for c in CATEGORIES) + f" {'train GF/s':>10s} {'matmul':>7s}")
+    print(f"\n{'notebook':26s} " + " ".join(f"{c:>9s}" for c in CATEGORIES) + f" {'train GF/s':>10s} {'matmul':>7s}")
     for path in notebooks(only):
         proc = subprocess.run([sys.executable, "-c", _PROFILE_RUN, str(path), _PROFILE_START, _PROFILE_END], cwd=ROOT,
                               capture_output=True, text=True, preexec_fn=_pin(True),
                               env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
         if proc.returncode != 0:
-            print(f"{path.name:32s} FAILED: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ''}")
+            print(f"{path.name:26s} FAILED: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ''}")
             continue
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         total = sum(r["samples"].values()) or 1
         share = {c: r["samples"].get(c, 0) / total for c in CATEGORIES}
         rows.append((path.stem, share, r, total / 100))
-        print(f"{path.stem[:32]:32s} " + " ".join(f"{share[c]:10.0%}" for c in CATEGORIES)
+        print(f"{path.stem[:26]:26s} " + " ".join(f"{share[c]:9.0%}" for c in CATEGORIES)
               + f" {r['train_gflops']:10.1f} {r['matmul_gflops']:7.1f}", flush=True)
     if report and rows:
         table = ["| notebook | cell time s | " + " | ".join(CATEGORIES) + " | training steps | training GFLOP/s | matmul GFLOP/s |",
