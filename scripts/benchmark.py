@@ -305,6 +305,8 @@ def side_by_side(commit: str, repeats: int, only=None, report: str | None = None
     server (lesson 09's), which no process waits for on their behalf."""
     label = subprocess.run(["git", "rev-parse", "--short", commit], cwd=ROOT, check=True,
                            capture_output=True, text=True).stdout.strip()
+    now = subprocess.run(["git", "describe", "--always", "--dirty=, with uncommitted changes"], cwd=ROOT,
+                         capture_output=True, text=True).stdout.strip() or "this checkout"
     rows = []
     with tempfile.TemporaryDirectory(prefix="tutorlib-then-") as tmp:
         then = Path(tmp) / "tree"
@@ -335,7 +337,7 @@ def side_by_side(commit: str, repeats: int, only=None, report: str | None = None
         table = [f"| notebook | at {label}: wall s | now: wall s | now / {label} | each round's ratio |",
                  "|---|---|---|---|---|"]
         table += [f"| {n} | {m['then']:.1f} | {m['now']:.1f} | {m['now'] / m['then']:.2f} | {p} |" for n, m, p in rows]
-        _write_markdown(Path(report), f"side by side with commit {label} (run with its own `tutorlib`), warm caches, "
+        _write_markdown(Path(report), f"side by side with commit {label} (run with its own `tutorlib`; now: {now}), warm caches, "
                         f"seed {os.environ.get('TUTORLIB_SEED', 'default')}, each notebook pinned to one core at one thread, "
                         f"{repeats} alternating rounds; median wall times (on one core, all the work the kernel and its workers did).", table)
     return {n: m for n, m, _ in rows}
