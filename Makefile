@@ -5,7 +5,6 @@ BIN    := $(VENV)/bin
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 # nbval reads every message a kernel sends: slow progress bars keep that stream small
 QUIET  := TQDM_MININTERVAL=5
-NBVAL  := --nbval-lax --nbval-current-env --nbval-cell-timeout=900
 
 .PHONY: install grade-tools lab test unit notebooks bench bench-cold bench-binder models clean-notebooks student assignments site
 
@@ -56,7 +55,7 @@ unit: install                   ## the library's tests alone, in a couple of min
 	$(BIN)/python -m scripts.test --unit
 
 notebooks: install              ## notebooks only, each cell run once (the quick check while editing one)
-	$(OFFLINE) $(QUIET) TUTORLIB_PROFILE=quick MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider $(NBVAL) notebooks
+	$(BIN)/python -m scripts.test --notebooks
 
 bench: install                  ## wall time and peak memory of every notebook, render and training throughput
 	$(OFFLINE) $(BIN)/python -m scripts.benchmark

@@ -2,6 +2,7 @@
 
     python -m scripts.test              # everything: unit and slow tests, every notebook end to end, each cell twice
     python -m scripts.test --unit       # the library's tests alone, in a couple of minutes
+    python -m scripts.test --notebooks  # the notebooks alone, each cell once (the quick check while editing one)
     python -m scripts.test --jobs 1     # one process (default: 2, one torch thread each)
 
 Offline, the `quick` profile, and every notebook under nbval with each code cell run twice in
@@ -23,8 +24,9 @@ ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE"
 NBVAL = ["--nbval-lax", "--nbval-current-env", "--nbval-cell-timeout=900", "--rerun-notebooks"]
 
 
-def command(unit: bool = False, jobs: int = 2, extra=()) -> tuple[list[str], dict]:
-    """The pytest command line and the environment it runs in. With ``jobs`` > 1 the test
+def command(unit: bool = False, jobs: int = 2, extra=(), notebooks_once: bool = False) -> tuple[list[str], dict]:
+    """The pytest command line and the environment it runs in; ``notebooks_once``: the
+    notebooks alone, in one process, each cell run once (``make notebooks``). With ``jobs`` > 1 the test
     files spread over that many processes (one notebook stays in one process), each torch on
     one thread: on 2 cores that is about 1.45x the throughput of one process on two threads,
     while two processes of two threads each run 2x slower."""
@@ -32,7 +34,11 @@ def command(unit: bool = False, jobs: int = 2, extra=()) -> tuple[list[str], dic
         raise ValueError(f"jobs: got {jobs!r}, expected a positive integer")
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
     env = dict(ENV)
-    if unit:
+    if unit and notebooks_once:
+        raise ValueError("unit and notebooks_once: got both, expected at most one")
+    if notebooks_once:
+        cmd += [o for o in NBVAL if o != "--rerun-notebooks"] + ["notebooks"]
+    elif unit:
         cmd += ["-m", "not slow", "tests"]
     else:
         if jobs > 1:
@@ -45,9 +51,10 @@ def command(unit: bool = False, jobs: int = 2, extra=()) -> tuple[list[str], dic
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--unit", action="store_true", help="the library's tests alone (no slow tests, no notebooks)")
+    parser.add_argument("--notebooks", action="store_true", help="the notebooks alone, each cell run once")
     parser.add_argument("--jobs", type=int, default=2, help="test processes (default 2)")
     args, extra = parser.parse_known_args(argv)
-    cmd, env = command(args.unit, args.jobs, extra)
+    cmd, env = command(args.unit, args.jobs, extra, notebooks_once=args.notebooks)
     print("running:", " ".join(cmd[1:]), flush=True)
     return subprocess.run(cmd, cwd=ROOT, env={**os.environ, **env}).returncode
 

@@ -35,8 +35,12 @@ def test_the_test_command_is_one_python_command_that_make_calls():
     assert "not slow" in unit and "notebooks" not in unit
     with pytest.raises(ValueError, match="jobs: got 0"):
         test_command.command(jobs=0)
+    once, once_env = test_command.command(notebooks_once=True)       # make notebooks: the same options, each cell once
+    assert once[-1] == "notebooks" and "--rerun-notebooks" not in once and "tests" not in once
+    assert set(test_command.NBVAL) - set(once) == {"--rerun-notebooks"} and once_env == test_command.ENV
     makefile = (ROOT / "Makefile").read_text()
-    assert "-m scripts.test --jobs" in makefile and "-m scripts.test --unit" in makefile
+    assert all(f"-m scripts.test {flag}" in makefile for flag in ("--jobs", "--unit", "--notebooks"))
+    assert "--nbval" not in makefile, "the nbval options live in scripts/test.py alone"
     # the README's plain route and CI run the same command, without make
     readme = (ROOT / "README.md").read_text()
     ci = [ln for ln in (ROOT / ".ci" / "run").read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
