@@ -135,7 +135,7 @@ def context(start_method: str | None = None):
 def run(fn, world_size: int = 2, *args, backend: str | None = None, timeout: float = 300.0,
         start_method: str | None = None) -> list:
     """``fn(rank, world_size, *args)`` in ``world_size`` processes; returns the results, rank order.
-    ``start_method``: ``"forkserver"`` (the default where there is one) or ``"spawn"``.
+    ``start_method``: ``"forkserver"`` (the default on Linux) or ``"spawn"`` (elsewhere).
 
     Raises ``RuntimeError`` naming the first rank that raised (with its traceback) or died, and
     ``TimeoutError`` naming the ranks that had not finished after ``timeout`` seconds."""
