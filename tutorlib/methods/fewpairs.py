@@ -150,6 +150,7 @@ def _prepare(feats: dict, run: dict) -> dict:
     oracle = "cwcl" in method and r["cwcl_source"] in ("attributes", "matches")
     keys = ("attrs", "full_spec")[:1 + (r["cwcl_source"] == "matches")] if oracle else ()
     return {"r": r, "method": method, "n": n, "seed": seed, "g": g, "batch": min(r["batch_size"], n),
+            "log_scale": torch.tensor(math.log(1 / r["tau"])),
             "x_img": feats["image"][pool, r["layer"]].float(), "x_txt": feats["text"][pool].float(),
             "truth": [feats[k][pool] for k in keys], "proj": untrained_projectors(feats, seed, **run)}
 
@@ -159,7 +160,7 @@ def _run_loss(run: dict, zi, zt, idx, step: int) -> dict:
     r, method, x_img, x_txt = run["r"], run["method"], run["x_img"][idx], run["x_txt"][idx]
     w = ((None, None) if "cwcl" not in method else
          batch_weights(r["cwcl_source"], x_img, x_txt, [t[idx] for t in run["truth"]], r["cwcl_centre"], r["cwcl_form"]))
-    out = {"loss": losses.cwcl_loss(zi, zt, torch.tensor(math.log(1 / r["tau"])), *w)}
+    out = {"loss": losses.cwcl_loss(zi, zt, run["log_scale"], *w)}
     if "structure" in method:
         reg_args = dict(tau=r["structure_tau"], levels=r["levels"], divergence=r["divergence"])
         reg = (structure.regulariser(x_img, zi, **reg_args) + structure.regulariser(x_txt, zt, **reg_args)) / 2
@@ -264,9 +265,9 @@ def sweep(train_feats: dict, retrieval_feats: dict, zero_shot_feats: dict,
     settings = {m: {**overrides, **named[m][1]} for m in named}
     trained = train_runs(train_feats, [dict(n_pairs=n, method=named[m][0], seed=s, **settings[m]) for m, n, s in runs],
                          progress)
-    rows = []
+    layers, rows = {m: hyperparameters(**settings[m])["layer"] for m in named}, []   # each label's own
     for (m, n, s), (ip, tp, _) in zip(runs, trained):
-        layer = hyperparameters(**settings[m])["layer"]          # each label's own, as it trained
+        layer = layers[m]
         rec = evaluate(ip, tp, retrieval_feats, layer, scores="retrieval")
         zs = evaluate(ip, tp, zero_shot_feats, layer, scores="zero-shot")
         rows.append({"method": m, "pairs": n, "seed": s, "i2t@1": rec["i2t@1"], "t2i@1": rec["t2i@1"],
