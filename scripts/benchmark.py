@@ -78,6 +78,12 @@ def _pin(one_core: bool):
     return (lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})) if one_core else None
 
 
+def thread_env(threads: int) -> dict:
+    """This process's environment with ``threads`` compute threads for a child: ``OMP_NUM_THREADS``
+    and ``MKL_NUM_THREADS`` both, since torch reads both."""
+    return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+
+
 def notebooks(only=None) -> list[Path]:
     """The course's notebooks in order, or those whose names start with one of ``only``."""
     return [p for p in sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -97,8 +103,7 @@ def run_notebook(path: Path, cold: bool = False, one_core: bool = False, every_s
     import threading
     pin = _pin(one_core)
     with tempfile.TemporaryDirectory(prefix="tutorlib-cold-") as empty:
-        env = None if threads is None else {**os.environ, "OMP_NUM_THREADS": str(threads),
-                                            "MKL_NUM_THREADS": str(threads)}   # torch reads both
+        env = None if threads is None else thread_env(threads)
         if root != ROOT:
             env = {**(env or os.environ), "PYTHONPATH": str(root)}
         if cold or cache_from is not None:
@@ -370,7 +375,7 @@ def stacked_runs(repeats: int, report: str | None = None) -> dict:
     at a time and together (``fewpairs.train_runs``), alternating, in one process pinned to one
     core at one thread: the median seconds of each."""
     out = subprocess.run([sys.executable, "-c", _STACKED, str(repeats)], cwd=ROOT, check=True, capture_output=True,
-                         text=True, preexec_fn=_pin(True), env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+                         text=True, preexec_fn=_pin(True), env=thread_env(1))
     r = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"{r['runs']} runs one at a time: {r['one at a time']:.1f} s; together ({r['at_once']} at once): "
           f"{r['together']:.1f} s; {r['one at a time'] / r['together']:.2f}x")
@@ -478,7 +483,7 @@ def profile_notebooks(only=None, report: str | None = None) -> dict:
     for path in notebooks(only):
         proc = subprocess.run([sys.executable, "-c", _PROFILE_RUN, str(path), _PROFILE_START, _PROFILE_END], cwd=ROOT,
                               capture_output=True, text=True, preexec_fn=_pin(True),
-                              env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+                              env=thread_env(1))
         if proc.returncode != 0:
             print(f"{path.name:26s} FAILED: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ''}")
             continue
